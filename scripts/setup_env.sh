@@ -1,0 +1,12 @@
+# Sourced by the scripts beside it: creates .venv (once) and installs the project into it.
+# Usage: source scripts/setup_env.sh "cpu,test"   (the extras to install)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e ".[${1:-cpu}]"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
