@@ -1,0 +1,85 @@
+"""`FusedBatchNorm`: Keras' BatchNormalization on TensorFlow's fused kernel.
+
+Keras 3 computes batch normalisation from elementary ops (moments, subtract,
+multiply, add): four to six passes over the feature map, and in inference
+TensorFlow cannot merge them into the convolution before. TensorFlow's fused
+kernel does the whole normalisation in one pass (and its gradient in one more),
+and in inference its graph optimiser folds it, with the ReLU after it, into the
+preceding convolution. Same weights, arguments, statistics and results as
+`keras.layers.BatchNormalization`; only the kernel differs.
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_sknet")
+class FusedBatchNorm(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` that runs TensorFlow's fused kernel.
+
+    Used for channels-last 2-D (`(N, C)`) and 4-D (`(N, H, W, C)`) inputs on
+    the TensorFlow backend without a mask, renorm or synchronisation; anything
+    else falls back to the Keras implementation. The moving variance is
+    updated with the biased batch variance, as Keras does.
+
+    Args:
+        As `keras.layers.BatchNormalization`.
+
+    Returns:
+        The normalised input, same shape.
+
+    Example:
+        >>> FusedBatchNorm(epsilon=1e-5, momentum=0.9)(keras.ops.ones((2, 4, 4, 8))).shape
+        (2, 4, 4, 8)
+    """
+
+    def _fusable(self, inputs, mask):
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and len(inputs.shape) in (2, 4)
+            and self.axis in (-1, len(inputs.shape) - 1)
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        shape = ops.shape(inputs)
+        x = inputs if len(inputs.shape) == 4 else ops.reshape(inputs, (-1, 1, 1, shape[-1]))
+        channels = inputs.shape[-1]
+        gamma = self.gamma if self.scale else ops.ones((channels,), "float32")
+        beta = self.beta if self.center else ops.zeros((channels,), "float32")
+        # The fused kernel wants float32 statistics; float16/bfloat16 inputs stay as they are.
+        gamma, beta = ops.cast(gamma, "float32"), ops.cast(beta, "float32")
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True
+            )
+            # The kernel returns the unbiased variance; Keras averages the biased one.
+            count = ops.cast(ops.size(x) // channels, "float32")
+            variance = variance * ops.maximum(count - 1.0, 0.0) / count
+            self.moving_mean.assign(
+                self.moving_mean * self.momentum
+                + ops.cast(mean, self.moving_mean.dtype) * (1.0 - self.momentum)
+            )
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum
+                + ops.cast(variance, self.moving_variance.dtype) * (1.0 - self.momentum)
+            )
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x,
+                gamma,
+                beta,
+                mean=ops.cast(self.moving_mean, "float32"),
+                variance=ops.cast(self.moving_variance, "float32"),
+                epsilon=self.epsilon,
+                is_training=False,
+            )
+        if len(inputs.shape) == 2:
+            y = ops.reshape(y, shape)
+        return ops.cast(y, self.compute_dtype)

@@ -1,0 +1,350 @@
+"""Selective Kernel convolution: Split, Fuse and Select (Section 3.1, Figure 1).
+
+`SKConv` runs M convolution paths with different receptive fields over the same
+input (Split), sums them and squeezes the sum into a compact descriptor (Fuse),
+and mixes the paths with a per-channel softmax over the M paths (Select):
+
+    U = sum_m U_m                               (1)
+    s = global_average_pool(U)                  (2)
+    z = ReLU(BN(W s)),  W: d x C, no bias       (3)
+    d = max(C / r, L)                           (4)
+    a_m = softmax_m(A_m z),  A: (M*C) x d       (5)
+    V = sum_m a_m * U_m                         (6)
+
+`record_attention()` exposes the attention `a` of every SK convolution a model
+runs, for the analysis of Section 4.4, without rebuilding the model.
+"""
+
+import contextlib
+import threading
+
+import keras
+from keras import ops
+
+from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.utils.validation import (
+    check_kernel_sizes,
+    check_positive_int,
+    check_positive_number,
+    per_path,
+)
+
+# PyTorch's BatchNorm defaults (the checkpoints we convert were trained with them):
+# eps 1e-5, running-average momentum 0.1 (Keras counts momentum the other way).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+_recording = threading.local()
+
+
+@contextlib.contextmanager
+def record_attention():
+    """Collects the selection weights of every `SKConv` called inside the block.
+
+    Works in eager mode and inside a `tf.function` (the recorded values are then
+    graph tensors that the function can return), for any model that contains
+    `SKConv` layers at any depth, in the single forward pass the model runs
+    anyway.
+
+    Yields:
+        A dict filled during the block: `{layer.path: attention}`, with
+        `attention` of shape `(batch, M, channels)`; each entry sums to 1 over
+        the M paths. Layers called with `attention=False` record nothing.
+
+    Example:
+        >>> with record_attention() as attention:
+        ...     model(images, training=False)
+        >>> attention["conv3_block4/sk"].shape
+        (8, 2, 256)
+    """
+    stack = getattr(_recording, "stack", None)
+    if stack is None:
+        stack = _recording.stack = []
+    records = {}
+    stack.append(records)
+    try:
+        yield records
+    finally:
+        stack.pop()
+
+
+def _record(layer, attention):
+    stack = getattr(_recording, "stack", None)
+    if stack:
+        stack[-1][layer.path] = attention
+
+
+@keras.saving.register_keras_serializable(package="keras_sknet")
+class SKAttention(keras.layers.Layer):
+    """The fc layers of the Fuse operator and the Select softmax (Eqs. 3-5).
+
+    Maps the channel statistics `s` (Eq. 2: the global average pool of the
+    sum of the paths) to per-channel attention over the paths: fc to
+    `attention_dim` without bias -> BatchNorm -> ReLU -> fc to
+    `num_paths * channels` without bias, laid out path-major -> softmax over
+    the paths.
+
+    Args:
+        num_paths: M, the number of paths to select between.
+        attention_dim: d, the width of the compact descriptor `z`.
+        epsilon, momentum: of the BatchNorm on `z`.
+
+    Input: `s`, of shape `(batch, channels)`.
+
+    Returns:
+        Attention of shape `(batch, num_paths, channels)`, summing to 1 over
+        the paths (axis 1).
+
+    Example:
+        >>> SKAttention(num_paths=2, attention_dim=32)(keras.ops.ones((1, 64))).shape
+        (1, 2, 64)
+    """
+
+    def __init__(self, num_paths, attention_dim, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, **kwargs):
+        super().__init__(**kwargs)
+        self.num_paths = check_positive_int("num_paths", num_paths)
+        self.attention_dim = check_positive_int("attention_dim", attention_dim)
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.fc_reduce = keras.layers.Dense(
+            self.attention_dim, use_bias=False, dtype=self.dtype_policy, name="fc_reduce"
+        )
+        self.bn = FusedBatchNorm(epsilon=epsilon, momentum=momentum, dtype=self.dtype_policy, name="bn")
+        self.fc_select = None  # its width depends on the channels, known in build()
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)  # a list when deserialised
+        self.channels = input_shape[-1]
+        self.fc_reduce.build((input_shape[0], self.channels))
+        self.bn.build((input_shape[0], self.attention_dim))
+        self.fc_select = keras.layers.Dense(
+            self.num_paths * self.channels, use_bias=False, dtype=self.dtype_policy, name="fc_select"
+        )
+        self.fc_select.build((input_shape[0], self.attention_dim))
+
+    def call(self, squeezed, training=None):
+        z = ops.relu(self.bn(self.fc_reduce(squeezed), training=training))
+        logits = ops.reshape(self.fc_select(z), (-1, self.num_paths, self.channels))
+        if self.num_paths == 1:  # a softmax over one path is constantly 1
+            return ops.ones_like(logits)
+        # Softmax in float32 so that mixed precision does not coarsen the weights.
+        weights = ops.softmax(ops.cast(logits, "float32"), axis=1)
+        return ops.cast(weights, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_paths, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_paths": self.num_paths,
+                "attention_dim": self.attention_dim,
+                "epsilon": self.epsilon,
+                "momentum": self.momentum,
+            }
+        )
+        return config
+
+
+def path_settings(kernel_sizes, dilate_large_kernels):
+    """The (kernel size, dilation) of each path.
+
+    A kernel size k > 3 becomes a 3x3 with dilation (k - 1) / 2 (Section 3.1:
+    "K5" = 3x3 dilation 2, "K7" = 3x3 dilation 3) unless `dilate_large_kernels`
+    is False (the true 5x5 and 7x7 kernels of Table 6).
+    """
+    return tuple((3, (k - 1) // 2) if dilate_large_kernels and k > 3 else (k, 1) for k in kernel_sizes)
+
+
+@keras.saving.register_keras_serializable(package="keras_sknet")
+class SKConv(keras.layers.Layer):
+    """Selective Kernel convolution, SK[M, G, r] (Section 3.1, Figure 1).
+
+    Each of the M paths is a grouped convolution -> BatchNorm -> activation
+    over the same input; the paths are fused by sum, global average pooling
+    and a reduced fc, and selected by a per-channel softmax over the paths.
+
+    Args:
+        filters: C, the output channels.
+        kernel_sizes: one odd kernel size per path, M = len(kernel_sizes) >= 1.
+            Default `(3, 5)`: the paper's K3 + K5. A 1 gives a 1x1 path
+            (SKNet-29 on CIFAR, supplementary D).
+        strides: stride of every path.
+        groups: G, the groups of every path's convolution, or one value per
+            path (Table 6 pairs a 3x3 with G=32 and a 5x5 with G=64).
+            `groups == filters == input channels` makes the paths depthwise.
+        reduction: r of Eq. (4).
+        min_dim: L of Eq. (4); the compact descriptor has
+            d = max(filters / r, L) channels.
+        dilate_large_kernels: realise a kernel size k > 3 as a 3x3 with
+            dilation (k - 1) / 2 (default, as the paper); False uses a true
+            k x k kernel.
+        activation: after each path's BatchNorm; `"relu"` (default) or None
+            (the ShuffleNetV2 variant, Table S1).
+        attention: if False, return the plain sum of the paths (the naive
+            baseline of Table 7) and create no fuse/select weights.
+        epsilon, momentum: of every BatchNorm.
+        kernel_initializer: of the path convolutions (He, fan-out, by default).
+
+    Returns:
+        `V`, of shape `(batch, H_out, W_out, filters)`; with
+        `return_attention=True` in the call, `(V, attention)` where attention
+        has shape `(batch, M, filters)` (None when `attention=False`).
+
+    Example:
+        >>> sk = SKConv(128, kernel_sizes=(3, 5), strides=2, groups=32, reduction=16)
+        >>> v, a = sk(keras.ops.ones((2, 56, 56, 128)), return_attention=True)
+        >>> v.shape, a.shape
+        ((2, 28, 28, 128), (2, 2, 128))
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_sizes=(3, 5),
+        strides=1,
+        groups=32,
+        reduction=16,
+        min_dim=32,
+        dilate_large_kernels=True,
+        activation="relu",
+        attention=True,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        kernel_initializer=HE_NORMAL_FAN_OUT,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check_positive_int("filters", filters)
+        self.kernel_sizes = check_kernel_sizes(kernel_sizes)
+        self.num_paths = len(self.kernel_sizes)
+        self.strides = check_positive_int("strides", strides)
+        self.groups = per_path("groups", groups, self.num_paths)
+        for g in self.groups:
+            if self.filters % g:
+                raise ValueError(
+                    f"`groups` must divide `filters`. Received: groups={groups!r}, filters={filters}"
+                )
+        check_positive_number("reduction", reduction)
+        self.reduction = reduction
+        self.min_dim = check_positive_int("min_dim", min_dim)
+        self.dilate_large_kernels = bool(dilate_large_kernels)
+        # keras.activations.get raises ValueError naming an unknown activation.
+        self.activation = None if activation is None else keras.activations.get(activation)
+        self.attention = bool(attention)
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+        self.path_convs = []
+        self.path_bns = []
+        for i, ((size, dilation), g) in enumerate(
+            zip(path_settings(self.kernel_sizes, self.dilate_large_kernels), self.groups)
+        ):
+            self.path_convs.append(
+                GroupConv2D(
+                    self.filters,
+                    size,
+                    strides=self.strides,
+                    dilation_rate=dilation,
+                    groups=g,
+                    kernel_initializer=self.kernel_initializer,
+                    dtype=self.dtype_policy,
+                    name=f"path{i}_conv",
+                )
+            )
+            self.path_bns.append(
+                FusedBatchNorm(
+                    epsilon=epsilon, momentum=momentum, dtype=self.dtype_policy, name=f"path{i}_bn"
+                )
+            )
+        self.attention_layer = None
+        if self.attention:
+            self.attention_layer = SKAttention(
+                self.num_paths,
+                self.attention_dim,
+                epsilon=epsilon,
+                momentum=momentum,
+                dtype=self.dtype_policy,
+                name="attention",
+            )
+
+    @property
+    def attention_dim(self):
+        """d = max(C / r, L), Eq. (4)."""
+        return max(int(self.filters / self.reduction), self.min_dim)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)  # a list when deserialised
+        for conv, bn in zip(self.path_convs, self.path_bns):
+            conv.build(input_shape)
+            path_shape = conv.compute_output_shape(input_shape)
+            bn.build(path_shape)
+        if self.attention_layer is not None:
+            self.attention_layer.build((input_shape[0], self.filters))
+
+    def _run_path(self, conv, bn, inputs, training):
+        u = bn(conv(inputs), training=training)
+        return u if self.activation is None else self.activation(u)
+
+    def call(self, inputs, training=None, return_attention=False):
+        paths = [
+            self._run_path(conv, bn, inputs, training) for conv, bn in zip(self.path_convs, self.path_bns)
+        ]
+        if not self.attention:
+            outputs = paths[0]
+            for u in paths[1:]:
+                outputs = outputs + u
+            return (outputs, None) if return_attention else outputs
+
+        # Eq. (1)-(2): the average pool of the sum is the sum of the pools,
+        # which reads each path once and never materialises U.
+        squeezed = ops.mean(paths[0], axis=(1, 2))
+        for u in paths[1:]:
+            squeezed = squeezed + ops.mean(u, axis=(1, 2))
+        attention = self.attention_layer(squeezed, training=training)
+        _record(self, attention)
+        outputs = None
+        for m, u in enumerate(paths):
+            weight = ops.expand_dims(ops.expand_dims(attention[:, m, :], 1), 1)
+            outputs = u * weight if outputs is None else outputs + u * weight
+        return (outputs, attention) if return_attention else outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.path_convs[0].compute_output_shape(input_shape)
+
+    def compute_output_spec(self, inputs, training=None, return_attention=False):
+        out_shape = self.compute_output_shape(inputs.shape)
+        outputs = keras.KerasTensor(out_shape, dtype=self.compute_dtype)
+        if not return_attention:
+            return outputs
+        attention = None
+        if self.attention:
+            attention = keras.KerasTensor(
+                (inputs.shape[0], self.num_paths, self.filters), dtype=self.compute_dtype
+            )
+        return outputs, attention
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_sizes": list(self.kernel_sizes),
+                "strides": self.strides,
+                "groups": list(self.groups) if len(set(self.groups)) > 1 else self.groups[0],
+                "reduction": self.reduction,
+                "min_dim": self.min_dim,
+                "dilate_large_kernels": self.dilate_large_kernels,
+                "activation": keras.activations.serialize(self.activation)
+                if self.activation is not None
+                else None,
+                "attention": self.attention,
+                "epsilon": self.epsilon,
+                "momentum": self.momentum,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
+        return config
