@@ -1,0 +1,22 @@
+"""keras-sknet: Selective Kernel Networks (Li et al., CVPR 2019) for Keras 3.
+
+from keras_sknet.applications import SKNet50, preprocess_input
+from keras_sknet.layers import SKConv, SKBlock
+"""
+
+import importlib.util
+import os
+
+if (
+    os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+    and importlib.util.find_spec("tensorflow") is None
+):
+    raise ImportError(
+        "keras_sknet runs on Keras' TensorFlow backend and TensorFlow is not installed. "
+        "Install it with `pip install keras-sknet[cpu]` (CPU wheel) or `pip install keras-sknet[gpu]`."
+    )
+
+from keras_sknet import applications, layers, utils  # noqa: E402
+from keras_sknet.version import __version__  # noqa: E402
+
+__all__ = ["__version__", "applications", "layers", "utils"]

@@ -1,0 +1,184 @@
+"""What every model function shares: argument checks, the input, the head, weights.
+
+Follows `keras.applications`: arguments are checked first, in a fixed order,
+with messages that end in "Received: ...". Two deliberate differences, both
+because every head here pools globally: any input size at or above the
+network's minimum works with `include_top=True` (the paper also evaluates at
+320x320), and so does an input of unknown size, `(None, None, 3)`.
+"""
+
+import os
+
+import keras
+
+from keras_sknet.utils.validation import check_positive_int
+
+POOLING_MODES = (None, "avg", "max")
+
+BASE_DOCSTRING = """Instantiates the {description}.
+
+    Reference: {reference}
+
+    The model takes images already processed by
+    `keras_sknet.applications.preprocess_input` (RGB in [0, 255] -> ImageNet
+    mean/std); it does no normalisation of its own. Channels-last only.
+
+    Args:
+        include_top: whether to include the global-average-pool + fully
+            connected classifier on top.
+        weights: `None` (random initialisation, He init) or the path to a
+            Keras weights file (`.weights.h5`) to load.
+        input_tensor: optional Keras tensor (the output of `keras.Input()` or
+            of a layer) to use as the model's input.
+        input_shape: optional `(height, width, channels)`; defaults to
+            `{default_shape}` with `include_top=True` and `(None, None, 3)`
+            without. Height and width must be at least {min_size} or None.
+        pooling: with `include_top=False`, `None` (4D feature map), `"avg"` or
+            `"max"` (global pooling to a 2D tensor).
+        classes: number of classes of the classifier (used with
+            `include_top=True`).
+        classifier_activation: activation of the classifier, a name or a
+            callable; `None` returns logits.
+        name: the model's name.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+        >>> model = {example}
+        >>> model.output_shape
+        {example_output}
+    """
+
+
+def validate_arguments(weights, include_top, classes, pooling, classifier_activation):
+    """Checks the keras.applications arguments a model function receives."""
+    if weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise ValueError(
+                "The `weights` argument should be either `None` (random initialization) "
+                f"or the path to a Keras weights file. Received: weights={weights!r}"
+            )
+        if not os.path.isfile(weights):
+            if str(weights) == "imagenet":
+                raise ValueError(
+                    "No pretrained ImageNet weights are available for this model. "
+                    "Pass `weights=None` or the path to a Keras weights file. "
+                    f"Received: weights={weights!r}"
+                )
+            raise ValueError(
+                "The `weights` argument should be either `None` (random initialization) "
+                "or the path to an existing Keras weights file. "
+                f"Received: weights={weights!r} (no such file)"
+            )
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
+    if include_top:
+        check_positive_int("classes", classes)
+        if classifier_activation is not None and not callable(classifier_activation):
+            keras.activations.get(classifier_activation)  # raises for unknown names
+    if pooling not in POOLING_MODES:
+        raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
+
+
+def _check_input_shape(input_shape, min_size):
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must be a tuple of three integers (height, width, channels), "
+            f"channels last. Received: input_shape={input_shape!r}"
+        )
+    height, width, channels = input_shape
+    if channels is None or isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(
+            f"The channel dimension of `input_shape` must be a positive integer. "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+    for size in (height, width):
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < min_size):
+            raise ValueError(
+                f"Input size must be at least {min_size}x{min_size} (or None). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+    return tuple(input_shape)
+
+
+def model_input(input_tensor, input_shape, default_size, min_size, include_top):
+    """Returns `(image_input, model_inputs)`: the tensor to build on and the model's inputs."""
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_sknet models are channels-last. Received: "
+            f"keras.config.image_data_format()={keras.config.image_data_format()!r}"
+        )
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise ValueError(
+                "`input_tensor` must be a Keras tensor: the output of `keras.Input()` or "
+                f"of a Keras layer. Received: input_tensor of type {type(input_tensor).__name__}"
+            )
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise ValueError(
+                "`input_shape` does not match the shape of `input_tensor`. "
+                f"Received: input_shape={tuple(input_shape)}, input_tensor.shape={input_tensor.shape}"
+            )
+        _check_input_shape(tensor_shape, min_size)
+        return input_tensor, keras.utils.get_source_inputs(input_tensor)
+    if input_shape is None:
+        input_shape = (default_size, default_size, 3) if include_top else (None, None, 3)
+    image_input = keras.Input(shape=_check_input_shape(input_shape, min_size))
+    return image_input, image_input
+
+
+def classification_head(x, include_top, pooling, classes, classifier_activation):
+    """Global pooling and the classifier, as keras.applications builds them."""
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        # Under mixed precision the classifier runs in float32 (stable softmax and loss).
+        head_dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+        return keras.layers.Dense(
+            classes, activation=classifier_activation, dtype=head_dtype, name="predictions"
+        )(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def build_model(
+    features,
+    *,
+    default_size,
+    min_size,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
+):
+    """The one builder behind every model function.
+
+    Args:
+        features: `features(image_input) -> feature map`, the network body.
+        default_size, min_size: the default and smallest input height/width.
+        The rest: the keras.applications arguments of the public functions.
+
+    Returns:
+        A `keras.Model`, with `weights` loaded if a path was given.
+    """
+    validate_arguments(weights, include_top, classes, pooling, classifier_activation)
+    image_input, inputs = model_input(input_tensor, input_shape, default_size, min_size, include_top)
+    outputs = classification_head(features(image_input), include_top, pooling, classes, classifier_activation)
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # Keras raises several types for mismatches.
+            raise ValueError(
+                f"Could not load the weights file {str(weights)!r} into model {name!r} "
+                f"(include_top={include_top}, classes={classes}): {error}"
+            ) from error
+    return model

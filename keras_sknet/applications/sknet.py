@@ -1,0 +1,263 @@
+"""SKNet and its ResNeXt / SENet baselines, for ImageNet (224) and CIFAR (32).
+
+One family builder, `SKNet()`, makes every bottleneck network of the paper;
+the public functions only pick a row of `MODEL_CONFIGS`. The ablations of
+Tables 6 and 7 are arguments of `SKNet()`, for example:
+
+    SKNet(stage_depths=(3, 4, 6, 3), kernel_sizes=(3, 5, 7))       # K3+K5+K7, SK
+    SKNet(stage_depths=(3, 4, 6, 3), kernel_sizes=(3, 5), attention=False)  # naive sum
+    SKNet(stage_depths=(3, 4, 6, 3), kernel_sizes=(3, 5),
+          dilate_large_kernels=False, sk_groups=(32, 64))           # true 5x5, G=64
+
+ImageNet layout (Table 1): 7x7/2 conv + 3x3/2 max pool, then four stages of
+bottleneck units with 256, 512, 1024, 2048 output channels; cardinality 32 and
+bottleneck width 4 give the 128...1024-channel middle convolutions.
+CIFAR layout (Section 4.2, supplementary D, ResNeXt-29 16x32d): a 3x3 conv and
+three stages of three units with 256, 512, 1024 output channels and
+512, 1024, 2048-channel middle convolutions of 16 groups.
+"""
+
+import keras
+
+from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model
+from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
+from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
+from keras_sknet.layers.selective_kernel import BN_EPSILON, BN_MOMENTUM
+from keras_sknet.utils.validation import check_positive_int
+
+BLOCK_TYPES = ("sk", "resnext")
+# Stem name -> (default input size, the stem's stride).
+STEMS = {"imagenet": (224, 4), "cifar": (32, 1)}
+
+
+def min_input_size(stem, num_stages):
+    """The network's total stride: smaller inputs would be pooled below 1x1."""
+    return STEMS[stem][1] * 2 ** (num_stages - 1)
+
+
+_IMAGENET = dict(stem="imagenet", cardinality=32, bottleneck_width=4)
+# SK[2, 16, 32] with a 1x1 second path (supplementary D).
+_CIFAR = dict(stem="cifar", cardinality=16, bottleneck_width=32, kernel_sizes=(3, 1), reduction=32)
+
+MODEL_CONFIGS = {
+    "sknet26": dict(stage_depths=(2, 2, 2, 2), block="sk", **_IMAGENET),
+    "sknet50": dict(stage_depths=(3, 4, 6, 3), block="sk", **_IMAGENET),
+    "sknet101": dict(stage_depths=(3, 4, 23, 3), block="sk", **_IMAGENET),
+    "resnext50": dict(stage_depths=(3, 4, 6, 3), block="resnext", **_IMAGENET),
+    "resnext101": dict(stage_depths=(3, 4, 23, 3), block="resnext", **_IMAGENET),
+    "seresnext50": dict(stage_depths=(3, 4, 6, 3), block="resnext", se_reduction=16, **_IMAGENET),
+    "seresnext101": dict(stage_depths=(3, 4, 23, 3), block="resnext", se_reduction=16, **_IMAGENET),
+    "sknet29": dict(stage_depths=(3, 3, 3), block="sk", **_CIFAR),
+    "resnext29": dict(stage_depths=(3, 3, 3), block="resnext", **_CIFAR),
+    "seresnext29": dict(stage_depths=(3, 3, 3), block="resnext", se_reduction=16, **_CIFAR),
+}
+
+
+def _stem(x, stem):
+    conv = dict(use_bias=False, kernel_initializer=HE_NORMAL_FAN_OUT)
+    bn = dict(epsilon=BN_EPSILON, momentum=BN_MOMENTUM)
+    if stem == "imagenet":
+        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
+        x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv", **conv)(x)
+    else:
+        x = keras.layers.ZeroPadding2D(1, name="conv1_pad")(x)
+        x = keras.layers.Conv2D(64, 3, name="conv1_conv", **conv)(x)
+    x = FusedBatchNorm(name="conv1_bn", **bn)(x)
+    x = keras.layers.ReLU(name="conv1_relu")(x)
+    if stem == "imagenet":
+        # Zero padding equals PyTorch's -inf padding here: the input is >= 0 after ReLU.
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    return x
+
+
+def SKNet(
+    stage_depths,
+    block="sk",
+    stem="imagenet",
+    cardinality=32,
+    bottleneck_width=4,
+    kernel_sizes=(3, 5),
+    sk_groups=None,
+    reduction=16,
+    min_dim=32,
+    dilate_large_kernels=True,
+    attention=True,
+    se_reduction=None,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="sknet",
+):
+    """Builds a bottleneck network of the SKNet / ResNeXt / SENet family.
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 3.2,
+    Table 1 (ImageNet), Section 4.2 (CIFAR), Tables 6 and 7 (ablations).
+
+    Args:
+        stage_depths: units per stage, e.g. `(3, 4, 6, 3)` for the 50-layer
+            ImageNet nets, `(3, 3, 3)` for the 29-layer CIFAR nets.
+        block: `"sk"` (SK units) or `"resnext"` (grouped 3x3; SENet with
+            `se_reduction`).
+        stem: `"imagenet"` (7x7/2 conv + max pool, 224 input) or `"cifar"`
+            (3x3 conv, 32 input).
+        cardinality: groups of the middle convolution (32 ImageNet, 16 CIFAR).
+        bottleneck_width: channels per group in the first stage (4 ImageNet,
+            32 CIFAR): middle width = 64 * 2^stage * bottleneck_width / 64 *
+            cardinality.
+        kernel_sizes: SK paths (M = len), e.g. `(3, 5)`, `(3, 5, 7)`, `(5,)`.
+        sk_groups: G of the SK paths, an int or one per path; default
+            `cardinality`.
+        reduction: r of the SK fuse operator.
+        min_dim: L of the SK fuse operator.
+        dilate_large_kernels: kernels > 3 as dilated 3x3 (default) or true kxk.
+        attention: SK selection (True) or plain sum of the paths (False).
+        se_reduction: adds SE with this reduction to every unit (SENet).
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `keras.applications`.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+        >>> model = SKNet((3, 4, 6, 3), kernel_sizes=(3, 5, 7), name="sknet50_k357")
+        >>> model.output_shape
+        (None, 1000)
+    """
+    if block not in BLOCK_TYPES:
+        raise ValueError(f"`block` must be one of {BLOCK_TYPES}. Received: block={block!r}")
+    if stem not in STEMS:
+        raise ValueError(f"`stem` must be one of {tuple(STEMS)}. Received: stem={stem!r}")
+    if not isinstance(stage_depths, (list, tuple)) or not stage_depths:
+        raise ValueError(
+            f"`stage_depths` must be a non-empty list of positive integers. "
+            f"Received: stage_depths={stage_depths!r}"
+        )
+    for depth in stage_depths:
+        check_positive_int("stage_depths", depth)
+    check_positive_int("cardinality", cardinality)
+    check_positive_int("bottleneck_width", bottleneck_width)
+    default_size = STEMS[stem][0]
+    min_size = min_input_size(stem, len(stage_depths))
+
+    def features(x):
+        x = _stem(x, stem)
+        for stage, depth in enumerate(stage_depths):
+            planes = 64 * 2**stage
+            width = (planes * bottleneck_width // 64) * cardinality
+            for unit in range(depth):
+                common = dict(
+                    filters=4 * planes,
+                    width=width,
+                    strides=2 if stage > 0 and unit == 0 else 1,
+                    se_reduction=se_reduction,
+                    name=f"conv{stage + 2}_block{unit + 1}",
+                )
+                if block == "sk":
+                    x = SKBlock(
+                        groups=sk_groups if sk_groups is not None else cardinality,
+                        kernel_sizes=kernel_sizes,
+                        reduction=reduction,
+                        min_dim=min_dim,
+                        dilate_large_kernels=dilate_large_kernels,
+                        attention=attention,
+                        **common,
+                    )(x)
+                else:
+                    x = ResNeXtBlock(groups=cardinality, **common)(x)
+        return x
+
+    return build_model(
+        features,
+        default_size=default_size,
+        min_size=min_size,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def _variant(config_name, function_name, description, reference):
+    config = MODEL_CONFIGS[config_name]
+    default_size = STEMS[config["stem"]][0]
+    # The CIFAR nets default to CIFAR-10's classes (Table 5 counts them with 10).
+    default_classes = 10 if config["stem"] == "cifar" else 1000
+
+    def model_function(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=default_classes,
+        classifier_activation="softmax",
+        name=config_name,
+    ):
+        return SKNet(
+            **config,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+        )
+
+    model_function.__name__ = model_function.__qualname__ = function_name
+    model_function.__doc__ = BASE_DOCSTRING.format(
+        description=description,
+        reference=reference,
+        default_shape=f"({default_size}, {default_size}, 3)",
+        min_size=min_input_size(config["stem"], len(config["stage_depths"])),
+        example=f"{function_name}()",
+        example_output=f"(None, {default_classes})",
+    )
+    return model_function
+
+
+_SK = "Li et al., Selective Kernel Networks, CVPR 2019"
+_RESNEXT = "Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017"
+_SENET = "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018"
+
+SKNet26 = _variant(
+    "sknet26", "SKNet26", "SKNet-26: stages {2,2,2,2}, SK[2,32,16], L=32", f"{_SK}, Section 3.2, Table S2"
+)
+SKNet50 = _variant("sknet50", "SKNet50", "SKNet-50: stages {3,4,6,3}, SK[2,32,16], L=32", f"{_SK}, Table 1")
+SKNet101 = _variant(
+    "sknet101", "SKNet101", "SKNet-101: stages {3,4,23,3}, SK[2,32,16], L=32", f"{_SK}, Table 2"
+)
+ResNeXt50 = _variant("resnext50", "ResNeXt50", "ResNeXt-50 (32x4d) baseline", f"{_RESNEXT}; {_SK}, Table 1")
+ResNeXt101 = _variant(
+    "resnext101", "ResNeXt101", "ResNeXt-101 (32x4d) baseline", f"{_RESNEXT}; {_SK}, Table 2"
+)
+SEResNeXt50 = _variant(
+    "seresnext50", "SEResNeXt50", "SENet-50 (SE-ResNeXt-50, 32x4d, SE r=16)", f"{_SENET}; {_SK}, Table 1"
+)
+SEResNeXt101 = _variant(
+    "seresnext101", "SEResNeXt101", "SENet-101 (SE-ResNeXt-101, 32x4d, SE r=16)", f"{_SENET}; {_SK}, Table 2"
+)
+SKNet29 = _variant(
+    "sknet29",
+    "SKNet29",
+    "CIFAR SKNet-29 (ResNeXt-29 16x32d with SK[2,16,32], 1x1 second path)",
+    f"{_SK}, Section 4.2, supplementary D",
+)
+ResNeXt29 = _variant("resnext29", "ResNeXt29", "CIFAR ResNeXt-29, 16x32d", f"{_RESNEXT}; {_SK}, Table 5")
+SEResNeXt29 = _variant(
+    "seresnext29",
+    "SEResNeXt29",
+    "CIFAR SENet-29 (ResNeXt-29 16x32d with SE r=16 before each addition)",
+    f"{_SENET}; {_SK}, Table 5",
+)
