@@ -1,0 +1,72 @@
+"""FusedBatchNorm gives keras.layers.BatchNormalization's results and statistics."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_sknet.layers.batch_norm import FusedBatchNorm
+
+
+def pair(shape, rng, **kwargs):
+    ours, theirs = FusedBatchNorm(**kwargs), keras.layers.BatchNormalization(**kwargs)
+    ours.build(shape)
+    theirs.build(shape)
+    channels = shape[-1]
+    weights = [
+        rng.uniform(0.5, 1.5, channels),  # gamma
+        rng.normal(size=channels),  # beta
+        rng.normal(size=channels),  # moving mean
+        rng.uniform(0.5, 2.0, channels),  # moving variance
+    ]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6, 8), (6, 8), (1, 1, 1, 8)])
+@pytest.mark.parametrize("training", [False, True])
+def test_same_outputs_and_moving_statistics(shape, training, rng):
+    ours, theirs = pair(shape, rng, epsilon=1e-5, momentum=0.9)
+    x = rng.normal(2.0, 3.0, size=shape).astype("float32")
+    np.testing.assert_allclose(ours(x, training=training), theirs(x, training=training), atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean, theirs.moving_mean, atol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance, theirs.moving_variance, atol=1e-4)
+
+
+def test_gradients_match(rng):
+    ours, theirs = pair((4, 3, 3, 6), rng)
+    x = tf.constant(rng.normal(size=(4, 3, 3, 6)).astype("float32"))
+    grads = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(layer(x, training=True)))
+        grads.append(tape.gradient(loss, [x, layer.gamma, layer.beta]))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_frozen_layer_uses_moving_statistics(rng):
+    ours, theirs = pair((2, 4, 4, 3), rng)
+    ours.trainable = theirs.trainable = False
+    x = rng.normal(size=(2, 4, 4, 3)).astype("float32")
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=1e-5)
+
+
+def test_without_scale_and_center_and_in_bfloat16(rng):
+    ours, theirs = (
+        FusedBatchNorm(scale=False, center=False),
+        keras.layers.BatchNormalization(scale=False, center=False),
+    )
+    x = rng.normal(size=(2, 3, 3, 4)).astype("float32")
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=1e-4)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    y = FusedBatchNorm()(x, training=True)
+    assert y.dtype == "bfloat16"
+
+
+def test_falls_back_for_other_layouts(rng):
+    ours, theirs = pair((2, 3, 5), rng)  # 3-D: the Keras implementation runs
+    x = rng.normal(size=(2, 3, 5)).astype("float32")
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=1e-5)

@@ -1,0 +1,129 @@
+"""GroupConv2D against an independent NumPy convolution."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_sknet.layers import GroupConv2D
+from keras_sknet.layers.conv import conv2d
+from tests import reference
+
+
+@pytest.mark.parametrize("strides", [1, 2, 3])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("size", [(9, 9), (10, 7)])
+def test_matches_reference(strides, dilation, groups, size, rng):
+    x = rng.normal(size=(2, *size, 8)).astype("float32")
+    conv = GroupConv2D(8, 3, strides=strides, dilation_rate=dilation, groups=groups)
+    y = conv(x)
+    expected = reference.conv2d(x, conv.kernel.numpy(), strides, dilation, pad=dilation)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 5, 7])
+@pytest.mark.parametrize("strides", [1, 2])
+def test_kernel_sizes(kernel_size, strides, rng):
+    x = rng.normal(size=(1, 11, 11, 4)).astype("float32")
+    conv = GroupConv2D(6, kernel_size, strides=strides, groups=2, use_bias=True, bias_initializer="ones")
+    y = conv(x)
+    expected = reference.conv2d(x, conv.kernel.numpy(), strides, 1, kernel_size // 2) + 1
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("strides,dilation", [(1, 1), (2, 1), (1, 2), (2, 2), (2, 3)])
+def test_depthwise(strides, dilation, rng):
+    x = rng.normal(size=(2, 9, 8, 6)).astype("float32")
+    conv = GroupConv2D(6, 3, strides=strides, dilation_rate=dilation, groups=6)
+    y = conv(x)
+    assert conv.depthwise and conv.kernel.shape == (3, 3, 1, 6)
+    np.testing.assert_allclose(
+        y, reference.conv2d(x, conv.kernel.numpy(), strides, dilation, dilation), atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("strides,dilation", [(2, 2), (2, 3), (3, 2)])
+def test_valid_padding(strides, dilation, rng):
+    x = rng.normal(size=(1, 13, 12, 4)).astype("float32")
+    conv = GroupConv2D(4, 3, strides=strides, dilation_rate=dilation, groups=2, padding="valid")
+    np.testing.assert_allclose(
+        conv(x), reference.conv2d(x, conv.kernel.numpy(), strides, dilation, 0), atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("strides,dilation", [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3)])
+@pytest.mark.parametrize("graph", [False, True])
+def test_gradients_match_stride_one_then_subsample(strides, dilation, graph, rng):
+    """Grouped convs differentiate, eagerly and in graphs, like the plain definition."""
+    x = tf.constant(rng.normal(size=(2, 10, 9, 4)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(3, 3, 2, 4)).astype("float32"))
+    pad = dilation
+    padded = [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+
+    def ours(x, kernel):
+        return conv2d(x, kernel, strides, dilation, pad)
+
+    def definition(x, kernel):
+        full = tf.nn.conv2d(tf.pad(x, padded), kernel, 1, "VALID", dilations=dilation)
+        return full[:, ::strides, ::strides, :]
+
+    def gradients(fn):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = fn(x, kernel)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        return tape.gradient(loss, [x, kernel])
+
+    if graph:
+        gradients = tf.function(gradients)
+    grads = [gradients(ours), gradients(definition)]
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_spatial_size_in_a_model(rng):
+    inputs = keras.Input((None, None, 8))
+    conv = GroupConv2D(8, 3, strides=2, dilation_rate=3, groups=4)
+    model = keras.Model(inputs, conv(inputs))
+    assert model.output_shape == (None, None, None, 8)
+    for size in [(7, 7), (12, 9)]:
+        x = rng.normal(size=(1, *size, 8)).astype("float32")
+        np.testing.assert_allclose(
+            model.predict(x, verbose=0), reference.conv2d(x, conv.kernel.numpy(), 2, 3, 3), atol=1e-4
+        )
+
+
+def test_compute_output_shape_matches_call(rng):
+    for strides, dilation, k in [(2, 2, 3), (3, 1, 5), (2, 3, 3), (1, 1, 1)]:
+        conv = GroupConv2D(4, k, strides=strides, dilation_rate=dilation)
+        x = rng.normal(size=(1, 11, 10, 4)).astype("float32")
+        assert tuple(conv(x).shape) == conv.compute_output_shape(x.shape)
+
+
+def test_config_round_trip():
+    conv = GroupConv2D(8, 3, strides=2, dilation_rate=2, groups=4, padding="valid", use_bias=True)
+    clone = GroupConv2D.from_config(conv.get_config())
+    assert clone.get_config() == conv.get_config()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(filters=8, kernel_size=4), "kernel_size=4"),
+        (dict(filters=8, kernel_size=0), "kernel_size=0"),
+        (dict(filters=8, kernel_size=3, groups=3), "groups=3"),
+        (dict(filters=0, kernel_size=3), "filters=0"),
+        (dict(filters=8, kernel_size=3, strides=0), "strides=0"),
+        (dict(filters=8, kernel_size=3, padding="same"), "padding='same'"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GroupConv2D(**kwargs)
+
+
+def test_groups_must_divide_input_channels():
+    with pytest.raises(ValueError, match="input channels=6"):
+        GroupConv2D(8, 3, groups=4)(np.zeros((1, 5, 5, 6), "float32"))
