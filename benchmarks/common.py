@@ -1,0 +1,58 @@
+"""Shared benchmark helpers: timing, machine description, BENCHMARKS.md output."""
+
+import datetime
+import os
+import platform
+import statistics
+import time
+
+BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
+
+
+def timeit(fn, repeats, warmup=2):
+    """Median and 90th percentile wall time of `fn()` in seconds, after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+
+
+def machine_description():
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+    )
+
+
+def append_markdown(title, lines, notes=()):
+    """Appends a dated section (title, machine, table lines, notes) to BENCHMARKS.md."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = [f"## {title}", "", f"{stamp}; {machine_description()}", "", *lines, ""]
+    if notes:
+        section += [*notes, ""]
+    new_file = not os.path.exists(BENCHMARKS_MD)
+    tmp = BENCHMARKS_MD + ".tmp"
+    with open(tmp, "w") as f:
+        if new_file:
+            f.write(
+                "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
+            )
+        else:
+            with open(BENCHMARKS_MD) as old:
+                f.write(old.read())
+        f.write("\n".join(section) + "\n")
+    os.replace(tmp, BENCHMARKS_MD)
