@@ -59,7 +59,8 @@ def test_feature_extractor_any_size(name, kwargs, size, channels, classes, rng):
         features = model(rng.normal(size=(2, h, w, 3)).astype("float32"))
         assert features.shape == (2, -(-h // s), -(-w // s), channels)
     for pooling in ("avg", "max"):
-        pooled = function(include_top=False, pooling=pooling, **kwargs)
+        # A custom input tensor of unknown size, as keras.applications accepts.
+        pooled = function(include_top=False, pooling=pooling, input_tensor=keras.Input((None, None, 3)), **kwargs)
         assert pooled.output_shape == (None, channels)
         assert pooled(np.zeros((1, size, size, 3), "float32")).shape == (1, channels)
 
