@@ -30,6 +30,23 @@ SUMMARY_FILE = "summary.json"
 BACKUP_DIR = "backup"
 
 
+class _MultiWorkerModel(keras.Model):
+    """The same functional model, with its step logs shaped for multi-worker reduction.
+
+    Keras 3.15 reduces each step's logs across workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalar losses and
+    metrics of a MultiWorkerMirroredStrategy run ("Invalid reduction dimension 0 for
+    input with 0 dimensions", tensorflow#72388). One-element vectors reduce to the
+    cross-worker mean.
+    """
+
+    def train_step(self, data):
+        return {k: keras.ops.reshape(v, (1,)) for k, v in super().train_step(data).items()}
+
+    def test_step(self, data):
+        return {k: keras.ops.reshape(v, (1,)) for k, v in super().test_step(data).items()}
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving the broken state."""
 
@@ -53,11 +70,21 @@ def make_strategy(devices=None):
 
     Args:
         devices: optional device names for MirroredStrategy, e.g. ["/cpu:0", "/cpu:1"]
-            (logical CPU devices, to test multi-device code on a CPU).
+            (logical CPU devices, to test multi-device code on a CPU); one name gives
+            OneDeviceStrategy.
     """
     if len(cluster_workers()) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
+    if devices and len(devices) == 1:
+        return tf.distribute.OneDeviceStrategy(devices[0])
     if devices:
+        if all("cpu" in d.lower() for d in devices):
+            # Collective all-reduces between logical CPU devices can be issued in different
+            # orders by the replicas (mismatched collectives with synchronised BatchNorm);
+            # reducing on one device has no such ordering.
+            return tf.distribute.MirroredStrategy(
+                devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+            )
         return tf.distribute.MirroredStrategy(devices)
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
@@ -191,16 +218,17 @@ class StopOnNaN(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.failure = (self.epoch, batch, float(loss))
+        if loss is not None and not math.isfinite(float(np.mean(loss))):
+            self.failure = (self.epoch, batch, float(np.mean(loss)))
             self.model.stop_training = True
 
 
 class SaveBestAndLast(keras.callbacks.Callback):
     """Writes `last.keras` after every epoch and `best.keras` when `monitor` improves (atomically)."""
 
-    def __init__(self, state, model_dir, monitor="val_top1", chief=True):
+    def __init__(self, state, model_dir, monitor="val_top1", chief=True, model=None):
         super().__init__()
+        self.saved_model = model  # what to save; default the model being fit
         self.state = state
         self.model_dir = model_dir
         self.monitor = monitor
@@ -209,11 +237,12 @@ class SaveBestAndLast(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training or not self.chief:
             return
-        atomic_save_model(self.model, os.path.join(self.model_dir, "last.keras"))
+        model = self.saved_model or self.model
+        atomic_save_model(model, os.path.join(self.model_dir, "last.keras"))
         value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.state.best.numpy():
-            self.state.best.assign(value)
-            atomic_save_model(self.model, os.path.join(self.model_dir, "best.keras"))
+        if value is not None and float(np.mean(value)) > self.state.best.numpy():
+            self.state.best.assign(float(np.mean(value)))
+            atomic_save_model(model, os.path.join(self.model_dir, "best.keras"))
 
 
 class Throughput(keras.callbacks.Callback):
@@ -314,14 +343,43 @@ def build_model(experiment, num_classes):
     return function(input_shape=(None, None, 3), classes=num_classes, weights=None, **experiment.model_kwargs)
 
 
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("step", "cosine")
+
+
+def make_optimizer(experiment, steps_per_epoch):
+    """The experiment's optimiser and learning-rate schedule (steps = optimiser iterations)."""
+    if experiment.optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"`optimizer` must be one of {OPTIMIZERS}. Received: optimizer={experiment.optimizer!r}"
+        )
+    if experiment.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"`lr_schedule` must be one of {LR_SCHEDULES}. Received: lr_schedule={experiment.lr_schedule!r}"
+        )
+    rate = experiment.scaled_learning_rate()
+    warmup = int(round(experiment.warmup_epochs * steps_per_epoch))
+    if experiment.lr_schedule == "step":
+        schedule = StepWithWarmup(
+            rate,
+            boundaries=[e * steps_per_epoch for e in experiment.decay_epochs()],
+            factor=0.1,
+            warmup_steps=warmup,
+        )
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else rate,
+            max(1, experiment.epochs * steps_per_epoch - warmup),
+            warmup_target=rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if experiment.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=experiment.weight_decay)
+    return SGDWeightDecay(schedule, momentum=experiment.momentum, l2=experiment.weight_decay)
+
+
 def compile_model(model, experiment, steps_per_epoch):
-    schedule = StepWithWarmup(
-        experiment.scaled_learning_rate(),
-        boundaries=[e * steps_per_epoch for e in experiment.decay_epochs()],
-        factor=0.1,
-        warmup_steps=int(round(experiment.warmup_epochs * steps_per_epoch)),
-    )
-    optimizer = SGDWeightDecay(schedule, momentum=experiment.momentum, l2=experiment.weight_decay)
+    optimizer = make_optimizer(experiment, steps_per_epoch)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=experiment.label_smoothing),
@@ -449,8 +507,10 @@ def train(
     with strategy.scope():
         with synchronized_batch_norm(experiment.sync_batch_norm):
             model = build_model(experiment, info.num_classes)
-        optimizer = compile_model(model, experiment, max(steps, 1))
-        state = TrainingState(model, optimizer, model_dir, chief)
+        # What fit() trains: the model itself, or a view of it with worker-friendly logs.
+        fit_model = _MultiWorkerModel(model.inputs, model.outputs, name=model.name) if multi_worker else model
+        optimizer = compile_model(fit_model, experiment, max(steps, 1))
+        state = TrainingState(fit_model, optimizer, model_dir, chief)
         first_epoch, first_step = state.restore()
 
     throughput = Throughput(experiment.batch_size)
@@ -468,22 +528,38 @@ def train(
         callbacks = [
             nan_guard,  # first: a NaN step is flagged before anything else saves
             Backup(state, first_epoch, first_step, backup_every_seconds, backup_every_steps),
-            SaveBestAndLast(state, model_dir, chief=chief),
+            SaveBestAndLast(state, model_dir, chief=chief, model=model),
             throughput,
-            keras.callbacks.CSVLogger(os.path.join(model_dir, "metrics.csv"), append=True),
         ]
-        if chief:
+        if chief:  # other workers of a multi-worker run write nothing into the run directory
+            callbacks.append(keras.callbacks.CSVLogger(os.path.join(model_dir, "metrics.csv"), append=True))
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), write_graph=False))
-        fit = dict(validation_data=eval_ds, validation_steps=eval_steps, callbacks=callbacks, verbose=verbose)
+        fit = dict(
+            validation_data=eval_ds,
+            validation_steps=eval_steps,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
+        if multi_worker:
+            # Keras 3.15's fit() first pulls a batch and calls strategy.reduce() on the whole
+            # (images, labels) structure to build the model symbolically, which
+            # MultiWorkerMirroredStrategy cannot reduce. The model is built already: drop its
+            # record of the strategy and fit inside the scope, where Keras finds the strategy.
+            fit_model._distribute_strategy = None
         epoch = first_epoch
         if first_step:
             # Finish the interrupted epoch with the steps it still owes.
-            model.fit(
-                train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - first_step, **fit
-            )
+            with strategy.scope():
+                fit_model.fit(
+                    train_ds, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - first_step, **fit
+                )
             epoch += 1
         if epoch < experiment.epochs and nan_guard.failure is None:
-            model.fit(train_ds, initial_epoch=epoch, epochs=experiment.epochs, steps_per_epoch=steps, **fit)
+            with strategy.scope():
+                fit_model.fit(
+                    train_ds, initial_epoch=epoch, epochs=experiment.epochs, steps_per_epoch=steps, **fit
+                )
         if nan_guard.failure is not None:
             fail_epoch, batch, loss = nan_guard.failure
             raise TrainingDiverged(
