@@ -232,9 +232,9 @@ def make_dataset(
             only its shard of the split and batches per replica.
         seed: an int makes the pipeline deterministic: the same seed gives the
             same batches, in the same order, every epoch sequence (element
-            order is preserved in parallel maps; RandAugment and MixUp/CutMix,
-            which keep state, then run one element at a time). None: random
-            and faster.
+            order is preserved in parallel maps; RandAugment, whose Keras layer
+            keeps its seed state, then runs one image at a time). None: random
+            and faster. Evaluation pipelines always keep the split's order.
         strict: folders: raise on undecodable files instead of skipping them.
         validate_files: folders: decode every file once up front to find bad
             ones (counted in the log); False skips them while reading instead.
@@ -397,5 +397,7 @@ def make_dataset(
     ds = ds.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
-    options.deterministic = deterministic
+    # Evaluation keeps the split's order (predictions line up with tfds.load); unseeded training may
+    # reorder elements in parallel maps for speed.
+    options.deterministic = deterministic or not training
     return ds.with_options(options)
