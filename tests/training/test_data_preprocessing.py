@@ -1,5 +1,7 @@
 """Per-image ops of training.data.preprocessing against NumPy references."""
 
+import base64
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -133,3 +135,20 @@ def test_pad_and_crop_is_a_shifted_window_of_the_zero_padded_image(rng):
         assert matches, "output is not a crop of the padded (possibly flipped) image"
         offsets.add(matches[0][:2])
     assert len(offsets) > 10
+
+
+# 6x4 images, left half (200, 30, 40), right half (10, 90, 250), saved by Pillow.
+_GIF = "R0lGODdhBgAEAIEAAMgeKApa+gAAAAAAACwAAAAABgAEAAAIEAABCAxAUCAAggEMIlRIMCAAOw=="
+_BMP = (
+    "Qk2GAAAAAAAAADYAAAAoAAAABgAAAAQAAAABABgAAAAAAFAAAADEDgAAxA4AAAAAAAAAAAAAKB7IKB7IKB7I+loK+loK+loKAAAoHsgo"
+    "HsgoHsj6Wgr6Wgr6WgoAACgeyCgeyCgeyPpaCvpaCvpaCgAAKB7IKB7IKB7I+loK+loK+loKAAA="
+)
+_WEBP_LOSSLESS = "UklGRiIAAABXRUJQVlA4TBYAAAAvBcAAAA9wLeIr+N5Ff/6DBz2I6H8A"
+
+
+@pytest.mark.parametrize("encoded", [_GIF, _BMP, _WEBP_LOSSLESS], ids=["gif", "bmp", "webp"])
+def test_other_formats_decode_to_rgb(encoded):
+    expected = np.zeros((4, 6, 3), np.uint8)
+    expected[:, :3], expected[:, 3:] = (200, 30, 40), (10, 90, 250)
+    image = pre.decode_rgb(tf.constant(base64.b64decode(encoded))).numpy()
+    np.testing.assert_array_equal(image, expected)

@@ -15,7 +15,7 @@ def test_rendering_is_a_function_of_the_seed():
     assert a.dtype == np.uint8 and a.shape == (64, 64, 3)
     np.testing.assert_array_equal(a, render_scene([1, 2, 3], label=4, scale=1.5)[0])
     assert not np.array_equal(a, render_scene([1, 2, 4], label=4, scale=1.5)[0])
-    assert info["radius"] == 16 / 2 * 1.5
+    assert info["radius"] == 20 / 2 * 1.5
 
 
 def test_changing_the_scale_changes_only_the_object():
@@ -23,7 +23,7 @@ def test_changing_the_scale_changes_only_the_object():
     center = images[1.0][1]["center"]
     y, x = np.mgrid[0:64, 0:64] + 0.5
     # Outside the largest object's reach, every pixel is the same in the three renders.
-    outside = np.hypot(x - center[0], y - center[1]) > 16 * 0.8 * np.sqrt(2) + 2
+    outside = np.hypot(x - center[0], y - center[1]) > 20 * 0.8 * np.sqrt(2) + 2
     for s in (1.5, 2.0):
         np.testing.assert_array_equal(images[s][0][outside], images[1.0][0][outside])
         assert images[s][1]["center"].tolist() == center.tolist()

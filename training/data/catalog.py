@@ -111,8 +111,15 @@ def generic_entry(builder):
     return _Entry("imagenet", 224, eval_split, "TFDS image classification dataset")
 
 
+def _data_dir_root(builder):
+    """The data_dir a builder reads from: its data path without "<name>/<config>/<version>"."""
+    path = os.fspath(builder.data_dir)
+    suffix = "/" + builder.info.full_name
+    return path[: -len(suffix)] if path.endswith(suffix) else path
+
+
 def _not_available_message(builder, name, data_dir, manual_dir, reason):
-    data_dir = data_dir or os.path.dirname(os.path.dirname(os.fspath(builder.data_dir)))
+    data_dir = data_dir or _data_dir_root(builder)
     lines = [f"The TFDS dataset {name!r} is not prepared under data_dir={os.fspath(data_dir)!r} ({reason})."]
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         default_manual = os.path.join(os.fspath(data_dir), "downloads", "manual")
@@ -149,6 +156,8 @@ def load_builder(name, data_dir=None, manual_dir=None, download=True):
         DatasetUnavailableError: not prepared and it cannot be prepared here;
             the message explains `manual_dir` / `data_dir`.
     """
+    data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else None
+    manual_dir = os.path.expanduser(os.fspath(manual_dir)) if manual_dir is not None else None
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:

@@ -93,14 +93,14 @@ def _folder_source(root, split, input_context, strict, validate_files, validatio
     return ds, len(paths), num_bytes, len(folder.class_names)
 
 
-def _fit(image, size):
+def _fit(image, size, interpolation):
     """Resizes to size x size unless it already is; returns uint8."""
     shape = tf.shape(image)
     same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
     image = tf.cond(
         same,
         lambda: tf.cast(image, tf.float32),
-        lambda: pre.resize(tf.cast(image, tf.float32), size),
+        lambda: pre.resize(tf.cast(image, tf.float32), size, interpolation),
     )
     image = _to_uint8(image)
     image.set_shape([size, size, 3])
@@ -292,8 +292,8 @@ def make_dataset(
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
     pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
-    file_seed, shuffle_seed, element_seed, augment_seed, mixup_seed, cutmix_seed = _derive_seeds(
-        seed, pipeline_id, 6
+    file_seed, shuffle_seed, element_seed, augment_seed, mixup_seed, cutmix_seed, switch_seed = _derive_seeds(
+        seed, pipeline_id, 7
     )
     per_replica_batch = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -323,7 +323,7 @@ def make_dataset(
     # (evaluation) or random only after decoding (CIFAR / flip styles); the encoded files otherwise.
     def decode_fit(image, label):
         image = pre.decode_rgb(image) if image.dtype == tf.string else pre.to_rgb(image)
-        return _fit(image, image_size), label
+        return _fit(image, image_size, interpolation), label
 
     def center(image_bytes, label):
         image = pre.center_crop(image_bytes, image_size, crop_pct, interpolation)
@@ -388,7 +388,7 @@ def make_dataset(
     ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     if mixing:
         mix = _mixer(mixup_alpha, cutmix_alpha, mix_switch_prob, (mixup_seed, cutmix_seed))
-        batch_seeds = tf.data.Dataset.random(seed=mixup_seed + 1, rerandomize_each_iteration=True).batch(2)
+        batch_seeds = tf.data.Dataset.random(seed=switch_seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, batch_seeds)).map(lambda batch, s: mix(batch[0], batch[1], s))
     ds = ds.map(
         lambda images, labels: (preprocess_input(tf.cast(images, tf.float32)), labels),
