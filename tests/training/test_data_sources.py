@@ -171,3 +171,9 @@ def test_folder_needs_data_dir():
 def test_unknown_folder_split(image_folder):
     with pytest.raises(ValueError, match=r"split='test'.*'train', 'validation', 'all'"):
         make_dataset("folder", "test", 4, data_dir=image_folder)
+
+
+def test_unprepared_scales_demo_without_download_says_it_is_generated_locally(tmp_path):
+    with pytest.raises(DatasetUnavailableError, match="generated locally") as error:
+        make_dataset("scales_demo/tiny", "train", 8, data_dir=str(tmp_path), download=False)
+    assert str(tmp_path) in str(error.value)

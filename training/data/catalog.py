@@ -76,7 +76,7 @@ class DatasetInfo:
 
 
 def base_name(name):
-    """ "imagenette/320px-v2:1.0.0" -> "imagenette"."""
+    """The dataset name without config and version: "imagenette/320px-v2:1.0.0" -> "imagenette"."""
     return name.split(":")[0].split("/")[0]
 
 
@@ -128,6 +128,8 @@ def _not_available_message(builder, name, data_dir, manual_dir, reason):
             f"(received manual_dir={manual_dir!r}; without it TFDS looks in {default_manual!r}) and call "
             "again with download=True to prepare it once:\n" + builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()
         )
+    elif base_name(name) == "scales_demo":
+        lines.append("It is generated locally on first use (download=True), without network access.")
     else:
         lines.append(
             "It is downloaded on first use (download=True), which needs network access. Without network: "
