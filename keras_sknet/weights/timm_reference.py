@@ -13,6 +13,10 @@ script in a fresh interpreter. It imports only NumPy, torch and timm.
 
     python timm_reference.py reference CHECKPOINT ARCH INPUTS.npy OUT.npz
         -> logits and pooled features of the checkpoint on NHWC inputs
+
+    python timm_reference.py transform IMAGES.npy NAME OUT.npy
+        -> timm's evaluation transform for NAME (e.g. skresnext50_32x4d.ra_in1k)
+           applied to uint8 HWC images (PIL), as NHWC float32
 """
 
 import argparse
@@ -90,6 +94,17 @@ def reference(checkpoint, arch, inputs_path, out_path):
     np.savez(out_path, logits=logits, features=features)
 
 
+def transform(images_path, name, out_path):
+    from PIL import Image
+
+    model = timm.create_model(name, pretrained=False)
+    config = timm.data.resolve_model_data_config(model)
+    pipeline = timm.data.create_transform(**config, is_training=False)
+    images = np.load(images_path)
+    out = [pipeline(Image.fromarray(image)).numpy().transpose(1, 2, 0) for image in images]
+    np.save(out_path, np.stack(out).astype(np.float32))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +121,10 @@ def main(argv=None):
     ref.add_argument("arch")
     ref.add_argument("inputs")
     ref.add_argument("out")
+    tra = commands.add_parser("transform", help="timm's eval transform of uint8 images")
+    tra.add_argument("images")
+    tra.add_argument("name")
+    tra.add_argument("out")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     if args.command == "random":
@@ -116,8 +135,10 @@ def main(argv=None):
             [int(b) for b in args.batches.split(",")],
             args.seed,
         )
-    else:
+    elif args.command == "reference":
         reference(args.checkpoint, args.arch, args.inputs, args.out)
+    else:
+        transform(args.images, args.name, args.out)
 
 
 if __name__ == "__main__":
