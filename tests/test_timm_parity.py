@@ -189,7 +189,7 @@ def test_convert_command_line(timm_outputs, tmp_path, capsys):
 
 
 def test_eval_transform_matches_timm(tmp_path):
-    """Our tf.image transform against timm's PIL pipeline (bicubic, 0.875): same crop, near-identical pixels."""
+    """Our tf.image transform against timm's PIL pipeline (bicubic, 0.875): same crop, near-equal pixels."""
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, size=(30, 40, 3)).astype("uint8")
     images = np.stack(
@@ -203,8 +203,7 @@ def test_eval_transform_matches_timm(tmp_path):
     ours = np.asarray(weights.eval_transform(images, "SKNet50"))
     assert ours.shape == expected.shape == (1, 224, 224, 3)
     difference = np.abs(ours - expected)
-    # Different bicubic kernels (PIL vs tf.image) differ at edges only; a wrong crop or scale differs everywhere.
-    assert np.median(difference) < 0.02 and difference.mean() < 0.1, (
-        np.median(difference),
-        difference.mean(),
-    )
+    # PIL's and tf.image's bicubic differ slightly at block edges (measured: mean 6e-4, i.e. 0.04 grey
+    # levels); a crop off by one pixel or a wrong scale changes ~10% of the pixels by ~1 (mean > 0.1).
+    assert np.median(difference) < 1e-3, np.median(difference)
+    assert difference.mean() < 0.01, difference.mean()

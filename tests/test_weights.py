@@ -252,6 +252,8 @@ def test_imagenet_downloads_converts_and_caches(mirror, skresnet18_checkpoint):
     mirror.unlink()  # the cache is used from now on: no download
     headless = applications.SKResNet18(weights="imagenet", include_top=False, pooling="avg")
     assert headless.output_shape == (None, 512)
+    features = keras.Model(model.input, model.get_layer("avg_pool").output)(images)
+    np.testing.assert_allclose(headless(images), features, atol=1e-6)  # all but the classifier loaded
 
     # A damaged cached weights file is noticed (sha256) and rebuilt from the cached checkpoint.
     with open(os.path.join(weights.cache_dir(), f"{stem}.weights.h5"), "r+b") as f:

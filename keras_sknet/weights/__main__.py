@@ -1,7 +1,8 @@
 """Command line: convert timm checkpoints to Keras weights files, fetch and list pretrained weights.
 
     python -m keras_sknet.weights convert model.safetensors --model SKNet50 --output sknet50.weights.h5
-    python -m keras_sknet.weights convert model.safetensors --model SKNet50 --output x.weights.h5 --compare-timm
+    python -m keras_sknet.weights convert model.safetensors --model SKNet50 --output x.weights.h5 \
+        --compare-timm
     python -m keras_sknet.weights download SKNet50
     python -m keras_sknet.weights info
 
@@ -83,7 +84,8 @@ def convert(args):
 
     if args.model not in TIMM_ARCHITECTURES:
         raise CommandError(
-            f"Unknown model {args.model!r}. Models with a timm layout: {', '.join(sorted(TIMM_ARCHITECTURES))}."
+            f"Unknown model {args.model!r}. Models with a timm layout: "
+            f"{', '.join(sorted(TIMM_ARCHITECTURES))}."
         )
     if not os.path.isfile(args.checkpoint):
         raise CommandError(f"No such checkpoint file: {args.checkpoint!r}")
@@ -156,7 +158,8 @@ def info(args):
     print("|---|---|---|---|---|---|---|")
     for config in PRETRAINED.values():
         print(
-            f"| {config.model} | {config.timm_name} | {config.top1} | {config.input_size} | {config.crop_pct} "
+            f"| {config.model} | {config.timm_name} | {config.top1} | {config.input_size} "
+            f"| {config.crop_pct} "
             f"| {config.interpolation} | {config.url} |"
         )
 

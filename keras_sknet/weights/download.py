@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 
@@ -26,10 +27,11 @@ from keras_sknet.weights.registry import pretrained_config
 from keras_sknet.weights.timm_converter import CheckpointMismatchError, load_timm_state_dict
 
 CACHE_SUBDIR = os.path.join("models", "keras_sknet")
+DOWNLOAD_TIMEOUT_S = 60  # per socket operation (connect, each read), not for the whole download
 
 
 def cache_dir(root=None):
-    """The directory holding keras_sknet's downloads: `<root or $KERAS_HOME or ~/.keras>/models/keras_sknet`."""
+    """keras_sknet's download directory: `<root or $KERAS_HOME or ~/.keras>/models/keras_sknet`."""
     if root is None:
         root = os.environ.get("KERAS_HOME")
     if root is None:
@@ -82,6 +84,9 @@ def _cached_weights_are_valid(config, weights_path, metadata):
 def _download(config, target, expected_sha256, work_dir):
     """Fetches the checkpoint into `work_dir` with `keras.utils.get_file`; checks its sha256."""
     name = os.path.basename(target)
+    # get_file has no timeout: without one, a silently dropped connection would hang for ever.
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         path = keras.utils.get_file(name, config.url, cache_dir=work_dir, cache_subdir="")
     except Exception as error:  # get_file wraps HTTP/URL errors in a bare Exception
@@ -92,6 +97,8 @@ def _download(config, target, expected_sha256, work_dir):
             f"or convert it once: python -m keras_sknet.weights convert /path/to/{config.filename} "
             f"--model {config.model} --output {config.model.lower()}.weights.h5"
         ) from error
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
     digest = sha256_of(path)
     if expected_sha256 is not None and digest != expected_sha256:
         os.remove(path)
