@@ -149,7 +149,8 @@ def load_builder(name, data_dir=None, manual_dir=None, download=True):
         data_dir: where TFDS datasets live (TFDS's default when None).
         manual_dir: the folder with manually downloaded archives (ImageNet).
         download: prepare the dataset when it is missing (downloads for most
-            datasets; `scales_demo` is generated locally).
+            datasets, which TFDS retries for about 3 minutes without network;
+            `scales_demo` is generated locally).
 
     Returns:
         A `tfds.core.DatasetBuilder` with `is_prepared()`.

@@ -206,7 +206,9 @@ def make_dataset(
         manual_dir: folder of manually downloaded archives (imagenet2012:
             ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).
         download: prepare a missing TFDS dataset (download, or generate
-            `scales_demo`); False raises `DatasetUnavailableError` instead.
+            `scales_demo`); False raises `DatasetUnavailableError` at once
+            instead (without network, TFDS retries a download for about 3
+            minutes before giving up).
         style: "imagenet", "cifar", "flip" or "none"; default per dataset.
         area_range: fraction of the image area of the random-size crop
             (ImageNet style, training).
