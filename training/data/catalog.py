@@ -76,7 +76,7 @@ class DatasetInfo:
 
 
 def base_name(name):
-    """ "imagenette/320px-v2:1.0.0" -> "imagenette"."""
+    """The dataset name without config and version: "imagenette/320px-v2:1.0.0" -> "imagenette"."""
     return name.split(":")[0].split("/")[0]
 
 
@@ -111,8 +111,15 @@ def generic_entry(builder):
     return _Entry("imagenet", 224, eval_split, "TFDS image classification dataset")
 
 
+def _data_dir_root(builder):
+    """The data_dir a builder reads from: its data path without "<name>/<config>/<version>"."""
+    path = os.fspath(builder.data_dir)
+    suffix = "/" + builder.info.full_name
+    return path[: -len(suffix)] if path.endswith(suffix) else path
+
+
 def _not_available_message(builder, name, data_dir, manual_dir, reason):
-    data_dir = data_dir or os.path.dirname(os.path.dirname(os.fspath(builder.data_dir)))
+    data_dir = data_dir or _data_dir_root(builder)
     lines = [f"The TFDS dataset {name!r} is not prepared under data_dir={os.fspath(data_dir)!r} ({reason})."]
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         default_manual = os.path.join(os.fspath(data_dir), "downloads", "manual")
@@ -121,6 +128,8 @@ def _not_available_message(builder, name, data_dir, manual_dir, reason):
             f"(received manual_dir={manual_dir!r}; without it TFDS looks in {default_manual!r}) and call "
             "again with download=True to prepare it once:\n" + builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()
         )
+    elif base_name(name) == "scales_demo":
+        lines.append("It is generated locally on first use (download=True), without network access.")
     else:
         lines.append(
             "It is downloaded on first use (download=True), which needs network access. Without network: "
@@ -140,7 +149,8 @@ def load_builder(name, data_dir=None, manual_dir=None, download=True):
         data_dir: where TFDS datasets live (TFDS's default when None).
         manual_dir: the folder with manually downloaded archives (ImageNet).
         download: prepare the dataset when it is missing (downloads for most
-            datasets; `scales_demo` is generated locally).
+            datasets, which TFDS retries for about 3 minutes without network;
+            `scales_demo` is generated locally).
 
     Returns:
         A `tfds.core.DatasetBuilder` with `is_prepared()`.
@@ -149,6 +159,8 @@ def load_builder(name, data_dir=None, manual_dir=None, download=True):
         DatasetUnavailableError: not prepared and it cannot be prepared here;
             the message explains `manual_dir` / `data_dir`.
     """
+    data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else None
+    manual_dir = os.path.expanduser(os.fspath(manual_dir)) if manual_dir is not None else None
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:

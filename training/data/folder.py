@@ -91,7 +91,7 @@ def list_image_folder(root, validation_fraction=0.1):
     Raises:
         ValueError: `root` is not a folder, has no class folders or no images.
     """
-    root = os.fspath(root)
+    root = os.path.expanduser(os.fspath(root))
     if not os.path.isdir(root):
         raise ValueError(
             f"The image folder does not exist or is not a directory. Received: data_dir={root!r} "

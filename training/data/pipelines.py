@@ -93,14 +93,14 @@ def _folder_source(root, split, input_context, strict, validate_files, validatio
     return ds, len(paths), num_bytes, len(folder.class_names)
 
 
-def _fit(image, size):
+def _fit(image, size, interpolation):
     """Resizes to size x size unless it already is; returns uint8."""
     shape = tf.shape(image)
     same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
     image = tf.cond(
         same,
         lambda: tf.cast(image, tf.float32),
-        lambda: pre.resize(tf.cast(image, tf.float32), size),
+        lambda: pre.resize(tf.cast(image, tf.float32), size, interpolation),
     )
     image = _to_uint8(image)
     image.set_shape([size, size, 3])
@@ -206,7 +206,9 @@ def make_dataset(
         manual_dir: folder of manually downloaded archives (imagenet2012:
             ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar).
         download: prepare a missing TFDS dataset (download, or generate
-            `scales_demo`); False raises `DatasetUnavailableError` instead.
+            `scales_demo`); False raises `DatasetUnavailableError` at once
+            instead (without network, TFDS retries a download for about 3
+            minutes before giving up).
         style: "imagenet", "cifar", "flip" or "none"; default per dataset.
         area_range: fraction of the image area of the random-size crop
             (ImageNet style, training).
@@ -232,9 +234,9 @@ def make_dataset(
             only its shard of the split and batches per replica.
         seed: an int makes the pipeline deterministic: the same seed gives the
             same batches, in the same order, every epoch sequence (element
-            order is preserved in parallel maps; RandAugment and MixUp/CutMix,
-            which keep state, then run one element at a time). None: random
-            and faster.
+            order is preserved in parallel maps; RandAugment, whose Keras layer
+            keeps its seed state, then runs one image at a time). None: random
+            and faster. Evaluation pipelines always keep the split's order.
         strict: folders: raise on undecodable files instead of skipping them.
         validate_files: folders: decode every file once up front to find bad
             ones (counted in the log); False skips them while reading instead.
@@ -292,8 +294,8 @@ def make_dataset(
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
     pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
-    file_seed, shuffle_seed, element_seed, augment_seed, mixup_seed, cutmix_seed = _derive_seeds(
-        seed, pipeline_id, 6
+    file_seed, shuffle_seed, element_seed, augment_seed, mixup_seed, cutmix_seed, switch_seed = _derive_seeds(
+        seed, pipeline_id, 7
     )
     per_replica_batch = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -323,7 +325,7 @@ def make_dataset(
     # (evaluation) or random only after decoding (CIFAR / flip styles); the encoded files otherwise.
     def decode_fit(image, label):
         image = pre.decode_rgb(image) if image.dtype == tf.string else pre.to_rgb(image)
-        return _fit(image, image_size), label
+        return _fit(image, image_size, interpolation), label
 
     def center(image_bytes, label):
         image = pre.center_crop(image_bytes, image_size, crop_pct, interpolation)
@@ -388,7 +390,7 @@ def make_dataset(
     ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     if mixing:
         mix = _mixer(mixup_alpha, cutmix_alpha, mix_switch_prob, (mixup_seed, cutmix_seed))
-        batch_seeds = tf.data.Dataset.random(seed=mixup_seed + 1, rerandomize_each_iteration=True).batch(2)
+        batch_seeds = tf.data.Dataset.random(seed=switch_seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, batch_seeds)).map(lambda batch, s: mix(batch[0], batch[1], s))
     ds = ds.map(
         lambda images, labels: (preprocess_input(tf.cast(images, tf.float32)), labels),
@@ -397,5 +399,7 @@ def make_dataset(
     ds = ds.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
-    options.deterministic = deterministic
+    # Evaluation keeps the split's order (predictions line up with tfds.load); unseeded training may
+    # reorder elements in parallel maps for speed.
+    options.deterministic = deterministic or not training
     return ds.with_options(options)

@@ -137,7 +137,7 @@ def _contrasting_colour(rng, reference, min_distance=110.0):
     return candidates[far[0]] if far.size else 255.0 - reference
 
 
-def render_scene(seed, label, scale, image_size=64, base_size=16):
+def render_scene(seed, label, scale, image_size=64, base_size=20):
     """Renders one scene: an object of class `label` at `scale` on clutter.
 
     Section 4.4 of the paper enlarges one object from 1.0x to 2.0x and reads

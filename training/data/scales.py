@@ -1,9 +1,10 @@
 """`scales_demo`: the embedded offline dataset, registered as a TFDS builder.
 
 Eight shape classes (`CLASS_NAMES`) drawn at three controlled scales, 1.0x,
-1.5x and 2.0x of a base size (Section 4.4 enlarges objects from 1.0x to 2.0x
-and reads the SK attention), at random positions, rotations and colours on
-cluttered backgrounds (see `render.py`). Classes are defined by shape alone,
+1.5x and 2.0x of a base size (20, 30 and 40 pixels across on 64x64 images;
+Section 4.4 enlarges objects from 1.0x to 2.0x and reads the SK attention), at
+random positions, rotations and colours on cluttered backgrounds (see
+`render.py`). Classes are defined by shape alone,
 so a network must recognise each shape at every scale; the scale is stored as
 a feature (`scale`) so that analysis can group attention by it, and `scene`
 re-renders any example at another scale (`render_example`).
@@ -24,7 +25,6 @@ import tensorflow_datasets as tfds
 
 from training.data.render import CLASS_NAMES, SCALES, render_scene
 
-NAME = "scales_demo"
 _SPLIT_IDS = {"train": 0, "test": 1}
 
 
@@ -43,7 +43,7 @@ class ScalesDemoConfig(tfds.core.BuilderConfig):
     num_train: int = 12000
     num_test: int = 2400
     image_size: int = 64
-    base_size: int = 16
+    base_size: int = 20
     seed: int = 0
 
 
@@ -105,7 +105,8 @@ class ScalesDemo(tfds.core.GeneratorBasedBuilder):
 
     def _info(self):
         size = self.builder_config.image_size
-        return self.dataset_info_from_configs(
+        return tfds.core.DatasetInfo(
+            builder=self,
             description=__doc__.split("\n\n")[1],
             features=tfds.features.FeaturesDict(
                 {
