@@ -16,7 +16,7 @@ if (
         "Install it with `pip install keras-sknet[cpu]` (CPU wheel) or `pip install keras-sknet[gpu]`."
     )
 
-from keras_sknet import applications, layers, utils  # noqa: E402
+from keras_sknet import applications, layers, utils, weights  # noqa: E402
 from keras_sknet.version import __version__  # noqa: E402
 
-__all__ = ["__version__", "applications", "layers", "utils"]
+__all__ = ["__version__", "applications", "layers", "utils", "weights"]

@@ -59,21 +59,35 @@ def bn_weights(layer):
     )
 
 
-def sk_conv(x, paths, fc_reduce, attention_bn, fc_select, strides, relu=True, attention=True, training=False):
+def sk_conv(
+    x,
+    paths,
+    fc_reduce,
+    attention_bn,
+    fc_select,
+    strides,
+    relu=True,
+    attention=True,
+    training=False,
+    split_input=False,
+):
     """SK convolution, Eqs. (1)-(6) of Section 3.1, for any number of paths.
 
     Args:
         paths: one (kernel, dilation, bn_weights) per path.
         fc_reduce: W, (C, d). attention_bn: bn_weights of z. fc_select: (d, M*C).
         training: BatchNorms use batch statistics (as in training mode).
+        split_input: path m reads the m-th of M equal slices of the input channels (timm).
 
     Returns:
         (V, attention (N, M, C) or None).
     """
     outputs = []
-    for kernel, dilation, (gamma, beta, mean, var, eps) in paths:
+    width = x.shape[-1] // len(paths)
+    for m, (kernel, dilation, (gamma, beta, mean, var, eps)) in enumerate(paths):
         k = kernel.shape[0]
-        u = conv2d(x, kernel, strides, dilation, pad=dilation * (k - 1) // 2)
+        path_input = x[..., m * width : (m + 1) * width] if split_input else x
+        u = conv2d(path_input, kernel, strides, dilation, pad=dilation * (k - 1) // 2)
         u = batch_norm_train(u, gamma, beta, eps) if training else batch_norm(u, gamma, beta, mean, var, eps)
         outputs.append(np.maximum(u, 0) if relu else u)
     fused = sum(outputs)  # Eq. (1)

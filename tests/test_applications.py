@@ -18,6 +18,7 @@ MODELS = [
     ("ResNeXt101", {}, 64, 2048, 1000),
     ("SEResNeXt50", {}, 64, 2048, 1000),
     ("SEResNeXt101", {}, 64, 2048, 1000),
+    ("SKResNet18", {}, 64, 512, 1000),
     ("SKNet29", {}, 32, 1024, 10),
     ("ResNeXt29", {}, 32, 1024, 10),
     ("SEResNeXt29", {}, 32, 1024, 10),
@@ -60,7 +61,9 @@ def test_feature_extractor_any_size(name, kwargs, size, channels, classes, rng):
         assert features.shape == (2, -(-h // s), -(-w // s), channels)
     for pooling in ("avg", "max"):
         # A custom input tensor of unknown size, as keras.applications accepts.
-        pooled = function(include_top=False, pooling=pooling, input_tensor=keras.Input((None, None, 3)), **kwargs)
+        pooled = function(
+            include_top=False, pooling=pooling, input_tensor=keras.Input((None, None, 3)), **kwargs
+        )
         assert pooled.output_shape == (None, channels)
         assert pooled(np.zeros((1, size, size, 3), "float32")).shape == (1, channels)
 
@@ -120,7 +123,9 @@ def test_family_builder_ablations():
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: applications.SKNet50(weights="imagenet"), "weights='imagenet'"),
+        (lambda: applications.SKNet101(weights="imagenet"), "weights='imagenet'"),
+        (lambda: applications.SKNet50(weights="imagenet", classes=10), "classes=10"),
+        (lambda: applications.SKNet50(weights="imagenet", pooling="sum", include_top=False), "pooling='sum'"),
         (lambda: applications.SKNet50(weights="/no/such/file.weights.h5"), "/no/such/file.weights.h5"),
         (lambda: applications.SKNet50(weights=3), "weights=3"),
         (lambda: applications.SKNet50(include_top=False, pooling="sum"), "pooling='sum'"),

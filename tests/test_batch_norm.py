@@ -70,3 +70,13 @@ def test_falls_back_for_other_layouts(rng):
     ours, theirs = pair((2, 3, 5), rng)  # 3-D: the Keras implementation runs
     x = rng.normal(size=(2, 3, 5)).astype("float32")
     np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=1e-5)
+
+
+def test_synchronized_default_comes_from_the_context():
+    from keras_sknet.layers.batch_norm import synchronized_batch_norm
+
+    assert not FusedBatchNorm().synchronized
+    with synchronized_batch_norm():
+        layer = FusedBatchNorm()
+    assert layer.synchronized and FusedBatchNorm.from_config(layer.get_config()).synchronized
+    assert not FusedBatchNorm().synchronized

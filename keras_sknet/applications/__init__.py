@@ -4,7 +4,9 @@ ImageNet (224): `SKNet26`, `SKNet50`, `SKNet101` and the baselines `ResNeXt50`,
 `ResNeXt101`, `SEResNeXt50`, `SEResNeXt101`. CIFAR (32): `SKNet29`,
 `ResNeXt29`, `SEResNeXt29`. Mobile: `ShuffleNetV2`, `ShuffleNetV2SE`,
 `ShuffleNetV2SK`. `SKNet()` is the family builder behind the bottleneck
-networks (the ablations of Tables 6 and 7 are its arguments).
+networks (the ablations of Tables 6 and 7 are its arguments). Basic-block SK
+nets (timm's, with public weights): `SKResNet18`, `SKResNet34`, built by
+`SKResNet()`.
 """
 
 from keras_sknet.applications.imagenet_utils import decode_predictions, preprocess_input
@@ -23,6 +25,7 @@ from keras_sknet.applications.sknet import (
     SKNet50,
     SKNet101,
 )
+from keras_sknet.applications.skresnet import SKResNet, SKResNet18, SKResNet34
 
 __all__ = [
     "MODEL_CONFIGS",
@@ -37,6 +40,9 @@ __all__ = [
     "SKNet29",
     "SKNet50",
     "SKNet101",
+    "SKResNet",
+    "SKResNet18",
+    "SKResNet34",
     "ShuffleNetV2",
     "ShuffleNetV2SE",
     "ShuffleNetV2SK",

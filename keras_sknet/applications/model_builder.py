@@ -26,8 +26,12 @@ BASE_DOCSTRING = """Instantiates the {description}.
     Args:
         include_top: whether to include the global-average-pool + fully
             connected classifier on top.
-        weights: `None` (random initialisation, He init) or the path to a
-            Keras weights file (`.weights.h5`) to load.
+        weights: `None` (random initialisation, He init), `"imagenet"`
+            (the public timm checkpoint, fetched and converted once; for the
+            models in `keras_sknet.weights.PRETRAINED`), or the path to a
+            weights file: a Keras weights file (`.weights.h5`) or a timm
+            checkpoint (`.safetensors`, or a PyTorch state dict with
+            `keras-sknet[interop]`), converted on load.
         input_tensor: optional Keras tensor (the output of `keras.Input()` or
             of a layer) to use as the model's input.
         input_shape: optional `(height, width, channels)`; defaults to
@@ -56,19 +60,23 @@ def validate_arguments(weights, include_top, classes, pooling, classifier_activa
     if weights is not None:
         if not isinstance(weights, (str, os.PathLike)):
             raise ValueError(
-                "The `weights` argument should be either `None` (random initialization) "
-                f"or the path to a Keras weights file. Received: weights={weights!r}"
+                "The `weights` argument should be either `None` (random initialization), "
+                "'imagenet' (for the models with a public checkpoint) or the path to a weights "
+                f"file (Keras weights or a timm checkpoint). Received: weights={weights!r}"
             )
         if not os.path.isfile(weights):
             if str(weights) == "imagenet":
+                from keras_sknet.weights.registry import PRETRAINED
+
                 raise ValueError(
-                    "No pretrained ImageNet weights are available for this model. "
-                    "Pass `weights=None` or the path to a Keras weights file. "
+                    "No pretrained ImageNet weights are available for this model "
+                    f"(models with weights='imagenet': {', '.join(sorted(PRETRAINED))}). "
+                    "Pass `weights=None` or the path to a weights file. "
                     f"Received: weights={weights!r}"
                 )
             raise ValueError(
-                "The `weights` argument should be either `None` (random initialization) "
-                "or the path to an existing Keras weights file. "
+                "The `weights` argument should be either `None` (random initialization), "
+                "'imagenet' or the path to an existing weights file. "
                 f"Received: weights={weights!r} (no such file)"
             )
     if not isinstance(include_top, bool):
@@ -79,6 +87,53 @@ def validate_arguments(weights, include_top, classes, pooling, classifier_activa
             keras.activations.get(classifier_activation)  # raises for unknown names
     if pooling not in POOLING_MODES:
         raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
+
+
+def resolve_weights(weights, model, include_top, classes, pooling, classifier_activation):
+    """Turns `weights="imagenet"` into the model's converted, cached public checkpoint.
+
+    The other arguments are checked first, so a call that would fail never
+    downloads anything. Any other `weights` value is returned unchanged.
+
+    Args:
+        weights: the `weights` argument of a model function.
+        model: the model function's name, e.g. `"SKNet50"`.
+        include_top, classes, pooling, classifier_activation: its other arguments.
+
+    Returns:
+        A path to a Keras weights file, or `weights` itself.
+    """
+    if not (isinstance(weights, str) and weights == "imagenet"):
+        return weights
+    from keras_sknet.weights.registry import PRETRAINED
+
+    if model not in PRETRAINED:
+        return weights  # validate_arguments explains which models have weights
+    validate_arguments(None, include_top, classes, pooling, classifier_activation)
+    expected = PRETRAINED[model].num_classes
+    if include_top and classes != expected:
+        raise ValueError(
+            f"If using `weights='imagenet'` with `include_top=True`, `classes` should be {expected}. "
+            f"Received: classes={classes!r}"
+        )
+    from keras_sknet.weights.download import pretrained_weights_path
+
+    return pretrained_weights_path(model)
+
+
+def _read_timm_checkpoint(weights, include_top, classes):
+    """Reads a timm checkpoint and checks `classes` against its classifier before any model is built."""
+    from keras_sknet.weights.checkpoint import read_checkpoint
+
+    state_dict = read_checkpoint(weights)
+    head = state_dict.get("fc.weight")
+    if include_top and head is not None and head.ndim == 2 and head.shape[0] != classes:
+        raise ValueError(
+            f"The checkpoint {str(weights)!r} has a classifier of {head.shape[0]} classes; with "
+            f"`include_top=True`, `classes` should be {head.shape[0]} (or use include_top=False). "
+            f"Received: classes={classes!r}"
+        )
+    return state_dict
 
 
 def _check_input_shape(input_shape, min_size):
@@ -167,13 +222,25 @@ def build_model(
         The rest: the keras.applications arguments of the public functions.
 
     Returns:
-        A `keras.Model`, with `weights` loaded if a path was given.
+        A `keras.Model`, with `weights` loaded if a path was given: a Keras
+        weights file as it is, a timm checkpoint converted (all or nothing;
+        with `include_top=False` its classifier is left out).
     """
     validate_arguments(weights, include_top, classes, pooling, classifier_activation)
+    state_dict = None
+    if weights is not None:
+        from keras_sknet.weights.checkpoint import detect_format
+
+        if detect_format(weights) != "keras":
+            state_dict = _read_timm_checkpoint(weights, include_top, classes)
     image_input, inputs = model_input(input_tensor, input_shape, default_size, min_size, include_top)
     outputs = classification_head(features(image_input), include_top, pooling, classes, classifier_activation)
     model = keras.Model(inputs, outputs, name=name)
-    if weights is not None:
+    if state_dict is not None:
+        from keras_sknet.weights.timm_converter import load_timm_state_dict
+
+        load_timm_state_dict(model, state_dict, source=f"The checkpoint {str(weights)!r}")
+    elif weights is not None:
         try:
             model.load_weights(weights)
         except Exception as error:  # Keras raises several types for mismatches.

@@ -19,7 +19,7 @@ three stages of three units with 256, 512, 1024 output channels and
 
 import keras
 
-from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model
+from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, resolve_weights
 from keras_sknet.layers.batch_norm import FusedBatchNorm
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
@@ -203,6 +203,9 @@ def _variant(config_name, function_name, description, reference):
         classifier_activation="softmax",
         name=config_name,
     ):
+        weights = resolve_weights(
+            weights, function_name, include_top, classes, pooling, classifier_activation
+        )
         return SKNet(
             **config,
             include_top=include_top,

@@ -3,11 +3,13 @@
 - `SKConv`: the Selective Kernel convolution (Split, Fuse, Select; Section 3.1).
 - `SKBlock`: the SK unit of Table 1 (1x1 -> SKConv -> 1x1 + shortcut).
 - `ResNeXtBlock`: the ResNeXt / SENet bottleneck baselines.
+- `SKBasicBlock`: the basic SK unit of timm's SK-ResNet-18/34 (SK conv, then a 3x3 conv).
 - `ShuffleNetV2Unit`: ShuffleNetV2 units, plain, with SE or with SK (Table 4).
 - `SqueezeExcite`, `SKAttention`, `GroupConv2D`, `FusedBatchNorm`: the pieces they are made of.
 - `record_attention()`: read the selection weights of every SK unit.
 """
 
+from keras_sknet.layers.basic_block import SKBasicBlock
 from keras_sknet.layers.batch_norm import FusedBatchNorm
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
 from keras_sknet.layers.conv import GroupConv2D
@@ -20,6 +22,7 @@ __all__ = [
     "GroupConv2D",
     "ResNeXtBlock",
     "SKAttention",
+    "SKBasicBlock",
     "SKBlock",
     "SKConv",
     "ShuffleNetV2Unit",

@@ -9,8 +9,35 @@ preceding convolution. Same weights, arguments, statistics and results as
 `keras.layers.BatchNormalization`; only the kernel differs.
 """
 
+import contextlib
+import threading
+
 import keras
 from keras import ops
+
+_defaults = threading.local()
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(enabled=True):
+    """Makes the `FusedBatchNorm` layers created inside the block synchronised.
+
+    Synchronised BatchNorm computes batch statistics over the global batch of all
+    replicas of a `tf.distribute` strategy (Keras' `synchronized=True`) instead
+    of each replica's share: results then do not depend on the number of
+    devices, at the cost of an all-reduce per layer and of TensorFlow's fused
+    kernel. Build the model inside this block (and inside `strategy.scope()`).
+
+    Example:
+        >>> with strategy.scope(), synchronized_batch_norm():
+        ...     model = SKNet50()
+    """
+    previous = getattr(_defaults, "synchronized", False)
+    _defaults.synchronized = enabled
+    try:
+        yield
+    finally:
+        _defaults.synchronized = previous
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
@@ -19,7 +46,8 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
 
     Used for channels-last 2-D (`(N, C)`) and 4-D (`(N, H, W, C)`) inputs on
     the TensorFlow backend without a mask, renorm or synchronisation; anything
-    else falls back to the Keras implementation. The moving variance is
+    else (e.g. `synchronized=True`, see `synchronized_batch_norm`) falls back to
+    the Keras implementation. The moving variance is
     updated with the biased batch variance, as Keras does.
 
     Args:
@@ -32,6 +60,12 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
         >>> FusedBatchNorm(epsilon=1e-5, momentum=0.9)(keras.ops.ones((2, 4, 4, 8))).shape
         (2, 4, 4, 8)
     """
+
+    def __init__(self, *args, synchronized=None, **kwargs):
+        # None: synchronised inside `synchronized_batch_norm()`, per replica otherwise.
+        if synchronized is None:
+            synchronized = getattr(_defaults, "synchronized", False)
+        super().__init__(*args, synchronized=synchronized, **kwargs)
 
     def _fusable(self, inputs, mask):
         return (

@@ -185,6 +185,10 @@ class SKConv(keras.layers.Layer):
             (the ShuffleNetV2 variant, Table S1).
         attention: if False, return the plain sum of the paths (the naive
             baseline of Table 7) and create no fuse/select weights.
+        split_input: if True, path m convolves only the m-th of M equal
+            slices of the input channels (timm's `split_input`, used by its
+            SK-ResNet-18/34 to keep the parameter count down; not in the
+            paper). The input channels must be divisible by M.
         epsilon, momentum: of every BatchNorm.
         kernel_initializer: of the path convolutions (He, fan-out, by default).
 
@@ -211,6 +215,7 @@ class SKConv(keras.layers.Layer):
         dilate_large_kernels=True,
         activation="relu",
         attention=True,
+        split_input=False,
         epsilon=BN_EPSILON,
         momentum=BN_MOMENTUM,
         kernel_initializer=HE_NORMAL_FAN_OUT,
@@ -234,6 +239,7 @@ class SKConv(keras.layers.Layer):
         # keras.activations.get raises ValueError naming an unknown activation.
         self.activation = None if activation is None else keras.activations.get(activation)
         self.attention = bool(attention)
+        self.split_input = bool(split_input)
         self.epsilon = epsilon
         self.momentum = momentum
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -276,11 +282,23 @@ class SKConv(keras.layers.Layer):
         """d = max(C / r, L), Eq. (4)."""
         return max(int(self.filters / self.reduction), self.min_dim)
 
+    def _path_input_shape(self, input_shape):
+        if not self.split_input:
+            return input_shape
+        channels = input_shape[-1]
+        if channels is None or channels % self.num_paths:
+            raise ValueError(
+                f"With `split_input=True` the input channels of {self.name} must be divisible by "
+                f"the number of paths ({self.num_paths}). Received: input_shape={input_shape}"
+            )
+        return input_shape[:-1] + (channels // self.num_paths,)
+
     def build(self, input_shape):
         input_shape = tuple(input_shape)  # a list when deserialised
+        path_input_shape = self._path_input_shape(input_shape)
         for conv, bn in zip(self.path_convs, self.path_bns):
-            conv.build(input_shape)
-            path_shape = conv.compute_output_shape(input_shape)
+            conv.build(path_input_shape)
+            path_shape = conv.compute_output_shape(path_input_shape)
             bn.build(path_shape)
         if self.attention_layer is not None:
             self.attention_layer.build((input_shape[0], self.filters))
@@ -289,9 +307,16 @@ class SKConv(keras.layers.Layer):
         u = bn(conv(inputs), training=training)
         return u if self.activation is None else self.activation(u)
 
+    def _path_inputs(self, inputs):
+        if not self.split_input:
+            return [inputs] * self.num_paths
+        width = inputs.shape[-1] // self.num_paths
+        return [inputs[..., m * width : (m + 1) * width] for m in range(self.num_paths)]
+
     def call(self, inputs, training=None, return_attention=False):
         paths = [
-            self._run_path(conv, bn, inputs, training) for conv, bn in zip(self.path_convs, self.path_bns)
+            self._run_path(conv, bn, x, training)
+            for conv, bn, x in zip(self.path_convs, self.path_bns, self._path_inputs(inputs))
         ]
         if not self.attention:
             outputs = paths[0]
@@ -313,7 +338,7 @@ class SKConv(keras.layers.Layer):
         return (outputs, attention) if return_attention else outputs
 
     def compute_output_shape(self, input_shape):
-        return self.path_convs[0].compute_output_shape(input_shape)
+        return self.path_convs[0].compute_output_shape(self._path_input_shape(tuple(input_shape)))
 
     def compute_output_spec(self, inputs, training=None, return_attention=False):
         out_shape = self.compute_output_shape(inputs.shape)
@@ -342,6 +367,7 @@ class SKConv(keras.layers.Layer):
                 if self.activation is not None
                 else None,
                 "attention": self.attention,
+                "split_input": self.split_input,
                 "epsilon": self.epsilon,
                 "momentum": self.momentum,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),

@@ -1,0 +1,145 @@
+"""SK-ResNet-18/34: ResNet basic blocks whose first 3x3 conv is an SK convolution.
+
+Not a network of the paper (its SK units sit in ResNeXt bottlenecks, Table 1)
+but timm's `skresnet18` / `skresnet34`, the SK nets with public ImageNet
+weights that are small enough for quick experiments. Layout: the ImageNet stem
+(7x7/2 conv + 3x3/2 max pool), four stages of `SKBasicBlock`s with 64, 128,
+256, 512 channels (stride 2 in the first unit of stages 2-4), global average
+pool, fc. SK[M=2 (K3, K5), G=1, r=8], L=16, each path reading half of the
+input channels, as timm builds them, so that timm's checkpoints load and the
+parameter counts are timm's (11,958,056 and 22,282,376).
+"""
+
+from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, resolve_weights
+from keras_sknet.applications.sknet import _stem, min_input_size
+from keras_sknet.layers.basic_block import SKBasicBlock
+from keras_sknet.utils.validation import check_positive_int
+
+MODEL_CONFIGS = {
+    "skresnet18": dict(stage_depths=(2, 2, 2, 2)),
+    "skresnet34": dict(stage_depths=(3, 4, 6, 3)),
+}
+DEFAULT_SIZE = 224
+
+
+def SKResNet(
+    stage_depths,
+    kernel_sizes=(3, 5),
+    reduction=8,
+    min_dim=16,
+    split_input=True,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="skresnet",
+):
+    """Builds an SK-ResNet: ResNet basic blocks with an SK first convolution.
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1
+    (the SK convolution); He et al., Deep Residual Learning, CVPR 2016 (the
+    basic-block ResNet); the configuration of timm's `skresnet18/34`.
+
+    Args:
+        stage_depths: units per stage, e.g. `(2, 2, 2, 2)` for SK-ResNet-18.
+        kernel_sizes: SK paths (M = len); default K3 + K5 (3x3, dilation 2).
+        reduction: r of the SK fuse operator.
+        min_dim: L of the SK fuse operator.
+        split_input: each SK path reads 1/M of the input channels (timm).
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `keras.applications`.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+        >>> SKResNet((2, 2, 2, 2), name="skresnet18").output_shape
+        (None, 1000)
+    """
+    if not isinstance(stage_depths, (list, tuple)) or not stage_depths:
+        raise ValueError(
+            f"`stage_depths` must be a non-empty list of positive integers. "
+            f"Received: stage_depths={stage_depths!r}"
+        )
+    for depth in stage_depths:
+        check_positive_int("stage_depths", depth)
+
+    def features(x):
+        x = _stem(x, "imagenet")
+        for stage, depth in enumerate(stage_depths):
+            for unit in range(depth):
+                x = SKBasicBlock(
+                    64 * 2**stage,
+                    strides=2 if stage > 0 and unit == 0 else 1,
+                    kernel_sizes=kernel_sizes,
+                    reduction=reduction,
+                    min_dim=min_dim,
+                    split_input=split_input,
+                    name=f"conv{stage + 2}_block{unit + 1}",
+                )(x)
+        return x
+
+    return build_model(
+        features,
+        default_size=DEFAULT_SIZE,
+        min_size=min_input_size("imagenet", len(stage_depths)),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def _variant(config_name, function_name, description):
+    config = MODEL_CONFIGS[config_name]
+
+    def model_function(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=config_name,
+    ):
+        weights = resolve_weights(
+            weights, function_name, include_top, classes, pooling, classifier_activation
+        )
+        return SKResNet(
+            **config,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+        )
+
+    model_function.__name__ = model_function.__qualname__ = function_name
+    model_function.__doc__ = BASE_DOCSTRING.format(
+        description=description,
+        reference="Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1; timm's skresnet",
+        default_shape=f"({DEFAULT_SIZE}, {DEFAULT_SIZE}, 3)",
+        min_size=min_input_size("imagenet", len(config["stage_depths"])),
+        example=f"{function_name}()",
+        example_output="(None, 1000)",
+    )
+    return model_function
+
+
+SKResNet18 = _variant(
+    "skresnet18", "SKResNet18", "SK-ResNet-18 (timm's skresnet18: basic SK blocks {2,2,2,2})"
+)
+SKResNet34 = _variant(
+    "skresnet34", "SKResNet34", "SK-ResNet-34 (timm's skresnet34: basic SK blocks {3,4,6,3})"
+)

@@ -1,0 +1,142 @@
+"""The basic (two-convolution) SK unit of timm's SK-ResNet-18/34.
+
+    x -> SKConv (stride, split input) -> 3x3 conv, BN -> + shortcut -> ReLU
+
+The paper builds SK units on the ResNeXt bottleneck (Table 1); timm's
+`skresnet18` / `skresnet34` (`SelectiveKernelBasic`) put the SK convolution in
+place of the first 3x3 convolution of a ResNet basic block instead, with
+SK[M=2, G=1, r=8] whose paths each read half of the input channels. This layer
+reproduces that unit so that timm's ImageNet checkpoints of those models load.
+"""
+
+import keras
+
+from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.layers.selective_kernel import BN_EPSILON, BN_MOMENTUM, SKConv
+from keras_sknet.utils.validation import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_sknet")
+class SKBasicBlock(keras.layers.Layer):
+    """Basic residual unit whose first convolution is an SK convolution.
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1
+    (the SK convolution); the block layout is timm's `SelectiveKernelBasic`.
+
+    Args:
+        filters: output channels of the unit (and of both convolutions).
+        strides: stride of the unit (in the SK convolution and the shortcut).
+        kernel_sizes: SK paths, as in `SKConv` (default K3 + K5).
+        groups: G of the SK paths (1 in timm's SK-ResNets).
+        reduction: r of the SK fuse operator (8 in timm's SK-ResNets).
+        min_dim: L of the SK fuse operator; d = max(filters / r, L). With
+            r=8 and L=16 this equals timm's `make_divisible(C / 8, 16)` at every
+            width of SK-ResNet-18/34 (64, 128, 256, 512 -> 16, 16, 32, 64).
+        split_input: each SK path reads 1/M of the input channels (timm's
+            `split_input=True`); False gives every path the whole input.
+        epsilon, momentum: of every BatchNorm.
+        kernel_initializer: of every convolution (He, fan-out, by default).
+
+    Returns:
+        A `(batch, H / strides, W / strides, filters)` tensor.
+
+    Example:
+        >>> SKBasicBlock(128, strides=2)(keras.ops.ones((1, 56, 56, 64))).shape
+        (1, 28, 28, 128)
+    """
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        kernel_sizes=(3, 5),
+        groups=1,
+        reduction=8,
+        min_dim=16,
+        split_input=True,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        kernel_initializer=HE_NORMAL_FAN_OUT,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check_positive_int("filters", filters)
+        self.strides = check_positive_int("strides", strides)
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.sk = SKConv(
+            self.filters,
+            kernel_sizes=kernel_sizes,
+            strides=self.strides,
+            groups=groups,
+            reduction=reduction,
+            min_dim=min_dim,
+            split_input=split_input,
+            epsilon=epsilon,
+            momentum=momentum,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="sk",
+        )
+        self.conv2 = GroupConv2D(
+            self.filters, 3, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="conv2"
+        )
+        self.bn2 = self._bn("bn2")
+        self.shortcut_conv = None
+        self.shortcut_bn = None
+
+    def _bn(self, name):
+        return FusedBatchNorm(
+            epsilon=self.epsilon, momentum=self.momentum, dtype=self.dtype_policy, name=name
+        )
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)  # a list when deserialised
+        self.sk.build(input_shape)
+        mid_shape = self.sk.compute_output_shape(input_shape)
+        self.conv2.build(mid_shape)
+        self.bn2.build(mid_shape)
+        if self.strides != 1 or input_shape[-1] != self.filters:
+            self.shortcut_conv = GroupConv2D(
+                self.filters,
+                1,
+                strides=self.strides,
+                kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy,
+                name="shortcut_conv",
+            )
+            self.shortcut_bn = self._bn("shortcut_bn")
+            self.shortcut_conv.build(input_shape)
+            self.shortcut_bn.build(mid_shape)
+
+    def call(self, inputs, training=None):
+        x = self.sk(inputs, training=training)
+        x = self.bn2(self.conv2(x), training=training)
+        shortcut = inputs
+        if self.shortcut_conv is not None:
+            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+        return keras.ops.relu(x + shortcut)
+
+    def compute_output_shape(self, input_shape):
+        return self.sk.compute_output_shape(tuple(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        sk_config = self.sk.get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "strides": self.strides,
+                "kernel_sizes": sk_config["kernel_sizes"],
+                "groups": sk_config["groups"],
+                "reduction": sk_config["reduction"],
+                "min_dim": sk_config["min_dim"],
+                "split_input": sk_config["split_input"],
+                "epsilon": self.epsilon,
+                "momentum": self.momentum,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
+        return config

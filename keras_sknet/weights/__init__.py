@@ -1,0 +1,47 @@
+"""Pretrained weights: timm checkpoints, their conversion, and `weights="imagenet"`.
+
+- `PRETRAINED`, `pretrained_config(model)`: the public checkpoints (Hugging
+  Face Hub, pinned revision) and their evaluation settings.
+- `eval_transform(images, model)`: resize / centre-crop / normalise as the
+  published accuracy was measured.
+- `read_checkpoint(path)`: a timm checkpoint (`.safetensors` without
+  PyTorch; PyTorch files with `torch.load(weights_only=True)`) as NumPy.
+- `load_timm_state_dict(model, state_dict)`: convert into a built model,
+  all or nothing; `CheckpointMismatchError` lists what does not fit.
+  `timm_state_dict(model)` goes the other way.
+- `pretrained_weights_path(model)`: fetch, verify, convert and cache once.
+- Command line: `python -m keras_sknet.weights convert CHECKPOINT --model SKNet50 --output x.weights.h5`.
+"""
+
+from keras_sknet.weights.checkpoint import detect_format, read_checkpoint, sha256_of
+from keras_sknet.weights.download import cache_dir, pretrained_weights_path
+from keras_sknet.weights.preprocessing import eval_transform
+from keras_sknet.weights.registry import PRETRAINED, TIMM_ARCHITECTURES, PretrainedConfig, pretrained_config
+from keras_sknet.weights.safetensors_io import load_safetensors, save_safetensors
+from keras_sknet.weights.timm_converter import (
+    CheckpointMismatchError,
+    load_timm_state_dict,
+    match_state_dict,
+    timm_state_dict,
+    timm_weight_map,
+)
+
+__all__ = [
+    "PRETRAINED",
+    "CheckpointMismatchError",
+    "PretrainedConfig",
+    "TIMM_ARCHITECTURES",
+    "cache_dir",
+    "detect_format",
+    "eval_transform",
+    "load_safetensors",
+    "load_timm_state_dict",
+    "match_state_dict",
+    "pretrained_config",
+    "pretrained_weights_path",
+    "read_checkpoint",
+    "save_safetensors",
+    "sha256_of",
+    "timm_state_dict",
+    "timm_weight_map",
+]

@@ -1,0 +1,202 @@
+"""Command line: convert timm checkpoints to Keras weights files, fetch and list pretrained weights.
+
+    python -m keras_sknet.weights convert model.safetensors --model SKNet50 --output sknet50.weights.h5
+    python -m keras_sknet.weights convert model.safetensors --model SKNet50 --output x.weights.h5 \
+        --compare-timm
+    python -m keras_sknet.weights download SKNet50
+    python -m keras_sknet.weights info
+
+`convert` reads the checkpoint (`.safetensors`, or a PyTorch file with
+`keras-sknet[interop]`), converts it (every tensor name and shape checked),
+writes the Keras weights file under a temporary name, reloads it into a fresh
+model and compares outputs with the converted in-memory model, and only then
+renames it into place. `--compare-timm` also runs timm itself (in a separate
+process) on the same inputs and compares logits.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import numpy as np
+
+TIMM_REFERENCE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "timm_reference.py")
+
+
+class CommandError(Exception):
+    """An error to print without a traceback."""
+
+
+def _build(model_name, state_dict):
+    from keras_sknet import applications
+
+    head = state_dict.get("fc.weight")
+    include_top = head is not None
+    kwargs = dict(
+        include_top=include_top, weights=None, input_shape=(None, None, 3), classifier_activation=None
+    )
+    if include_top:
+        kwargs["classes"] = int(head.shape[0])
+    else:
+        kwargs["pooling"] = "avg"
+    return getattr(applications, model_name)(**kwargs)
+
+
+def _run_timm(checkpoint, arch, images, tolerance, keras_outputs):
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, out = os.path.join(tmp, "inputs.npy"), os.path.join(tmp, "timm.npz")
+        np.save(inputs, images)
+        result = subprocess.run(
+            [
+                sys.executable,
+                TIMM_REFERENCE_SCRIPT,
+                "reference",
+                os.path.abspath(checkpoint),
+                arch,
+                inputs,
+                out,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            if "No module named" in result.stderr:
+                raise CommandError(
+                    "--compare-timm needs torch and timm: pip install keras-sknet[interop]\n"
+                    + result.stderr[-500:]
+                )
+            raise CommandError(f"timm could not run the checkpoint:\n{result.stderr[-2000:]}")
+        reference = np.load(out)
+        key = "logits" if keras_outputs.shape == reference["logits"].shape else "features"
+        diff = float(np.max(np.abs(keras_outputs - reference[key])))
+    if diff > tolerance:
+        raise CommandError(f"Keras and timm {key} differ by {diff:.3g} > tolerance {tolerance:g}")
+    return key, diff
+
+
+def convert(args):
+    from keras_sknet.weights.checkpoint import read_checkpoint, sha256_of
+    from keras_sknet.weights.registry import TIMM_ARCHITECTURES
+    from keras_sknet.weights.timm_converter import load_timm_state_dict
+
+    if args.model not in TIMM_ARCHITECTURES:
+        raise CommandError(
+            f"Unknown model {args.model!r}. Models with a timm layout: "
+            f"{', '.join(sorted(TIMM_ARCHITECTURES))}."
+        )
+    if not os.path.isfile(args.checkpoint):
+        raise CommandError(f"No such checkpoint file: {args.checkpoint!r}")
+    if not args.output.endswith(".weights.h5"):
+        raise CommandError(
+            f"The output must be a Keras weights file ending in .weights.h5. Received: {args.output!r}"
+        )
+    output_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(output_dir):
+        raise CommandError(f"The output directory does not exist: {output_dir!r}")
+
+    try:
+        state_dict = read_checkpoint(args.checkpoint)
+        model = _build(args.model, state_dict)
+        count = load_timm_state_dict(model, state_dict, source=f"The checkpoint {args.checkpoint!r}")
+    except (ValueError, ImportError) as error:
+        raise CommandError(str(error)) from error
+
+    images = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
+    expected = np.asarray(model(images, training=False))
+    # A temporary name in the same directory, renamed into place once verified.
+    tmp = os.path.join(output_dir, f".tmp-{uuid.uuid4().hex}.weights.h5")
+    try:
+        model.save_weights(tmp)
+        reloaded = _build(args.model, state_dict)
+        reloaded.load_weights(tmp)
+        reload_diff = float(np.max(np.abs(np.asarray(reloaded(images, training=False)) - expected)))
+        if reload_diff > 1e-6:
+            raise CommandError(
+                f"The written file does not reproduce the converted model (max diff {reload_diff:.3g})"
+            )
+        timm_report = None
+        if args.compare_timm:
+            arch = TIMM_ARCHITECTURES[args.model]
+            timm_report = _run_timm(args.checkpoint, arch, images, args.tolerance, expected)
+        os.replace(tmp, args.output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+    what = (
+        f"{expected.shape[-1]} classes" if "fc.weight" in state_dict else "no classifier (include_top=False)"
+    )
+    print(f"converted {count} tensors of {args.checkpoint} into {args.model} ({what})")
+    print(f"reloaded {args.output}: outputs identical to the converted model (max diff {reload_diff:.1g})")
+    if timm_report:
+        print(f"timm {TIMM_ARCHITECTURES[args.model]}: max |{timm_report[0]} diff| = {timm_report[1]:.3g}")
+    print(f"wrote {args.output} (sha256 {sha256_of(args.output)})")
+
+
+def download(args):
+    from keras_sknet.weights.download import pretrained_weights_path
+    from keras_sknet.weights.registry import PRETRAINED
+
+    if args.model not in PRETRAINED:
+        raise CommandError(
+            f"Unknown model {args.model!r}. Models with pretrained weights: {', '.join(sorted(PRETRAINED))}."
+        )
+    try:
+        path = pretrained_weights_path(args.model, cache_root=args.cache_dir, force_download=args.force)
+    except (ConnectionError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    print(path)
+
+
+def info(args):
+    from keras_sknet.weights.registry import PRETRAINED
+
+    print("| model | timm checkpoint | top-1 | input | crop_pct | interpolation | source |")
+    print("|---|---|---|---|---|---|---|")
+    for config in PRETRAINED.values():
+        print(
+            f"| {config.model} | {config.timm_name} | {config.top1} | {config.input_size} "
+            f"| {config.crop_pct} "
+            f"| {config.interpolation} | {config.url} |"
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_sknet.weights", description=__doc__.split("\n\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("convert", help="convert a timm checkpoint to a Keras weights file and check it")
+    p.add_argument("checkpoint", help=".safetensors, or a PyTorch state dict (.pth/.pt/.bin)")
+    p.add_argument("--model", required=True, help="keras_sknet model function, e.g. SKNet50")
+    p.add_argument("--output", required=True, help="the Keras weights file to write (*.weights.h5)")
+    p.add_argument(
+        "--compare-timm", action="store_true", help="also compare logits with timm (needs torch, timm)"
+    )
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max |Keras - timm| (default 1e-4)")
+    p.set_defaults(run=convert)
+    p = commands.add_parser(
+        "download", help="fetch, verify and convert a model's public checkpoint into the cache"
+    )
+    p.add_argument("model")
+    p.add_argument(
+        "--cache-dir", default=None, help="Keras home to cache under (default $KERAS_HOME or ~/.keras)"
+    )
+    p.add_argument("--force", action="store_true", help="download and convert again")
+    p.set_defaults(run=download)
+    p = commands.add_parser("info", help="list the pretrained weights and their preprocessing")
+    p.set_defaults(run=info)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

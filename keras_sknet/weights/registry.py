@@ -1,0 +1,165 @@
+"""The public checkpoints behind `weights="imagenet"`, with their preprocessing.
+
+Every entry is a timm checkpoint on the Hugging Face Hub (`model.safetensors`,
+Apache-2.0), pinned to the commit that added the weights, and the evaluation
+settings timm publishes with it (`pretrained_cfg`: mean, std, interpolation,
+crop_pct, input size) and its ImageNet-1k validation top-1 (timm's
+`results-imagenet.csv`, at that input size and crop).
+
+About the pins (read before relying on them):
+- `revision` is the Hub commit that added the weights ("Add model"). For
+  skresnet34 the full 40-hex id is published; for skresnet18, resnext50 and
+  seresnext50 only the abbreviated id shown in the Hub's commit list could be
+  read from here (the Hub resolves commit-id prefixes since 2023, see
+  huggingface/huggingface_hub#197); for skresnext50 no commit id could be
+  read, so it follows `main`.
+- `sha256` is None for every entry: the files' hashes could not be read from
+  here and are not invented. Instead the first download is verified by
+  structure (it must parse as safetensors and hold exactly the tensor names
+  and shapes of the architecture, which conversion checks before anything is
+  cached) and the sha256 computed then is recorded in the cache metadata;
+  later downloads must match it (trust on first use). Fill in `sha256` to
+  verify against a published hash instead.
+"""
+
+import dataclasses
+import os
+
+from keras_sknet.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedConfig:
+    """A public checkpoint and the evaluation settings that go with it.
+
+    Attributes:
+        model: the keras_sknet model function, e.g. `"SKNet50"`.
+        timm_name: timm's `architecture.tag`, e.g. `"skresnext50_32x4d.ra_in1k"`.
+        hf_repo: the Hugging Face Hub repository.
+        revision: the Hub commit (or branch) the file is fetched at.
+        filename: the checkpoint file in the repository.
+        sha256: the file's sha256 if known, else None (see the module doc).
+        num_classes: classifier width (ImageNet-1k).
+        input_size: evaluation height = width.
+        crop_pct: centre-crop fraction: resize the shorter side to
+            `floor(input_size / crop_pct)`, then crop `input_size`.
+        interpolation: resize filter, `"bicubic"` or `"bilinear"`.
+        mean, std: per-channel RGB normalisation on [0, 1] inputs (what
+            `keras_sknet.applications.preprocess_input` applies).
+        top1: ImageNet-1k validation top-1 (%) published by timm with these
+            settings.
+        license: of the weights.
+    """
+
+    model: str
+    timm_name: str
+    hf_repo: str
+    revision: str
+    filename: str = "model.safetensors"
+    sha256: str | None = None
+    num_classes: int = 1000
+    input_size: int = 224
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    top1: float | None = None
+    license: str = "apache-2.0"
+
+    @property
+    def architecture(self):
+        """timm's architecture name, e.g. `"skresnext50_32x4d"`."""
+        return self.timm_name.split(".")[0]
+
+    @property
+    def url(self):
+        """Where the checkpoint is fetched from; honours `HF_ENDPOINT` (a Hub mirror)."""
+        endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
+        return f"{endpoint}/{self.hf_repo}/resolve/{self.revision}/{self.filename}"
+
+    @property
+    def page(self):
+        """The checkpoint's page on the Hub (to download it by hand)."""
+        return f"{DEFAULT_ENDPOINT}/{self.hf_repo}"
+
+
+# Model functions whose weights have a timm architecture (the converter's command line accepts these).
+TIMM_ARCHITECTURES = {
+    "SKNet50": "skresnext50_32x4d",
+    "ResNeXt50": "resnext50_32x4d",
+    "ResNeXt101": "resnext101_32x4d",
+    "SEResNeXt50": "seresnext50_32x4d",
+    "SEResNeXt101": "seresnext101_32x4d",
+    "SKResNet18": "skresnet18",
+    "SKResNet34": "skresnet34",
+}
+
+PRETRAINED = {
+    "SKNet50": PretrainedConfig(
+        model="SKNet50",
+        timm_name="skresnext50_32x4d.ra_in1k",
+        hf_repo="timm/skresnext50_32x4d.ra_in1k",
+        revision="main",
+        top1=80.168,
+    ),
+    "ResNeXt50": PretrainedConfig(
+        model="ResNeXt50",
+        timm_name="resnext50_32x4d.ra_in1k",
+        hf_repo="timm/resnext50_32x4d.ra_in1k",
+        revision="ed4326c",
+        top1=79.800,
+    ),
+    "SEResNeXt50": PretrainedConfig(
+        model="SEResNeXt50",
+        timm_name="seresnext50_32x4d.racm_in1k",
+        hf_repo="timm/seresnext50_32x4d.racm_in1k",
+        revision="1b040f7",
+        top1=81.268,
+    ),
+    "SKResNet18": PretrainedConfig(
+        model="SKResNet18",
+        timm_name="skresnet18.ra_in1k",
+        hf_repo="timm/skresnet18.ra_in1k",
+        revision="35bb29a",
+        top1=73.020,
+    ),
+    "SKResNet34": PretrainedConfig(
+        model="SKResNet34",
+        timm_name="skresnet34.ra_in1k",
+        hf_repo="timm/skresnet34.ra_in1k",
+        revision="566efdc1f858fc81fe6fc9edab3c76524de26529",
+        top1=76.956,
+    ),
+}
+
+
+def pretrained_config(model):
+    """The public checkpoint and evaluation settings of a model.
+
+    Args:
+        model: a model function name (`"SKNet50"`), its function, or timm's
+            architecture name (`"skresnext50_32x4d"`).
+
+    Returns:
+        A `PretrainedConfig`.
+
+    Raises:
+        ValueError: the model has no public checkpoint.
+
+    Example:
+        >>> config = pretrained_config("SKNet50")
+        >>> config.crop_pct, config.interpolation, config.top1
+        (0.875, 'bicubic', 80.168)
+    """
+    name = getattr(model, "__name__", model)
+    if name in PRETRAINED:
+        return PRETRAINED[name]
+    for config in PRETRAINED.values():
+        if name in (config.architecture, config.timm_name):
+            return config
+    raise ValueError(
+        f"No pretrained weights are registered for {name!r}. Models with weights='imagenet': "
+        f"{sorted(PRETRAINED)}."
+    )

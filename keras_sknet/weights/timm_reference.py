@@ -1,0 +1,145 @@
+"""Reference outputs from timm, run as a separate script (PyTorch side only).
+
+Run it by path, never import it next to TensorFlow: importing TensorFlow and
+then torchvision (which timm imports) in one process crashes, so the parity
+tests and `python -m keras_sknet.weights convert --compare-timm` start this
+script in a fresh interpreter. It imports only NumPy, torch and timm.
+
+    python timm_reference.py random OUT_DIR --models skresnet18,skresnext50_32x4d \\
+        --sizes 224x224,193x161 --batches 1,4 --seed 0
+        -> OUT_DIR/<model>.safetensors   random timm weights, randomised BatchNorm
+           OUT_DIR/inputs_<h>x<w>.npy    NHWC float32 inputs (the largest batch)
+           OUT_DIR/<model>.npz           logits_<h>x<w>_b<n>, features_<h>x<w>_b<n>
+
+    python timm_reference.py reference CHECKPOINT ARCH INPUTS.npy OUT.npz
+        -> logits and pooled features of the checkpoint on NHWC inputs
+
+    python timm_reference.py transform IMAGES.npy NAME OUT.npy
+        -> timm's evaluation transform for NAME (e.g. skresnext50_32x4d.ra_in1k)
+           applied to uint8 HWC images (PIL), as NHWC float32
+"""
+
+import argparse
+import os
+
+import numpy as np
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def randomize_batch_norms(model, generator):
+    """Non-trivial BatchNorm statistics and affine parameters, so that parity tests see them."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+        classifier = model.get_classifier()
+        if getattr(classifier, "bias", None) is not None:
+            classifier.bias.copy_(torch.randn(classifier.bias.shape, generator=generator) * 0.1)
+
+
+def outputs(model, images_nhwc):
+    """(logits, pooled features) of a timm model in eval mode for NHWC inputs."""
+    x = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
+    with torch.no_grad():
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+        logits = model.get_classifier()(features)
+    return logits.numpy(), features.numpy()
+
+
+def _sizes(text):
+    return [tuple(int(v) for v in size.split("x")) for size in text.split(",")]
+
+
+def random_models(out_dir, models, sizes, batches, seed):
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for h, w in sizes:
+        inputs[(h, w)] = rng.normal(size=(max(batches), h, w, 3)).astype(np.float32)
+        np.save(os.path.join(out_dir, f"inputs_{h}x{w}.npy"), inputs[(h, w)])
+    for index, name in enumerate(models):
+        torch.manual_seed(seed + index)
+        model = timm.create_model(name, pretrained=False).eval()
+        randomize_batch_norms(model, torch.Generator().manual_seed(seed + index))
+        save_file(model.state_dict(), os.path.join(out_dir, f"{name}.safetensors"))
+        results = {}
+        for (h, w), images in inputs.items():
+            for n in batches:
+                logits, features = outputs(model, images[:n])
+                results[f"logits_{h}x{w}_b{n}"] = logits
+                results[f"features_{h}x{w}_b{n}"] = features
+        np.savez(os.path.join(out_dir, f"{name}.npz"), **results)
+
+
+def reference(checkpoint, arch, inputs_path, out_path):
+    if checkpoint.endswith(".safetensors"):
+        state = load_file(checkpoint)
+    else:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    num_classes = state["fc.weight"].shape[0] if "fc.weight" in state else 0
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes).eval()
+    model.load_state_dict(state)
+    logits, features = outputs(model, np.load(inputs_path).astype(np.float32))
+    np.savez(out_path, logits=logits, features=features)
+
+
+def transform(images_path, name, out_path):
+    from PIL import Image
+
+    model = timm.create_model(name, pretrained=False)
+    config = timm.data.resolve_model_data_config(model)
+    pipeline = timm.data.create_transform(**config, is_training=False)
+    images = np.load(images_path)
+    out = [pipeline(Image.fromarray(image)).numpy().transpose(1, 2, 0) for image in images]
+    np.save(out_path, np.stack(out).astype(np.float32))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    rand = commands.add_parser("random", help="random timm checkpoints and their outputs")
+    rand.add_argument("out_dir")
+    rand.add_argument("--models", required=True, help="comma-separated timm architectures")
+    rand.add_argument("--sizes", default="224x224", help="comma-separated HxW")
+    rand.add_argument("--batches", default="1,4", help="comma-separated batch sizes")
+    rand.add_argument("--seed", type=int, default=0)
+    ref = commands.add_parser("reference", help="outputs of a checkpoint on given inputs")
+    ref.add_argument("checkpoint")
+    ref.add_argument("arch")
+    ref.add_argument("inputs")
+    ref.add_argument("out")
+    tra = commands.add_parser("transform", help="timm's eval transform of uint8 images")
+    tra.add_argument("images")
+    tra.add_argument("name")
+    tra.add_argument("out")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    if args.command == "random":
+        random_models(
+            args.out_dir,
+            args.models.split(","),
+            _sizes(args.sizes),
+            [int(b) for b in args.batches.split(",")],
+            args.seed,
+        )
+    elif args.command == "reference":
+        reference(args.checkpoint, args.arch, args.inputs, args.out)
+    else:
+        transform(args.images, args.name, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""The trainer: a run end to end, SIGKILL and resume, NaN, mixed precision, two devices, two workers."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training.experiments import get_experiment, override
+from training.trainer import TrainingDiverged, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# A small SK net and the 96-image configuration of the embedded dataset: seconds per run.
+TINY = [
+    "dataset=scales_demo/tiny",
+    'model_kwargs={"stage_depths": [1, 1], "stem": "imagenet", "cardinality": 4, "bottleneck_width": 4, '
+    '"min_dim": 8}',
+    "batch_size=16",
+    "epochs=2",
+]
+
+
+def tiny(*assignments):
+    return override(get_experiment("scales_demo"), TINY + list(assignments))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    import tensorflow_datasets as tfds
+
+    import training.data  # noqa: F401  (registers scales_demo)
+
+    directory = str(tmp_path_factory.mktemp("tfds"))
+    tfds.builder("scales_demo/tiny", data_dir=directory).download_and_prepare()
+    return directory
+
+
+def run_cli(args, env=None, **kwargs):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "training.train", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+def csv_epochs(model_dir):
+    with open(os.path.join(model_dir, "metrics.csv")) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_a_run_end_to_end_then_evaluate(data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    summary = train(tiny(), model_dir, data_dir=data_dir, verbose=0)
+    assert summary["steps"] == 2 * (96 // 16)
+    assert summary["final"]["examples"] == 48 and 0.0 <= summary["final"]["top1"] <= 1.0
+    for name in ("best.keras", "last.keras", "config.json", "summary.json", "metrics.csv"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    assert os.listdir(os.path.join(model_dir, "logs"))
+    assert csv_epochs(model_dir) == [0, 1]
+    assert json.load(open(os.path.join(model_dir, "config.json")))["epochs"] == 2
+
+    # The same command again: nothing left to train, the same steps.
+    again = train(tiny(), model_dir, data_dir=data_dir, verbose=0)
+    assert again["steps"] == summary["steps"] and csv_epochs(model_dir) == [0, 1]
+    # Another recipe into the same directory is refused.
+    with pytest.raises(ValueError, match="epochs"):
+        train(tiny("epochs=3"), model_dir, data_dir=data_dir, verbose=0)
+
+    from training.evaluate import main as evaluate
+
+    for size in (64, 96):
+        assert evaluate(["--model-dir", model_dir, "--image-size", str(size), "--data-dir", data_dir]) == 0
+        result = json.load(open(os.path.join(model_dir, f"eval_{size}.json")))
+        assert result["image_size"] == size and result["examples"] == 48
+
+
+def _backup_position(model_dir):
+    index = os.path.join(model_dir, "backup", "checkpoint")
+    if not os.path.exists(index):
+        return None
+    try:
+        reader = tf.train.load_checkpoint(os.path.join(model_dir, "backup"))
+        return int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")), int(
+            reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+        )
+    except (tf.errors.OpError, ValueError):
+        return None  # caught between writes: look again
+
+
+def test_sigkill_mid_epoch_then_the_same_command_resumes(data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = [
+        "--experiment",
+        "scales_demo",
+        "--model-dir",
+        model_dir,
+        "--data-dir",
+        data_dir,
+        "--verbose",
+        "0",
+        "--backup-every-steps",
+        "3",
+    ]
+    args += [f"--set={a}" for a in TINY[:2]] + ["--batch-size", "4", "--epochs", "3"]
+    steps_per_epoch = 96 // 4
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    killed_at = None
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        position = _backup_position(model_dir)
+        if position and position[0] >= 1 and position[1] > 0:  # a backup in the middle of epoch 2
+            process.send_signal(signal.SIGKILL)
+            killed_at = position
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    assert killed_at is not None, f"no mid-epoch backup appeared: {process.stderr.read()[-2000:]}"
+    assert process.returncode == -signal.SIGKILL
+
+    resumed = run_cli(args, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming" in resumed.stdout
+    summary = json.load(open(os.path.join(model_dir, "summary.json")))
+    # Exactly 3 epochs of steps: nothing started over, nothing done twice.
+    assert summary["steps"] == 3 * steps_per_epoch
+    assert csv_epochs(model_dir) == [0, 1, 2]
+
+
+def test_nan_loss_stops_the_run_with_a_clear_message(data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    with pytest.raises(TrainingDiverged, match=r"diverged: loss (nan|inf)"):
+        train(tiny("learning_rate=1e30", "warmup_epochs=0"), model_dir, data_dir=data_dir, verbose=0)
+    assert not os.path.exists(os.path.join(model_dir, "last.keras"))
+    position = _backup_position(model_dir)
+    if position is not None:  # any backup predates the divergence: finite weights
+        reader = tf.train.load_checkpoint(os.path.join(model_dir, "backup"))
+        for name in reader.get_variable_to_shape_map():
+            value = reader.get_tensor(name)
+            if np.issubdtype(np.asarray(value).dtype, np.floating):
+                assert np.all(np.isfinite(value)), name
+
+
+def test_mixed_bfloat16_on_cpu(data_dir, tmp_path):
+    summary = train(
+        tiny("mixed_precision=bfloat16", "epochs=1"), str(tmp_path / "run"), data_dir=data_dir, verbose=0
+    )
+    assert summary["mixed_precision"] == "mixed_bfloat16"
+    assert np.isfinite(summary["final"]["top1"])
+    import keras
+
+    model = keras.models.load_model(str(tmp_path / "run" / "last.keras"))
+    assert model.layers[-1].compute_dtype == "float32"  # the classifier runs in float32
+    keras.config.set_dtype_policy("float32")
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+(cpu,) = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from training.experiments import get_experiment, override
+from training.trainer import make_strategy, train
+data_dir, out = sys.argv[1], sys.argv[2]
+experiment = override(get_experiment("scales_demo"), json.loads(sys.argv[3]))
+weights = {}
+# Both runs under an explicit strategy: Keras then reads the data the same way for both.
+for label, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
+    strategy = make_strategy(devices)
+    summary = train(experiment, f"{out}/{label}", data_dir=data_dir, strategy=strategy, verbose=0)
+    model = keras.models.load_model(f"{out}/{label}/last.keras")
+    weights[label] = (strategy.num_replicas_in_sync, summary["steps"], {w.path: w.numpy() for w in model.weights})
+(r1, s1, w1), (r2, s2, w2) = weights["one"], weights["two"]
+trained = max(float(np.max(np.abs(w1[k] - w2[k]))) for k in w1 if "moving" not in k)
+statistics = max(float(np.max(np.abs(w1[k] - w2[k]) / (np.abs(w1[k]) + 1e-2))) for k in w1 if "moving" in k)
+print(json.dumps({"replicas": [r1, r2], "steps": [s1, s2], "trained": trained, "statistics": statistics}))
+"""
+
+
+def test_mirrored_over_two_logical_cpus_matches_one_device(data_dir, tmp_path):
+    """The same global batch on 2 replicas (synchronised BN) gives one device's weights."""
+    assignments = TINY[:2] + ["batch_size=16", "epochs=1", "sync_batch_norm=true", "augment=none"]
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, data_dir, str(tmp_path), json.dumps(assignments)],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == [1, 2] and report["steps"] == [6, 6]
+    # Trained weights agree to float tolerance; BatchNorm's running averages of
+    # activation statistics amplify the float differences a little more.
+    assert report["trained"] < 2e-4 and report["statistics"] < 1e-2, report
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_loopback_finish_a_short_run(data_dir, tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    args = ["--experiment", "scales_demo", "--data-dir", data_dir, "--verbose", "0"]
+    args += [f"--set={a}" for a in TINY[:2]] + ["--batch-size", "16", "--epochs", "1"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
+        model_dir = str(tmp_path / f"worker{index}")
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "training.train", *args, "--model-dir", model_dir],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (_, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    chief = json.load(open(tmp_path / "worker0" / "summary.json"))
+    assert chief["replicas"] == 2 and chief["steps"] == 96 // 16
+    assert not os.path.exists(tmp_path / "worker1" / "summary.json")  # only the chief writes
