@@ -331,9 +331,13 @@ class SKConv(keras.layers.Layer):
             squeezed = squeezed + ops.mean(u, axis=(1, 2))
         attention = self.attention_layer(squeezed, training=training)
         _record(self, attention)
+        # Path m's weights are channels [m*C, (m+1)*C) of the path-major
+        # (N, 1, 1, M*C) view: unit-stride slices, which TFLite's XNNPACK runs
+        # (indexing attention[:, m] would be a slice it leaves out of the delegate).
+        weights = ops.reshape(attention, (-1, 1, 1, self.num_paths * self.filters))
         outputs = None
         for m, u in enumerate(paths):
-            weight = ops.expand_dims(ops.expand_dims(attention[:, m, :], 1), 1)
+            weight = weights[..., m * self.filters : (m + 1) * self.filters]
             outputs = u * weight if outputs is None else outputs + u * weight
         return (outputs, attention) if return_attention else outputs
 
