@@ -97,8 +97,9 @@ def test_float32_shufflenet_sk_builtin_ops_folded_bn_whole_graph_in_xnnpack():
     assert not [name for name in ops if name.startswith("CUSTOM")]
     # 38 depthwise convs: both SK paths of 19 SK units (the stride-2 units have two).
     assert ops["DEPTHWISE_CONV_2D"] == 38
-    # BatchNorm folded: no normalisation arithmetic left; MULs are only the SK selection.
-    assert "RSQRT" not in ops and "SUB" not in ops and ops["MUL"] == 38
+    # BatchNorm folded: the only elementwise arithmetic left is the 19 SK units' own, two of each:
+    # logit differences (SUB) -> LOGISTIC, path weighting (MUL), sums of path means and of paths (ADD).
+    assert "RSQRT" not in ops and ops["SUB"] == ops["LOGISTIC"] == ops["MUL"] == ops["ADD"] == 38
     assert result.xnnpack.partitions == 1 and not result.xnnpack.outside
 
 
@@ -110,6 +111,9 @@ def test_every_quantization_of_grouped_dilated_sk(fitted, quantize, tmp_path):
         model, path, quantize=quantize, representative_data=images, num_calibration=60, num_validation=100
     )
     assert result.passed and os.path.getsize(path) == result.size
+    # XNNPACK takes everything but, in int8, the classifier's softmax (it has no int8 SOFTMAX;
+    # the SK selection is a LOGISTIC, which it has).
+    assert result.xnnpack.outside == ({"SOFTMAX": 1} if quantize == "int8" else {})
     assert os.listdir(tmp_path) == [path.name]  # no temporary file left
     with open(path, "rb") as f:
         content = f.read()

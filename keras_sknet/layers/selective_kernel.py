@@ -125,11 +125,19 @@ class SKAttention(keras.layers.Layer):
 
     def call(self, squeezed, training=None):
         z = ops.relu(self.bn(self.fc_reduce(squeezed), training=training))
-        logits = ops.reshape(self.fc_select(z), (-1, self.num_paths, self.channels))
-        if self.num_paths == 1:  # a softmax over one path is constantly 1
-            return ops.ones_like(logits)
         # Softmax in float32 so that mixed precision does not coarsen the weights.
-        weights = ops.softmax(ops.cast(logits, "float32"), axis=1)
+        logits = ops.cast(self.fc_select(z), "float32")  # (batch, M * C), path-major
+        if self.num_paths == 1:  # a softmax over one path is constantly 1
+            weights = ops.ones_like(logits)
+        elif self.num_paths == 2:
+            # The softmax of two logits is the sigmoid of their difference. Same
+            # values; and TFLite's XNNPACK runs an int8 LOGISTIC but not an int8
+            # SOFTMAX, which would split every SK unit out of the delegate.
+            first, second = logits[:, : self.channels], logits[:, self.channels :]
+            weights = ops.concatenate([ops.sigmoid(first - second), ops.sigmoid(second - first)], axis=-1)
+        else:
+            weights = ops.softmax(ops.reshape(logits, (-1, self.num_paths, self.channels)), axis=1)
+        weights = ops.reshape(weights, (-1, self.num_paths, self.channels))
         return ops.cast(weights, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
