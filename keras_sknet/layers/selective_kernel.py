@@ -133,8 +133,8 @@ class SKAttention(keras.layers.Layer):
             # The softmax of two logits is the sigmoid of their difference. Same
             # values; and TFLite's XNNPACK runs an int8 LOGISTIC but not an int8
             # SOFTMAX, which would split every SK unit out of the delegate.
-            first, second = logits[:, : self.channels], logits[:, self.channels :]
-            weights = ops.concatenate([ops.sigmoid(first - second), ops.sigmoid(second - first)], axis=-1)
+            difference = logits[:, : self.channels] - logits[:, self.channels :]
+            weights = ops.concatenate([ops.sigmoid(difference), ops.sigmoid(-difference)], axis=-1)
         else:
             weights = ops.softmax(ops.reshape(logits, (-1, self.num_paths, self.channels)), axis=1)
         weights = ops.reshape(weights, (-1, self.num_paths, self.channels))
