@@ -181,12 +181,16 @@ def test_saved_model_is_batch_polymorphic_with_named_signature(tmp_path):
 def test_backbone_export_at_a_given_size():
     """A size-free backbone exports at the size asked, its output named after its last layer."""
     model = SKNet((1, 1), include_top=False, pooling="avg")
-    result = export.to_tflite(model, input_size=(48, 40), batch_size=2)
-    assert result.input_shape == (2, 48, 40, 3) and result.passed
+    result = export.to_tflite(model, input_size=(48, 40), batch_size=3)
+    assert result.input_shape == (3, 48, 40, 3) and result.passed
     from ai_edge_litert.interpreter import Interpreter
 
     signature = Interpreter(model_content=result.content).get_signature_list()["serving_default"]
     assert signature == {"inputs": ["images"], "outputs": ["avg_pool"]}
+    # Batches of 3, the last one padded: every image gets its own features.
+    x = np.random.default_rng(5).normal(size=(5, 48, 40, 3)).astype("float32")
+    outputs = export.run_tflite(export.make_interpreter(result.content), x)
+    np.testing.assert_allclose(outputs, model(x, training=False), atol=1e-4)
 
 
 def test_sknet50_float32_exports():

@@ -23,7 +23,7 @@ from keras_sknet.export.litert import (
     grouped_conv_count,
     make_interpreter,
     operator_counts,
-    run,
+    run_tflite,
     xnnpack_coverage,
 )
 from keras_sknet.export.saved_model import to_saved_model
@@ -41,7 +41,7 @@ __all__ = [
     "load_model",
     "make_interpreter",
     "operator_counts",
-    "run",
+    "run_tflite",
     "to_saved_model",
     "to_tflite",
     "xnnpack_coverage",

@@ -220,9 +220,7 @@ def load_images(
     preprocess = _resolve_preprocess(preprocess)
     height, width = image_size
     images = []
-    for image in _iter_source(source, split, data_dir):
-        if len(images) >= count:
-            break
+    for image in _iter_source(source, split, data_dir) if count > 0 else ():
         image = np.asarray(image)
         if image.ndim != 3:
             raise ValueError(f"Expected images of shape (H, W, C). Received an image of shape {image.shape}")
@@ -231,6 +229,8 @@ def load_images(
 
             image = tf.image.resize(image.astype("float32"), (height, width), antialias=True).numpy()
         images.append(image.astype("float32"))
+        if len(images) == count:  # stop before reading (or decoding) one more
+            break
     if not images:
         return np.zeros((0, height, width, 3), "float32")
     batch = np.stack(images)

@@ -109,7 +109,7 @@ def _dequantize(y, detail):
     return (y.astype("float32") - zero_point) * scale
 
 
-def run(interpreter, images):
+def run_tflite(interpreter, images):
     """Runs a single-input, single-output TFLite model over `images`, batch by batch.
 
     The batch size is the interpreter's static one; a last partial batch is

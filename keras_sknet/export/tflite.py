@@ -79,19 +79,15 @@ def _check_images(quantize, input_shape, representative_data, validation_data, c
                     "in all. Lower `num_calibration` or pass `validation_data`"
                 )
             return calibration, held_out
-    if validation_data is not None:
-        images = common.read_images(validation_data, input_shape, num_validation, data_args)
-        if not len(images):
-            raise ValueError("`validation_data` gave no images")
-    elif representative_data is not None:
-        images = common.read_images(representative_data, input_shape, num_validation, data_args)
-        if not len(images):
-            raise ValueError("`representative_data` gave no images")
-    else:
-        images = common.generated_images(input_shape)
-    if quantize in TOLERANCES:
-        images = images[: common.FLOAT_CHECK_IMAGES]
-    return calibration, images
+    # Outputs are compared element-wise in the float modes: a few images are enough.
+    count = common.FLOAT_CHECK_IMAGES if quantize in TOLERANCES else num_validation
+    for name, source in (("validation_data", validation_data), ("representative_data", representative_data)):
+        if source is not None:
+            images = common.read_images(source, input_shape, count, data_args)
+            if not len(images):
+                raise ValueError(f"`{name}` gave no images")
+            return calibration, images
+    return calibration, common.generated_images(input_shape)
 
 
 def _verify(content, model, quantize, images, num_threads):
@@ -102,7 +98,7 @@ def _verify(content, model, quantize, images, num_threads):
             f"The TFLite model has non-builtin operators {custom}; only builtin ops are allowed"
         )
     interpreter = litert_lib.make_interpreter(content, num_threads=num_threads)
-    outputs = litert_lib.run(interpreter, images)
+    outputs = litert_lib.run_tflite(interpreter, images)
     reference = common.keras_outputs(model, images)
     if quantize in TOLERANCES:
         checks = [common.max_abs_diff_check(reference, outputs, TOLERANCES[quantize])]
