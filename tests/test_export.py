@@ -28,6 +28,12 @@ CLASSES = 10
 SIZE = 32
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def class_images(count, size=SIZE, seed=0):
     """RGB [0, 255] images and labels: the class sets a colour and a stripe direction; plus noise."""
     rng = np.random.default_rng(seed)
@@ -113,6 +119,7 @@ def test_every_quantization_of_grouped_dilated_sk(fitted, quantize, tmp_path):
         model, path, quantize=quantize, representative_data=images, num_calibration=60, num_validation=100
     )
     assert result.passed and os.path.getsize(path) == result.size
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()  # not the temporary file's 0o600
     # XNNPACK takes everything but, in int8, the classifier's softmax (it has no int8 SOFTMAX;
     # the SK selection is a LOGISTIC, which it has).
     assert result.xnnpack.outside == ({"SOFTMAX": 1} if quantize == "int8" else {})

@@ -245,6 +245,12 @@ def check_output_path(path, suffix=None, directory=False):
     return path
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_file_atomically(path, content):
     """Writes `content` to a temporary file beside `path`, then renames it into place."""
     parent = os.path.dirname(os.path.abspath(path))
@@ -255,6 +261,7 @@ def write_file_atomically(path, content):
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private; a model file is not
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -264,6 +271,7 @@ def write_file_atomically(path, content):
 
 def replace_directory(tmp_dir, path):
     """Moves the finished folder `tmp_dir` to `path`, replacing what was there only at the end."""
+    os.chmod(tmp_dir, 0o777 & ~_umask())  # mkdtemp's folder is private; a SavedModel is not
     backup = None
     if os.path.exists(path):
         backup = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".old-")
