@@ -58,6 +58,30 @@ def _backend_conv(x, kernel, strides, dilation, pad, depthwise):
     return ops.conv(x, kernel, strides=strides, padding="valid", dilation_rate=dilation)
 
 
+def subsample(x, strides):
+    """`x[:, ::strides, ::strides, :]`, as a reshape and a unit-stride slice.
+
+    The same values by another route: TFLite's XNNPACK delegate does not run
+    strided slices, and each one would cut the exported graph into separate
+    delegate partitions (ShuffleNetV2 + SK has six); reshapes and unit-stride
+    slices it runs. Inputs whose height or width is not a multiple of
+    `strides` are first padded up to one (the padding is never kept).
+    """
+    if strides == 1:
+        return x
+    channels = x.shape[-1]
+    height, width = x.shape[1], x.shape[2]
+    if height is None or width is None or height % strides or width % strides:
+        shape = ops.shape(x)
+        pad_h, pad_w = (-shape[1]) % strides, (-shape[2]) % strides
+        x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+    shape = ops.shape(x)
+    rows, cols = shape[1] // strides, shape[2] // strides
+    # (N, rows, s, cols, s * C): row phase on axis 2, column phase inside the last axis.
+    x = ops.reshape(x, (-1, rows, strides, cols, strides * channels))
+    return ops.reshape(x[:, :, :1, :, :channels], (-1, rows, cols, channels))
+
+
 def conv2d(x, kernel, strides=1, dilation=1, pad=0, depthwise=False):
     """NHWC convolution with symmetric zero padding and any stride with any dilation.
 
@@ -91,7 +115,7 @@ def conv2d(x, kernel, strides=1, dilation=1, pad=0, depthwise=False):
         # One phase, and with "same" padding it lines up with x[::s]: a "same"
         # conv of dilation d/s on the subsampled input (no padded copy of x).
         step = dilation // strides
-        return _backend_conv(x[:, ::strides, ::strides, :], kernel, 1, step, step * (k - 1) // 2, depthwise)
+        return _backend_conv(subsample(x, strides), kernel, 1, step, step * (k - 1) // 2, depthwise)
     if pad:
         x = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     gcd = math.gcd(dilation, strides)

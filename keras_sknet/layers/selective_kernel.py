@@ -94,7 +94,11 @@ class SKAttention(keras.layers.Layer):
 
     Returns:
         Attention of shape `(batch, num_paths, channels)`, summing to 1 over
-        the paths (axis 1).
+        the paths (axis 1). With `return_paths=True` in the call,
+        `(attention, per_path)`: `per_path` lists each path's attention,
+        `(batch, channels)`, as tensors of their own (what `SKConv` weights
+        the paths with: an exported graph then needs neither `attention` nor
+        slices of it).
 
     Example:
         >>> SKAttention(num_paths=2, attention_dim=32)(keras.ops.ones((1, 64))).shape
@@ -123,17 +127,39 @@ class SKAttention(keras.layers.Layer):
         )
         self.fc_select.build((input_shape[0], self.attention_dim))
 
-    def call(self, squeezed, training=None):
+    def call(self, squeezed, training=None, return_paths=False):
         z = ops.relu(self.bn(self.fc_reduce(squeezed), training=training))
-        logits = ops.reshape(self.fc_select(z), (-1, self.num_paths, self.channels))
-        if self.num_paths == 1:  # a softmax over one path is constantly 1
-            return ops.ones_like(logits)
         # Softmax in float32 so that mixed precision does not coarsen the weights.
-        weights = ops.softmax(ops.cast(logits, "float32"), axis=1)
-        return ops.cast(weights, self.compute_dtype)
+        logits = ops.cast(self.fc_select(z), "float32")  # (batch, M * C), path-major
+        channels = self.channels
+        if self.num_paths == 1:  # a softmax over one path is constantly 1
+            per_path = [ops.ones_like(logits)]
+        elif self.num_paths == 2:
+            # The softmax of two logits is the sigmoid of their difference. Same
+            # values; and TFLite's XNNPACK runs an int8 LOGISTIC but not an int8
+            # SOFTMAX, which would split every SK unit out of the delegate.
+            difference = logits[:, :channels] - logits[:, channels:]
+            per_path = [ops.sigmoid(difference), ops.sigmoid(-difference)]
+        else:
+            weights = ops.softmax(ops.reshape(logits, (-1, self.num_paths, channels)), axis=1)
+            # Unit-stride slices of the path-major (batch, M * C) view, which
+            # XNNPACK runs (it leaves indexing weights[:, m] out of the delegate).
+            weights = ops.reshape(weights, (-1, self.num_paths * channels))
+            per_path = [weights[:, m * channels : (m + 1) * channels] for m in range(self.num_paths)]
+        per_path = [ops.cast(w, self.compute_dtype) for w in per_path]
+        attention = per_path[0] if self.num_paths == 1 else ops.concatenate(per_path, axis=-1)
+        attention = ops.reshape(attention, (-1, self.num_paths, channels))
+        return (attention, per_path) if return_paths else attention
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_paths, input_shape[-1])
+
+    def compute_output_spec(self, squeezed, training=None, return_paths=False):
+        attention = keras.KerasTensor(self.compute_output_shape(squeezed.shape), dtype=self.compute_dtype)
+        if not return_paths:
+            return attention
+        path_shape = (squeezed.shape[0], squeezed.shape[-1])
+        return attention, [keras.KerasTensor(path_shape, dtype=self.compute_dtype)] * self.num_paths
 
     def get_config(self):
         config = super().get_config()
@@ -329,12 +355,12 @@ class SKConv(keras.layers.Layer):
         squeezed = ops.mean(paths[0], axis=(1, 2))
         for u in paths[1:]:
             squeezed = squeezed + ops.mean(u, axis=(1, 2))
-        attention = self.attention_layer(squeezed, training=training)
+        attention, per_path = self.attention_layer(squeezed, training=training, return_paths=True)
         _record(self, attention)
         outputs = None
-        for m, u in enumerate(paths):
-            weight = ops.expand_dims(ops.expand_dims(attention[:, m, :], 1), 1)
-            outputs = u * weight if outputs is None else outputs + u * weight
+        for u, weight in zip(paths, per_path):
+            weighted = u * ops.expand_dims(ops.expand_dims(weight, 1), 1)
+            outputs = weighted if outputs is None else outputs + weighted
         return (outputs, attention) if return_attention else outputs
 
     def compute_output_shape(self, input_shape):

@@ -27,10 +27,12 @@ def channel_shuffle(left, right):
 
     The result interleaves the channels, `[l0, r0, l1, r1, ...]`: the same as
     ShuffleNetV2's concat -> reshape (2, C/2) -> transpose -> reshape, in one
-    stack and reshape.
+    concatenation and reshape. (Concatenating on a new last axis is what
+    `ops.stack` does, but stack becomes TFLite's PACK, which XNNPACK does not
+    run; reshapes and concatenation it runs.)
     """
     shape = ops.shape(left)
-    stacked = ops.stack([left, right], axis=-1)
+    stacked = ops.concatenate([ops.expand_dims(left, -1), ops.expand_dims(right, -1)], axis=-1)
     return ops.reshape(stacked, (-1, shape[1], shape[2], 2 * left.shape[-1]))
 
 

@@ -1,0 +1,242 @@
+"""Exported models on LiteRT: latency (batch 1, 1 and 2 threads) and file size per format.
+
+    python benchmarks/bench_export.py [--repeats 30] [--models ...] [--formats ...] [--quick] [--no-write]
+
+Models (224x224, 1000 classes): ShuffleNetV2 0.5x / 1.0x plain, +SE, +SK and
+SKNet-50. Formats: float32 ("none"), float16, dynamic-range and int8. Each is
+exported with `keras_sknet.export.to_tflite` (so every row passed its check)
+and timed on LiteRT with its default XNNPACK delegate, beside the Keras model
+(`tf.function`, batch 1) and, when timm is installed, timm's
+skresnext50_32x4d in eager PyTorch (in a subprocess: TensorFlow and
+torchvision in one process can crash).
+
+The models have random weights. So that the int8 top-1 agreement means
+something, their classifier is fitted (least squares on the pooled features)
+to synthetic images whose class (one of 10) sets their colour and stripe
+direction: the Keras model then tells the images apart, and int8 must agree
+with it on held-out ones.
+
+Targets (../shared/TARGETS.md, the issue): ShuffleNetV2 + SK within 1.15x the
+latency of plain ShuffleNetV2; SKNet-50 float32 >= 2.5x and int8 >= 4x faster
+than timm eager.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks.common import append_markdown, timeit  # noqa: E402
+from keras_sknet import export  # noqa: E402
+from keras_sknet.applications import (  # noqa: E402
+    ShuffleNetV2,
+    ShuffleNetV2SE,
+    ShuffleNetV2SK,
+    SKNet50,
+    preprocess_input,
+)
+
+MODELS = {
+    "shufflenetv2_0.5x": lambda: ShuffleNetV2(0.5),
+    "shufflenetv2_0.5x_se": lambda: ShuffleNetV2SE(0.5),
+    "shufflenetv2_0.5x_sk": lambda: ShuffleNetV2SK(0.5),
+    "shufflenetv2_1.0x": lambda: ShuffleNetV2(1.0),
+    "shufflenetv2_1.0x_se": lambda: ShuffleNetV2SE(1.0),
+    "shufflenetv2_1.0x_sk": lambda: ShuffleNetV2SK(1.0),
+    "sknet50": SKNet50,
+}
+FORMATS = ("none", "float16", "dynamic", "int8")
+THREADS = (1, 2)
+SIZE = 224
+CLASSES = 10  # synthetic classes the classifier is fitted to
+CALIBRATION, HELD_OUT = 100, 100
+
+TIMM_SCRIPT = """
+import json, sys, time, statistics
+import torch, timm
+threads, repeats = int(sys.argv[1]), int(sys.argv[2])
+torch.set_num_threads(threads)
+model = timm.create_model("skresnext50_32x4d", pretrained=False).eval()
+x = torch.randn(1, 3, 224, 224)
+times = []
+with torch.inference_mode():
+    for _ in range(2):
+        model(x)
+    for _ in range(repeats):
+        start = time.perf_counter(); model(x); times.append(time.perf_counter() - start)
+print(json.dumps({"median": statistics.median(times), "torch": torch.__version__, "timm": timm.__version__}))
+"""
+
+
+def class_images(count, seed):
+    """RGB [0, 255] images: the class sets a colour and a stripe direction; plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, CLASSES, count)
+    palette = np.random.default_rng(123).uniform(30, 225, (CLASSES, 3))
+    yy, xx = np.mgrid[:SIZE, :SIZE] / SIZE
+    angles = np.pi * labels / CLASSES
+    stripes = np.sin(6 * np.pi * (xx * np.cos(angles)[:, None, None] + yy * np.sin(angles)[:, None, None]))
+    images = (
+        palette[labels][:, None, None, :]
+        + 40 * stripes[..., None]
+        + rng.normal(0, 20, (count, SIZE, SIZE, 3))
+    )
+    return np.clip(images, 0, 255).astype("float32"), labels
+
+
+def fit_classifier(model, images, labels):
+    """Fits the 1000-way classifier's first 10 rows to the synthetic classes (ridge regression)."""
+    head = model.get_layer("predictions")
+    features = keras.Model(model.inputs, head.input).predict(
+        preprocess_input(images), batch_size=16, verbose=0
+    )
+    features = np.concatenate([features, np.ones((len(features), 1))], axis=1).astype("float64")
+    targets = 8.0 * (np.eye(CLASSES)[labels] - 1.0 / CLASSES)
+    weights = np.linalg.solve(features.T @ features + 1e-2 * np.eye(features.shape[1]), features.T @ targets)
+    kernel = np.zeros(head.kernel.shape, "float32")
+    bias = np.full(head.bias.shape, -8.0, "float32")  # the other 990 classes never win
+    kernel[:, :CLASSES], bias[:CLASSES] = weights[:-1], weights[-1]
+    head.kernel.assign(kernel)
+    head.bias.assign(bias)
+
+
+def litert_latency(content, threads, repeats):
+    interpreter = export.make_interpreter(content, num_threads=threads)
+    (detail,) = interpreter.get_input_details()
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    return timeit(interpreter.invoke, repeats)[0]
+
+
+def keras_latency(model, repeats):
+    graph = tf.function(lambda t: model(t, training=False))
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype("float32"))
+    return timeit(lambda: graph(x).numpy(), repeats)[0]
+
+
+def timm_latency(threads, repeats):
+    """timm skresnext50_32x4d eager, batch 1, in a subprocess; None without timm."""
+    if importlib.util.find_spec("timm") is None:
+        return None
+    done = subprocess.run(
+        [sys.executable, "-c", TIMM_SCRIPT, str(threads), str(repeats)], capture_output=True, text=True
+    )
+    if done.returncode:
+        print(f"timm failed: {done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {list(MODELS)}")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {FORMATS}")
+    parser.add_argument(
+        "--quick", action="store_true", help="a short check: ShuffleNetV2 0.5x plain and SK, float32 and int8"
+    )
+    parser.add_argument("--no-timm", action="store_true", help="skip timm even when installed")
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.formats, args.repeats = "shufflenetv2_0.5x,shufflenetv2_0.5x_sk", "none,int8", 5
+    models = args.models.split(",")
+    formats = args.formats.split(",")
+    for name in models:
+        if name not in MODELS:
+            parser.error(f"unknown model {name!r}; choose from {list(MODELS)}")
+    for fmt in formats:
+        if fmt not in FORMATS:
+            parser.error(f"unknown format {fmt!r}; choose from {FORMATS}")
+
+    fit_images, fit_labels = class_images(200, seed=1)
+    data, _ = class_images(CALIBRATION + HELD_OUT, seed=2)
+    latency = {}  # (model, format or "keras") -> {threads: seconds}
+    rows = []
+    for name in models:
+        keras.utils.set_random_seed(0)
+        model = MODELS[name]()
+        fit_classifier(model, fit_images, fit_labels)
+        keras_ms = 1000 * keras_latency(model, args.repeats)
+        latency[name, "keras"] = {threads: keras_ms for threads in THREADS}
+        rows.append(f"| {name} | Keras tf.function | - | {keras_ms:.2f} (all cores) | | | |")
+        print(rows[-1], flush=True)
+        for fmt in formats:
+            result = export.to_tflite(
+                model,
+                quantize=fmt,
+                representative_data=data,
+                num_calibration=CALIBRATION,
+                num_validation=HELD_OUT,
+            )
+            times = {
+                threads: 1000 * litert_latency(result.content, threads, args.repeats) for threads in THREADS
+            }
+            latency[name, fmt] = times
+            check = result.checks[0]
+            value = f"agree {check.value:.1%}" if "agreement" in check.name else f"diff {check.value:.1e}"
+            rows.append(
+                f"| {name} | {fmt} | {result.size / 2**20:.2f} | {times[1]:.2f} | {times[2]:.2f} "
+                f"| {result.xnnpack.partitions} | {value} |"
+            )
+            print(rows[-1], flush=True)
+
+    timm = {} if args.no_timm else {threads: timm_latency(threads, args.repeats) for threads in THREADS}
+    for threads, measured in timm.items():
+        if measured:
+            rows.append(
+                f"| timm skresnext50_32x4d (torch {measured['torch']}, timm {measured['timm']}) | eager PyTorch "
+                f"| - | {1000 * measured['median']:.2f} ({threads} thread{'s' if threads > 1 else ''}) | | | |"
+            )
+            print(rows[-1], flush=True)
+
+    ratios = []
+    for alpha in ("0.5x", "1.0x"):
+        plain = f"shufflenetv2_{alpha}"
+        for variant in ("se", "sk"):
+            other = f"{plain}_{variant}"
+            for fmt in ["keras", *formats]:
+                if (plain, fmt) in latency and (other, fmt) in latency:
+                    r = [latency[other, fmt][t] / latency[plain, fmt][t] for t in THREADS]
+                    target = "<= 1.15x" if variant == "sk" and fmt != "keras" else ""
+                    ratios.append(f"| {other} / {plain} | {fmt} | {r[0]:.2f}x | {r[1]:.2f}x | {target} |")
+    if timm and all(timm.values()):
+        for fmt in ["keras", *formats]:
+            if ("sknet50", fmt) in latency:
+                r = [1000 * timm[t]["median"] / latency["sknet50", fmt][t] for t in THREADS]
+                target = {"none": ">= 2.5x faster", "int8": ">= 4x faster"}.get(fmt, "")
+                ratios.append(f"| timm eager / SKNet-50 | {fmt} | {r[0]:.2f}x | {r[1]:.2f}x | {target} |")
+
+    table = [
+        "| model | format | size (MiB) | LiteRT 1 thread (ms) | LiteRT 2 threads (ms) | XNNPACK partitions | check |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "| ratio (latency) | format | 1 thread | 2 threads | target |",
+        "|---|---|---|---|---|",
+        *ratios,
+    ]
+    print("\n".join(table))
+    if not args.no_write:
+        append_markdown(
+            "Export: LiteRT latency and size per format (bench_export.py)",
+            table,
+            [
+                "Batch 1, 224x224, medians. Every TFLite row passed its export check (float32 max abs diff "
+                "<= 1e-4, float16 <= 1e-2, dynamic/int8 top-1 agreement >= 98% on 100 held-out synthetic "
+                "images). Keras: tf.function on all cores. Random weights with a fitted classifier (see the "
+                "script's docstring)."
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Export for deployment: SavedModel and TFLite / LiteRT (float32, float16, dynamic-range, int8).
+
+Every export is verified before it is written: the SavedModel reloaded with
+`tf.saved_model.load`, the TFLite model run with LiteRT (`ai_edge_litert`),
+both against the Keras model. A failed check raises `VerificationError` and
+leaves nothing behind.
+
+    from keras_sknet.export import to_saved_model, to_tflite
+
+    to_saved_model(model, "saved_models/sk_serving")
+    result = to_tflite(model, "saved_models/sk_int8.tflite", quantize="int8", representative_data=images)
+    print(result.summary())
+
+Command line: `python -m keras_sknet.export MODEL.keras --format tflite --quantize int8
+--representative-data SOURCE` (see `python -m keras_sknet.export --help`).
+Needs the `export` extra: `pip install 'keras-sknet[export]'` (ai-edge-litert,
+tensorflow-datasets).
+"""
+
+from keras_sknet.export.common import ExportError, ExportResult, VerificationError, load_model
+from keras_sknet.export.data import load_images
+from keras_sknet.export.litert import (
+    grouped_conv_count,
+    make_interpreter,
+    operator_counts,
+    run_tflite,
+    xnnpack_coverage,
+)
+from keras_sknet.export.saved_model import to_saved_model
+from keras_sknet.export.tflite import MIN_AGREEMENT, QUANTIZATIONS, TOLERANCES, to_tflite
+
+__all__ = [
+    "MIN_AGREEMENT",
+    "QUANTIZATIONS",
+    "TOLERANCES",
+    "ExportError",
+    "ExportResult",
+    "VerificationError",
+    "grouped_conv_count",
+    "load_images",
+    "load_model",
+    "make_interpreter",
+    "operator_counts",
+    "run_tflite",
+    "to_saved_model",
+    "to_tflite",
+    "xnnpack_coverage",
+]

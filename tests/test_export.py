@@ -1,0 +1,425 @@
+"""Export: SavedModel and TFLite (float32, float16, dynamic, int8), checked with LiteRT.
+
+Models are small (a one-block-per-stage SKNet at 32x32, ShuffleNetV2 0.5x + SK
+at 64x64) with randomised BatchNorm statistics, so that folding BN into the
+convolutions is really tested. For the top-1 agreement checks, the classifier of
+the tiny SKNet is fitted (least squares on its pooled features) to synthetic
+images whose class sets their colour and stripe direction: its predictions
+follow the images (every class is predicted), so a broken quantization shows up
+as disagreement; `test_int8_check_fails_on_bad_calibration` shows that it does.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_sknet import export
+from keras_sknet.applications import ShuffleNetV2SK, SKNet, SKNet50, preprocess_input
+from keras_sknet.export.__main__ import main as cli_main
+from keras_sknet.layers.conv import subsample
+from tests.conftest import randomize_batch_norms
+
+CLASSES = 10
+SIZE = 32
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def class_images(count, size=SIZE, seed=0):
+    """RGB [0, 255] images and labels: the class sets a colour and a stripe direction; plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, CLASSES, count)
+    palette = np.random.default_rng(123).uniform(30, 225, (CLASSES, 3))
+    yy, xx = np.mgrid[:size, :size] / size
+    angles = np.pi * labels / CLASSES
+    stripes = np.sin(6 * np.pi * (xx * np.cos(angles)[:, None, None] + yy * np.sin(angles)[:, None, None]))
+    images = (
+        palette[labels][:, None, None, :]
+        + 40 * stripes[..., None]
+        + rng.normal(0, 20, (count, size, size, 3))
+    )
+    return np.clip(images, 0, 255).astype("float32"), labels
+
+
+def fit_classifier(model, images, labels):
+    """Sets the `predictions` layer to the ridge-regression fit of centred one-hot targets."""
+    head = model.get_layer("predictions")
+    features = keras.Model(model.inputs, head.input).predict(preprocess_input(images), verbose=0)
+    features = np.concatenate([features, np.ones((len(features), 1))], axis=1).astype("float64")
+    targets = 8.0 * (np.eye(CLASSES)[labels] - 1.0 / CLASSES)
+    gram = features.T @ features + 1e-2 * np.eye(features.shape[1])
+    weights = np.linalg.solve(gram, features.T @ targets)
+    head.kernel.assign(weights[:-1].astype("float32"))
+    head.bias.assign(weights[-1].astype("float32"))
+
+
+def tiny_sknet(**kwargs):
+    # One SK unit per stage: grouped (G=32) K3 and dilated K5 paths, strided in stage 2.
+    return SKNet((1, 1), input_shape=(SIZE, SIZE, 3), classes=CLASSES, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """The tiny SKNet with random BN statistics and a fitted classifier, and held-out images."""
+    keras.utils.set_random_seed(0)
+    model = tiny_sknet()
+    randomize_batch_norms(model, np.random.default_rng(0))
+    fit_classifier(model, *class_images(200, seed=1))
+    images, labels = class_images(160, seed=2)
+    predictions = model.predict(preprocess_input(images), verbose=0).argmax(-1)
+    # The check is meaningful only if the model tells the images apart.
+    assert len(np.unique(predictions)) == CLASSES and np.mean(predictions == labels) > 0.9
+    return model, images
+
+
+def litert_outputs(content, inputs):
+    """Runs a flatbuffer with LiteRT directly, image by image (independent of export.run)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    runner = interpreter.get_signature_runner("serving_default")
+    return np.concatenate([runner(images=x[None])["predictions"] for x in inputs])
+
+
+def test_float32_shufflenet_sk_builtin_ops_folded_bn_whole_graph_in_xnnpack():
+    model = ShuffleNetV2SK(0.5, input_shape=(64, 64, 3), classes=CLASSES)
+    randomize_batch_norms(model, np.random.default_rng(1))
+    result = export.to_tflite(model)
+    assert result.passed and result.path is None and result.input_shape == (1, 64, 64, 3)
+
+    x = np.random.default_rng(2).normal(size=(3, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(litert_outputs(result.content, x), model(x, training=False), atol=1e-4)
+    ops = result.operators
+    assert not [name for name in ops if name.startswith("CUSTOM")]
+    # 38 depthwise convs: both SK paths of 19 SK units (the stride-2 units have two).
+    assert ops["DEPTHWISE_CONV_2D"] == 38
+    # BatchNorm folded: the only elementwise arithmetic left is the 19 SK units' own: the logit
+    # difference d (SUB), weights sigmoid(d), sigmoid(-d) (NEG, 2 LOGISTIC), path weighting (2 MUL),
+    # sums of the path means and of the paths (2 ADD).
+    assert "RSQRT" not in ops and ops["SUB"] == ops["NEG"] == 19
+    assert ops["LOGISTIC"] == ops["MUL"] == ops["ADD"] == 38
+    assert result.xnnpack.partitions == 1 and not result.xnnpack.outside
+
+
+@pytest.mark.parametrize("quantize", ["none", "float16", "dynamic", "int8"])
+def test_every_quantization_of_grouped_dilated_sk(fitted, quantize, tmp_path):
+    model, images = fitted
+    path = tmp_path / f"sknet_{quantize}.tflite"
+    result = export.to_tflite(
+        model, path, quantize=quantize, representative_data=images, num_calibration=60, num_validation=100
+    )
+    assert result.passed and os.path.getsize(path) == result.size
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()  # not the temporary file's 0o600
+    # XNNPACK takes everything but, in int8, the classifier's softmax (it has no int8 SOFTMAX;
+    # the SK selection is a LOGISTIC, which it has).
+    assert result.xnnpack.outside == ({"SOFTMAX": 1} if quantize == "int8" else {})
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left
+    with open(path, "rb") as f:
+        content = f.read()
+    assert export.grouped_conv_count(content) >= 4  # the SK paths of both units
+    assert not [name for name in export.operator_counts(content) if name.startswith("CUSTOM")]
+
+    # Independently of the export's own check: LiteRT against Keras.
+    x = preprocess_input(images[100:140])
+    reference = model(x, training=False).numpy()
+    outputs = litert_outputs(content, x)
+    if quantize == "none":
+        np.testing.assert_allclose(outputs, reference, atol=1e-4)
+    elif quantize == "float16":
+        np.testing.assert_allclose(outputs, reference, atol=1e-2)
+    else:
+        assert np.mean(outputs.argmax(-1) == reference.argmax(-1)) >= 0.98
+    # What each mode stores and computes in: (activations, conv filters) of every CONV_2D.
+    interpreter = export.make_interpreter(content, xnnpack=False)
+    convs = [op for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
+    expected = {"none": np.float32, "float16": np.float32, "dynamic": np.float32, "int8": np.int8}[quantize]
+    assert all(op["operand_types"][0] == expected for op in convs)
+    stored = {"none": np.float32, "float16": np.float16, "dynamic": np.int8, "int8": np.int8}[quantize]
+    weights = [t for t in interpreter.get_tensor_details() if len(t["shape"]) == 4 and t["shape"][0] > 1]
+    assert stored in {t["dtype"] for t in weights}
+
+
+def test_int8_check_fails_on_bad_calibration(fitted, tmp_path):
+    """Calibrated on nearly flat grey images, int8 clips real ones: the check must refuse."""
+    model, images = fitted
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"previous export")
+    with pytest.raises(export.VerificationError, match="top-1 agreement"):
+        export.to_tflite(
+            model,
+            path,
+            quantize="int8",
+            representative_data=images * 0.05 + 120,
+            validation_data=images,
+            num_calibration=60,
+            num_validation=100,
+        )
+    assert path.read_bytes() == b"previous export" and os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_saved_model_is_batch_polymorphic_with_named_signature(tmp_path):
+    model = tiny_sknet()
+    randomize_batch_norms(model, np.random.default_rng(3))
+    path = tmp_path / "serving"
+    (path / "old").mkdir(parents=True)  # an older export is replaced
+    result = export.to_saved_model(model, path)
+    assert result.passed and len(result.checks) == 2 and not (path / "old").exists()
+    assert sorted(os.listdir(tmp_path)) == ["serving"]
+
+    serving = tf.saved_model.load(str(path)).signatures["serving_default"]
+    spec = serving.structured_input_signature[1]["images"]
+    assert spec.shape.as_list() == [None, SIZE, SIZE, 3]
+    assert list(serving.structured_outputs) == ["predictions"]
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).normal(size=(batch, SIZE, SIZE, 3)).astype("float32")
+        np.testing.assert_allclose(serving(images=x)["predictions"], model(x, training=False), atol=1e-4)
+
+
+def test_backbone_export_at_a_given_size():
+    """A size-free backbone exports at the size asked, its output named after its last layer."""
+    model = SKNet((1, 1), include_top=False, pooling="avg")
+    result = export.to_tflite(model, input_size=(48, 40), batch_size=3)
+    assert result.input_shape == (3, 48, 40, 3) and result.passed
+    from ai_edge_litert.interpreter import Interpreter
+
+    signature = Interpreter(model_content=result.content).get_signature_list()["serving_default"]
+    assert signature == {"inputs": ["images"], "outputs": ["avg_pool"]}
+    # Batches of 3, the last one padded: every image gets its own features.
+    x = np.random.default_rng(5).normal(size=(5, 48, 40, 3)).astype("float32")
+    outputs = export.run_tflite(export.make_interpreter(result.content), x)
+    np.testing.assert_allclose(outputs, model(x, training=False), atol=1e-4)
+
+
+def test_sknet50_float32_exports():
+    """SKNet-50 (all 16 SK units, 32-group convs) at 64x64: float32 within 1e-4, whole graph in XNNPACK."""
+    model = SKNet50(input_shape=(64, 64, 3), classes=CLASSES)
+    randomize_batch_norms(model, np.random.default_rng(4))
+    result = export.to_tflite(model)
+    assert result.passed and result.checks[0].value <= 1e-4
+    assert export.grouped_conv_count(result.content) == 32
+    assert result.xnnpack.partitions == 1 and not result.xnnpack.outside
+
+
+# ---- data sources -----------------------------------------------------------------------------
+
+
+def _expected(images, size=SIZE):
+    resized = tf.image.resize(images, (size, size), antialias=True).numpy()
+    return preprocess_input(resized)
+
+
+def _write_pngs(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        tf.io.write_file(str(folder / f"{i:03d}.png"), tf.io.encode_png(image.astype("uint8")))
+
+
+def test_array_sources(tmp_path):
+    images = np.random.default_rng(0).uniform(0, 255, (6, 40, 40, 3)).astype("float32")
+    expected = _expected(images)
+    np.save(tmp_path / "a.npy", images)
+    np.savez(tmp_path / "a.npz", images=images, labels=np.arange(6))
+    batched = tf.data.Dataset.from_tensor_slices((images, np.arange(6))).batch(4)
+    generator = ({"image": image, "label": 0} for image in images)
+    for source in (images, str(tmp_path / "a.npy"), tmp_path / "a.npz", batched, generator):
+        np.testing.assert_allclose(export.load_images(source, (SIZE, SIZE), 5), expected[:5], atol=1e-4)
+    raw = export.load_images(images[:, :SIZE, :SIZE], (SIZE, SIZE), 3, preprocess=None)
+    np.testing.assert_array_equal(raw, images[:3, :SIZE, :SIZE])
+
+
+def test_image_folders(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (6, SIZE, SIZE, 3)).astype("float32")
+    _write_pngs(tmp_path / "classes" / "a", images[:3])
+    _write_pngs(tmp_path / "classes" / "b", images[3:])
+    _write_pngs(tmp_path / "flat", images)
+    expected = preprocess_input(images)
+    for folder in ("classes", "flat"):
+        loaded = export.load_images(tmp_path / folder, (SIZE, SIZE), 10)
+        assert loaded.shape == (6, SIZE, SIZE, 3)
+        # Every image exactly once (in a fixed shuffled order).
+        found = sorted(int(np.argmin(np.abs(expected - image).max(axis=(1, 2, 3)))) for image in loaded)
+        assert found == list(range(6))
+        np.testing.assert_allclose(
+            loaded,
+            expected[[int(np.argmin(np.abs(expected - i).max(axis=(1, 2, 3)))) for i in loaded]],
+            atol=1e-5,
+        )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        export.load_images(tmp_path / "empty", (SIZE, SIZE), 3)
+
+
+def test_file_source_errors(tmp_path):
+    np.savez(tmp_path / "two.npz", a=np.zeros((2, 4, 4, 3)), b=np.zeros(2))
+    with pytest.raises(ValueError, match="'images', 'x'"):
+        export.load_images(tmp_path / "two.npz", (SIZE, SIZE), 1)
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"\.npy or \.npz"):
+        export.load_images(tmp_path / "x.txt", (SIZE, SIZE), 1)
+    with pytest.raises(ValueError, match="shape"):
+        export.load_images(np.zeros((2, 3)), (SIZE, SIZE), 1)
+    with pytest.raises(ValueError, match="preprocess"):
+        export.load_images(np.zeros((1, 4, 4, 3)), (SIZE, SIZE), 1, preprocess="caffe")
+
+
+def _tfds_dataset(data_dir):
+    """Prepares a tiny TFDS dataset, 'export_test_images' (30 RGB 40x40 images), in data_dir."""
+    import tensorflow_datasets as tfds
+
+    class ExportTestImages(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            features = {
+                "image": tfds.features.Image(shape=(40, 40, 3)),
+                "label": tfds.features.ClassLabel(num_classes=3),
+            }
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(30)}
+
+        def _generate_examples(self, count):
+            images, labels = class_images(count, size=40, seed=5)
+            for i in range(count):
+                yield i, {"image": images[i].astype("uint8"), "label": int(labels[i]) % 3}
+
+    builder = ExportTestImages(data_dir=str(data_dir))
+    builder.download_and_prepare()
+    return builder
+
+
+@pytest.fixture(scope="module")
+def tfds_dataset(tmp_path_factory):
+    return _tfds_dataset(tmp_path_factory.mktemp("tfds"))
+
+
+def test_tfds_by_name_and_by_folder(tfds_dataset):
+    by_name = export.load_images(
+        "export_test_images",
+        (SIZE, SIZE),
+        30,
+        data_dir=os.path.dirname(os.path.dirname(tfds_dataset.data_dir)),
+    )
+    by_folder = export.load_images(tfds_dataset.data_dir, (SIZE, SIZE), 30)
+    np.testing.assert_array_equal(by_name, by_folder)
+    stored = np.stack(
+        [x["image"] for x in tfds_dataset.as_dataset(split="train", shuffle_files=False).as_numpy_iterator()]
+    )
+    np.testing.assert_allclose(by_name, _expected(stored.astype("float32")), atol=1e-4)
+    with pytest.raises(ValueError, match="no split 'test'"):
+        export.load_images(tfds_dataset.data_dir, (SIZE, SIZE), 1, split="test")
+    with pytest.raises(ValueError, match="not a prepared TFDS dataset"):
+        export.load_images("no_such_dataset_anywhere", (SIZE, SIZE), 1, data_dir=tfds_dataset.data_dir)
+
+
+# ---- command line and bad input ---------------------------------------------------------------
+
+
+def test_cli_int8_from_a_tfds_name(fitted, tfds_dataset, tmp_path):
+    """The issue's command, in a fresh process that has no builder code for the dataset."""
+    model, _ = fitted
+    model_path = tmp_path / "best.keras"
+    model.save(model_path)
+    data_dir = os.path.dirname(os.path.dirname(tfds_dataset.data_dir))
+    command = [sys.executable, "-m", "keras_sknet.export", str(model_path), "--format", "tflite"]
+    command += ["--quantize", "int8", "--representative-data", "export_test_images", "--data-dir", data_dir]
+    command += ["--num-calibration", "10"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = tmp_path / "best_int8.tflite"
+    assert f"-> {output}" in done.stdout and "top-1 agreement" in done.stdout and "20 images" in done.stdout
+    assert sorted(os.listdir(tmp_path)) == ["best.keras", "best_int8.tflite"]
+    assert export.operator_counts(output.read_bytes())["CONV_2D"] > 0
+
+
+def test_cli_saved_model(fitted, tmp_path, capsys):
+    model, images = fitted
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "images.npy", images[:8])
+    code = cli_main(
+        [
+            str(tmp_path / "m.keras"),
+            "--format",
+            "saved_model",
+            "--representative-data",
+            str(tmp_path / "images.npy"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "m_saved_model") in out and "8 images" in out
+    assert tf.saved_model.load(str(tmp_path / "m_saved_model")).signatures["serving_default"] is not None
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--quantize", "int4"],
+            "`quantize` must be one of ('none', 'float16', 'dynamic', 'int8'). Received: quantize='int4'",
+        ),
+        (["--quantize", "int8"], "needs representative data"),
+        (["--quantize", "dynamic"], "pass `representative_data` or `validation_data`"),
+        (["--format", "saved_model", "--quantize", "int8"], "--quantize applies to TFLite only"),
+        (
+            ["--quantize", "int8", "--representative-data", "NPY", "--num-calibration", "50"],
+            "at least 20 held-out",
+        ),
+        (["--representative-data", "no_such_source"], "not a prepared TFDS dataset"),
+    ],
+)
+def test_cli_bad_options_leave_nothing(fitted, tmp_path, capsys, args, message):
+    model, images = fitted
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "images.npy", images[:60])
+    args = [str(tmp_path / "images.npy") if arg == "NPY" else arg for arg in args]
+    assert cli_main([str(tmp_path / "m.keras"), *args, "--data-dir", str(tmp_path / "tfds")]) == 1
+    assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["images.npy", "m.keras"]
+
+
+def test_bad_model_files(tmp_path, capsys):
+    assert cli_main([str(tmp_path / "missing.keras")]) == 1
+    assert f"No model file at '{tmp_path / 'missing.keras'}'" in capsys.readouterr().err
+    (tmp_path / "notes.keras").write_text("not a model")
+    assert cli_main([str(tmp_path / "notes.keras")]) == 1
+    assert "is not a Keras model file" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["notes.keras"]
+    with pytest.raises(ValueError, match="keras.Model or the path"):
+        export.to_tflite(object())
+
+
+def test_bad_arguments():
+    model = tiny_sknet()
+    with pytest.raises(ValueError, match="ending in '.tflite'"):
+        export.to_tflite(model, "model.tfl")
+    with pytest.raises(ValueError, match="batch_size"):
+        export.to_tflite(model, batch_size=0)
+    with pytest.raises(ValueError, match="input_size"):
+        export.to_tflite(model, input_size=(32,))
+    with pytest.raises(ValueError, match="static one"):
+        export.to_tflite(SKNet((1, 1), include_top=False))
+
+
+# ---- the conversion-friendly layer formulations -----------------------------------------------
+
+
+@pytest.mark.parametrize("height,width", [(8, 8), (9, 7)])
+def test_subsample_equals_strided_slice(height, width):
+    x = np.random.default_rng(0).normal(size=(2, height, width, 3)).astype("float32")
+    np.testing.assert_array_equal(subsample(tf.constant(x), 2), x[:, ::2, ::2])
+    np.testing.assert_array_equal(subsample(tf.constant(x), 3), x[:, ::3, ::3])
+    dynamic = tf.function(lambda t: subsample(t, 2), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    np.testing.assert_array_equal(dynamic(x), x[:, ::2, ::2])
