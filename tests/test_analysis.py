@@ -139,3 +139,58 @@ def test_one_kernel_size_has_nothing_to_compare(rng):
     )
     with pytest.raises(ValueError, match="one receptive field"):
         scale_experiment(model, rng.normal(size=(1, 32, 32, 3)).astype("float32"))
+
+
+def test_scaled_images_given_are_used_as_they_are(small_sk_model, rng):
+    images = rng.normal(size=(4, 32, 32, 3)).astype("float32")
+    drawn = rng.normal(size=(4, 32, 32, 3)).astype("float32")
+    report = scale_experiment(small_sk_model, images, scales=(1.0, 2.0), scaled_images={2.0: drawn})
+    at_2x = attention_weights(small_sk_model, drawn)["SK_2_1"]
+    np.testing.assert_allclose(
+        report.differences["SK_2_1"][1], (at_2x[:, 1] - at_2x[:, 0]).mean(axis=1), atol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"scaled_images\[2\]"):
+        scale_experiment(small_sk_model, images, scales=(1.0, 2.0), scaled_images={2.0: drawn[:2]})
+
+
+def test_command_line_on_an_npz_with_labels(small_sk_model, rng, tmp_path, capsys):
+    from keras_sknet.analysis.__main__ import main
+
+    model_path = str(tmp_path / "model.keras")
+    small_sk_model.save(model_path)
+    data = str(tmp_path / "images.npz")
+    np.savez(data, images=rng.uniform(0, 255, size=(12, 32, 32, 3)).astype("uint8"), labels=np.arange(12) % 3)
+    out = tmp_path / "analysis"
+    assert main(["--model", model_path, "--data", data, "--num-images", "9", "--output-dir", str(out)]) == 0
+    assert "SK_3_1" in capsys.readouterr().out
+    for name in ("attention_scales.png", "attention_classes.png", "attention_scales.json"):
+        assert (out / name).exists(), name
+    saved = json.loads((out / "attention_scales.json").read_text())
+    assert set(saved["units"]["SK_2_1"]["per_class_mean_difference"]) == {"0", "1", "2"}
+
+    assert main(["--model", str(tmp_path / "missing.keras"), "--data", data]) == 1
+    plain = str(tmp_path / "plain.keras")
+    ResNeXt29(input_shape=(32, 32, 3)).save(plain)
+    assert main(["--model", plain, "--data", data, "--output-dir", str(out)]) == 1
+    assert "no SK units" in capsys.readouterr().err
+    assert main(["--model", model_path, "--data", data, "--scales", "1.0", "0.5"]) == 1
+
+
+def test_load_images_returns_labels_from_folders_and_arrays(tmp_path, rng):
+    from PIL import Image
+
+    from keras_sknet.utils.images import load_images
+
+    for name in ("cat", "dog"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype="uint8")).save(
+                tmp_path / "folder" / name / f"{i}.png"
+            )
+    images, labels = load_images(str(tmp_path / "folder"), (8, 8), 6, return_labels=True)
+    assert images.shape == (6, 8, 8, 3) and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    pairs = [(rng.uniform(0, 255, (2, 8, 8, 3)).astype("float32"), np.array([4, 5]))]
+    _, labels = load_images(pairs, (8, 8), 2, return_labels=True)
+    assert labels.tolist() == [4, 5]
+    _, labels = load_images(rng.uniform(0, 255, (2, 8, 8, 3)), (8, 8), 2, return_labels=True)
+    assert labels is None

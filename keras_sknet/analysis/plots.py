@@ -33,15 +33,21 @@ def default_unit(units):
     return "SK_3_4" if "SK_3_4" in units else units[len(units) // 2]
 
 
-def plot_scales(report, path, unit=None, channel_group=16):
+def plot_scales(report, path, unit=None, channel_group=None):
     """Figure 3 (c): per-channel attention of the larger kernel in `unit`, and the
     mean attention difference (larger minus smaller kernel) in every unit, with
-    standard deviations, one curve per scale."""
+    standard deviations, one curve per scale.
+
+    `channel_group` successive channels are averaged "for the ease of view", as the
+    paper does with 16; by default 16 from 256 channels on, fewer for narrower units."""
     plt = _pyplot()
     unit = unit or default_unit(report.units)
     if unit not in report.units:
         raise ValueError(f"Unknown unit {unit!r}. The report has: {', '.join(report.units)}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.6]})
+    channels = len(report.large_attention[unit][0])
+    if channel_group is None:
+        channel_group = 16 if channels >= 256 else max(1, channels // 16)
     for i, scale in enumerate(report.scales):
         values = report.large_attention[unit][i]
         groups = len(values) // channel_group or 1
@@ -80,9 +86,10 @@ def plot_scales(report, path, unit=None, channel_group=16):
     plt.close(fig)
 
 
-def plot_classes(report, path, units=None, scales=None):
+def plot_classes(report, path, units=None, scales=None, class_names=None):
     """Figure 4: for representative units, each class's mean attention difference
-    (larger minus smaller kernel) at the given scales (default the first two)."""
+    (larger minus smaller kernel) at the given scales (default the first two);
+    `class_names` labels the classes on the axis."""
     plt = _pyplot()
     if units is None:
         # Low, middle and last unit, like SK_2_3, SK_3_4 and SK_5_3 in the paper.
@@ -100,6 +107,8 @@ def plot_classes(report, path, units=None, scales=None):
             ax.plot(classes, means[i], "o-", ms=3, lw=1, label=f"{scale:g}x")
         ax.set_title(unit)
         ax.set_xlabel("class")
+        if class_names is not None:
+            ax.set_xticks(classes, [class_names[int(c)] for c in classes], rotation=45, fontsize=8)
         ax.set_ylabel("mean attention difference")
         ax.legend()
     fig.tight_layout()

@@ -98,9 +98,9 @@ class ScaleReport:
 
     def summary(self):
         """A Markdown table: per unit, the mean difference at each scale and how often it grows."""
-        header = " | ".join(f"{s:g}x" for s in self.scales)
+        header = " / ".join(f"{s:g}x" for s in self.scales)
         lines = [
-            f"| unit | large - small attention at {header} | images where it grows {self.scales[0]:g}x -> "
+            f"| unit | large - small kernel attention at {header} | images where it grows {self.scales[0]:g}x -> "
             f"{self.scales[-1]:g}x |",
             "|---|---|---|",
         ]
@@ -150,14 +150,14 @@ class ScaleReport:
 
         plot_scales(self, path, unit=unit)
 
-    def plot_classes(self, path, units=None, scales=None):
+    def plot_classes(self, path, units=None, scales=None, class_names=None):
         """Figure 4 style PNG: per-class mean differences on representative units."""
         from keras_sknet.analysis.plots import plot_classes
 
-        plot_classes(self, path, units=units, scales=scales)
+        plot_classes(self, path, units=units, scales=scales, class_names=class_names)
 
 
-def scale_experiment(model, images, scales=(1.0, 1.5, 2.0), labels=None, batch_size=32):
+def scale_experiment(model, images, scales=(1.0, 1.5, 2.0), labels=None, batch_size=32, scaled_images=None):
     """Runs the scale experiment of Section 4.4 on `images`.
 
     For each scale, the central object is enlarged (central crop of 1/scale,
@@ -172,6 +172,10 @@ def scale_experiment(model, images, scales=(1.0, 1.5, 2.0), labels=None, batch_s
         scales: enlargement factors, each >= 1.
         labels: optional `(N,)` integer classes, for the per-class view (Figure 4).
         batch_size: images per forward pass.
+        scaled_images: optional `{scale: images}` with the same scenes already drawn
+            at other scales (e.g. `scales_demo` re-renders a scene with only the
+            object enlarged); scales found here are used as given, the others are
+            made by central crop and resize.
 
     Returns:
         A `ScaleReport`.
@@ -190,9 +194,16 @@ def scale_experiment(model, images, scales=(1.0, 1.5, 2.0), labels=None, batch_s
                 f"`labels` must be {len(images)} integers, one per image. "
                 f"Received: {len(labels)} labels of dtype {labels.dtype}"
             )
+    given = {float(s): check_images(model, v) for s, v in (scaled_images or {}).items()}
+    for s, v in given.items():
+        if v.shape != images.shape:
+            raise ValueError(
+                f"scaled_images[{s:g}] must hold the same {len(images)} scenes as `images`, shape "
+                f"{images.shape}. Received shape {v.shape}"
+            )
     reader = AttentionReader(model, batch_size)
     extents = reader.extents()
-    per_scale = [reader(enlarge_center(images, s)) for s in scales]
+    per_scale = [reader(given[s] if s in given else enlarge_center(images, s)) for s in scales]
     units = list(per_scale[0])
     large = {u: int(np.argmax(extents[u])) for u in units}
     small = {u: int(np.argmin(extents[u])) for u in units}
