@@ -65,12 +65,16 @@ def run(build, mode, batch_size, steps, jit_compile, work_dir):
     timer = StepTimes()
     callbacks = [timer]
     if mode == "fit":
-        model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy",
-                      jit_compile=jit_compile)
+        model.compile(
+            keras.optimizers.SGD(0.01, momentum=0.9),
+            "sparse_categorical_crossentropy",
+            jit_compile=jit_compile,
+        )
         data = dataset(batch_size)
     else:
-        experiment = override(get_experiment("sknet50_imagenet"), [f"batch_size={batch_size}",
-                                                                      f"jit_compile={jit_compile}"])
+        experiment = override(
+            get_experiment("sknet50_imagenet"), [f"batch_size={batch_size}", f"jit_compile={jit_compile}"]
+        )
         optimizer = compile_model(model, experiment, steps_per_epoch=1000)
         state = TrainingState(model, optimizer, work_dir)
         callbacks += [StopOnNaN(), Backup(state, 0, 0, every_seconds=3600), Throughput(batch_size)]
@@ -123,8 +127,9 @@ def main():
                 rows.append(f"| {name} | {label} | {first:.1f} | {speed:.2f} |")
                 print(rows[-1], flush=True)
                 keras.backend.clear_session()
-        breakdown = op_breakdown(run(SKNet50, "trainer", args.batch_size, 1, False, work_dir)[2],
-                                 args.batch_size, work_dir)
+        breakdown = op_breakdown(
+            run(SKNet50, "trainer", args.batch_size, 1, False, work_dir)[2], args.batch_size, work_dir
+        )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     ratios = [

@@ -4,6 +4,6 @@
 # must then run, not skip (KERAS_SKNET_REQUIRE_INTEROP=1); the data extra (tensorflow-datasets)
 # (in the training extra) for training/; the export extra (ai-edge-litert) for keras_sknet.export.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export"
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,analysis"
 export KERAS_SKNET_REQUIRE_INTEROP=1
 python -m pytest -n 2 --dist loadfile -q "$@"

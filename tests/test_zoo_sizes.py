@@ -4,7 +4,6 @@ import pytest
 
 from keras_sknet.applications import zoo
 
-
 HELD = [r for r in zoo.PAPER_SIZES if r.tolerance is not None]
 
 

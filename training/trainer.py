@@ -139,6 +139,12 @@ class TrainingState:
     kill during a save leaves the previous backup intact. Non-chief workers of a
     multi-worker run write to a temporary directory (every worker must take part
     in a save), which is removed.
+
+    The variables are saved as ordered lists rather than through the model's object
+    graph: TensorFlow's checkpoints do not see layers that Keras tracks in lists (the
+    paths of an SK unit), whose BatchNorm statistics would silently go unsaved. The
+    order of a model's variables is fixed by its architecture; restoring checks that
+    every saved value found its variable, with the same shape.
     """
 
     def __init__(self, model, optimizer, model_dir, chief=True):
@@ -146,7 +152,11 @@ class TrainingState:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, epoch=self.epoch, step=self.step, best=self.best
+            model=list(model.variables),
+            optimizer=list(optimizer.variables),
+            epoch=self.epoch,
+            step=self.step,
+            best=self.best,
         )
         self.chief = chief
         self.directory = os.path.join(model_dir, BACKUP_DIR)
@@ -156,7 +166,14 @@ class TrainingState:
         """Restores the latest backup if any; returns `(epoch, step)` to continue from."""
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_consumed()
+            except (AssertionError, ValueError, tf.errors.OpError) as error:
+                raise ValueError(
+                    f"The backup {latest} does not fit this model and optimiser (written for another "
+                    f"architecture or recipe?): {str(error)[:160]}... Train into a new --model-dir "
+                    f"or remove {self.directory}."
+                ) from error
         return int(self.epoch.numpy()), int(self.step.numpy())
 
     def save(self, epoch, step):

@@ -18,7 +18,6 @@ tensorflow-datasets).
 """
 
 from keras_sknet.export.common import ExportError, ExportResult, VerificationError, load_model
-from keras_sknet.export.data import load_images
 from keras_sknet.export.litert import (
     grouped_conv_count,
     make_interpreter,
@@ -28,6 +27,7 @@ from keras_sknet.export.litert import (
 )
 from keras_sknet.export.saved_model import to_saved_model
 from keras_sknet.export.tflite import MIN_AGREEMENT, QUANTIZATIONS, TOLERANCES, to_tflite
+from keras_sknet.utils.images import load_images
 
 __all__ = [
     "MIN_AGREEMENT",

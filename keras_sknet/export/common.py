@@ -8,7 +8,7 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_sknet.export import data as data_lib
+from keras_sknet.utils import images as data_lib
 from keras_sknet.utils.validation import check_positive_int
 
 # Images for the float checks when no data is given: model input drawn from N(0, 1),

@@ -86,7 +86,7 @@ def to_saved_model(
         batch_size: None (default: any batch) or a fixed batch size.
         input_size: `(height, width)`; default the model's (None = any size).
         validation_data: optional images to verify on (any source
-            `keras_sknet.export.data.load_images` reads: array, dataset,
+            `keras_sknet.utils.images.load_images` reads: array, dataset,
             folder, .npy/.npz, TFDS); default: generated model input.
         preprocess, split, data_dir: how `validation_data` is read (see
             `load_images`).

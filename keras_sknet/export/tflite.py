@@ -142,7 +142,7 @@ def to_tflite(
         representative_data: images for int8 calibration (required for
             `"int8"`): a NumPy array, `tf.data.Dataset`, iterable, folder of
             images, `.npy`/`.npz` file, prepared TFDS folder or TFDS name (see
-            `keras_sknet.export.data.load_images`). The first
+            `keras_sknet.utils.images.load_images`). The first
             `num_calibration` images calibrate; the next `num_validation`
             ones (at least 20) are the held-out set of the agreement check
             unless `validation_data` is given. Other modes verify on it.

@@ -70,9 +70,11 @@ def test_a_run_end_to_end_then_evaluate(data_dir, tmp_path):
     assert csv_epochs(model_dir) == [0, 1]
     assert json.load(open(os.path.join(model_dir, "config.json")))["epochs"] == 2
 
-    # The same command again: nothing left to train, the same steps.
+    # The same command again: nothing left to train; the backup restores every weight
+    # (BatchNorm statistics of the SK paths too), so the evaluation is the same.
     again = train(tiny(), model_dir, data_dir=data_dir, verbose=0)
     assert again["steps"] == summary["steps"] and csv_epochs(model_dir) == [0, 1]
+    assert again["final"] == summary["final"]
     # Another recipe into the same directory is refused.
     with pytest.raises(ValueError, match="epochs"):
         train(tiny("epochs=3"), model_dir, data_dir=data_dir, verbose=0)
@@ -83,6 +85,29 @@ def test_a_run_end_to_end_then_evaluate(data_dir, tmp_path):
         assert evaluate(["--model-dir", model_dir, "--image-size", str(size), "--data-dir", data_dir]) == 0
         result = json.load(open(os.path.join(model_dir, f"eval_{size}.json")))
         assert result["image_size"] == size and result["examples"] == 48
+
+
+def test_backup_restores_every_variable(tmp_path, rng):
+    """Including the BatchNorm statistics of SK paths, which Keras keeps in lists."""
+    from training.trainer import TrainingState, build_model, compile_model
+
+    experiment = tiny()
+
+    def new_state():
+        model = build_model(experiment, 8)
+        optimizer = compile_model(model, experiment, 10)
+        return model, optimizer, TrainingState(model, optimizer, str(tmp_path))
+
+    model, optimizer, state = new_state()
+    for variable in model.variables + optimizer.variables:
+        if variable.dtype == "float32":
+            variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    state.save(3, 7)
+    fresh, fresh_optimizer, fresh_state = new_state()  # as a new process would
+    assert fresh_state.restore() == (3, 7)
+    for a, b in zip(model.variables + optimizer.variables, fresh.variables + fresh_optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert any("path1_bn/moving_variance" in v.path for v in fresh.variables)
 
 
 def _backup_position(model_dir):

@@ -1,16 +1,17 @@
-"""Images for int8 calibration and for verifying exports, from any of our input sources.
+"""Images (and their labels) from any of our input sources, ready for a model.
 
-Every source gives RGB images in [0, 255]; they are resized to the model's
-input size and passed through `preprocess` (by default
-`keras_sknet.applications.preprocess_input`: ImageNet mean/std), so that what
-the converter and the checks see is what the model sees.
+Used to calibrate and verify exports (`keras_sknet.export`) and to feed the
+attention analysis (`keras_sknet.analysis`). Every source gives RGB images in
+[0, 255]; they are resized to the model's input size and passed through
+`preprocess` (by default `keras_sknet.applications.preprocess_input`: ImageNet
+mean/std), so that what the caller sees is what the model sees.
 
 Sources:
 - a NumPy array `(N, H, W, 3)` (or one image `(H, W, 3)`);
 - a `tf.data.Dataset`, or any iterable / generator, of images, batches of
   images, `(images, labels)` pairs or dicts with an `"image"` entry;
 - a `.npy` / `.npz` file (an `.npz` holds its images under `"images"` or
-  `"x"`, or as its only array);
+  `"x"`, or as its only array, and may hold labels under `"labels"` or `"y"`);
 - a folder of images (`.png`, `.jpg`, `.jpeg`, `.bmp`, `.gif`), flat or one
   sub-folder per class, read in a fixed shuffled order so that the first
   images are not all of one class;
@@ -25,6 +26,7 @@ import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NPZ_KEYS = ("images", "x")
+NPZ_LABEL_KEYS = ("labels", "y")
 
 
 def _default_preprocess(images):
@@ -55,29 +57,33 @@ def _describe(source):
     return f"object of type {type(source).__name__}"
 
 
-def _image_of(element):
-    """The image tensor of one dataset element: an image, (image, label) or {"image": ...}."""
+def _image_and_label(element):
+    """(image, label or None) of one dataset element: an image, (image, label) or a dict."""
     if isinstance(element, dict):
         if "image" not in element:
             raise ValueError(
                 f"Dataset elements that are dicts need an 'image' entry. Received keys: {sorted(element)}"
             )
-        return element["image"]
+        return element["image"], element.get("label")
     if isinstance(element, (tuple, list)):
         if not element:
             raise ValueError("Received an empty dataset element; expected images or (images, labels).")
-        return element[0]
-    return element
+        return element[0], element[1] if len(element) > 1 else None
+    return element, None
 
 
 def _iter_arrays(iterable):
-    """Yields single images (H, W, C) as NumPy arrays from images or batches of images."""
+    """Yields `(image (H, W, C), label or None)` from images or batches of images."""
     for element in iterable:
-        images = np.asarray(_image_of(element))
+        images, labels = _image_and_label(element)
+        images = np.asarray(images)
         if images.ndim == 3:
-            yield images
+            yield images, None if labels is None else int(np.asarray(labels))
         elif images.ndim == 4:
-            yield from images
+            labels = [None] * len(images) if labels is None else np.asarray(labels).reshape(-1)
+            yield from (
+                (image, None if label is None else int(label)) for image, label in zip(images, labels)
+            )
         else:
             raise ValueError(
                 "Expected images of shape (H, W, C) or batches (N, H, W, C). "
@@ -86,6 +92,7 @@ def _iter_arrays(iterable):
 
 
 def _iter_image_folder(folder):
+    """Yields `(image, label)`: the label is the index of the class sub-folder (None for flat folders)."""
     import tensorflow as tf
 
     paths = []
@@ -97,6 +104,7 @@ def _iter_image_folder(folder):
             f"The folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)} files, flat or in "
             "class sub-folders) and is not a prepared TFDS dataset (no dataset_info.json)."
         )
+    classes = sorted({os.path.relpath(os.path.dirname(p), folder) for p in paths} - {"."})
     # A fixed shuffle: class folders come in order, and calibration should see every class.
     order = np.random.default_rng(0).permutation(len(paths))
     for i in order:
@@ -105,7 +113,8 @@ def _iter_image_folder(folder):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(f"Could not decode the image {paths[i]!r}: {error.message}") from error
-        yield image.numpy()
+        parent = os.path.relpath(os.path.dirname(paths[i]), folder)
+        yield image.numpy(), classes.index(parent) if parent in classes else None
 
 
 def _import_tfds():
@@ -151,7 +160,7 @@ def _iter_source(source, split, data_dir):
             raise ValueError(
                 f"Expected images of shape (N, H, W, C). Received an array of shape {source.shape}"
             )
-        return iter(source)
+        return ((image, None) for image in source)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isfile(path):
@@ -182,7 +191,11 @@ def _iter_array_file(path):
                     f"array. Received arrays: {keys}"
                 )
             images = arrays[key]
-        return _iter_source(images, None, None)
+            label_key = next((k for k in NPZ_LABEL_KEYS if k in keys), None)
+            labels = arrays[label_key] if label_key else None
+        if labels is None:
+            return _iter_source(images, None, None)
+        return _iter_arrays([(images, labels)])
     raise ValueError(
         f"Representative data files must be .npy or .npz arrays (or a folder of images). Received: {path!r}"
     )
@@ -196,6 +209,7 @@ def load_images(
     preprocess=DEFAULT_PREPROCESS,
     split=None,
     data_dir=None,
+    return_labels=False,
 ):
     """Reads up to `count` images from `source`, resized and preprocessed for a model.
 
@@ -209,9 +223,13 @@ def load_images(
         split: TFDS split to read; default `"train"` if present, else the
             first split.
         data_dir: TFDS data directory for a dataset given by name.
+        return_labels: also return the images' integer labels (TFDS `label`,
+            class sub-folders, `(image, label)` elements, an `.npz` `labels`
+            array), or None where the source has none.
 
     Returns:
-        A float32 array `(n, height, width, channels)`, `n <= count`.
+        A float32 array `(n, height, width, channels)`, `n <= count`; with
+        `return_labels`, `(images, labels)`.
 
     Example:
         >>> load_images("saved_models/calibration_images", (224, 224), 100).shape
@@ -219,8 +237,9 @@ def load_images(
     """
     preprocess = _resolve_preprocess(preprocess)
     height, width = image_size
-    images = []
-    for image in _iter_source(source, split, data_dir) if count > 0 else ():
+    images, labels = [], []
+    for image, label in _iter_source(source, split, data_dir) if count > 0 else ():
+        labels.append(label)
         image = np.asarray(image)
         if image.ndim != 3:
             raise ValueError(f"Expected images of shape (H, W, C). Received an image of shape {image.shape}")
@@ -232,8 +251,12 @@ def load_images(
         if len(images) == count:  # stop before reading (or decoding) one more
             break
     if not images:
-        return np.zeros((0, height, width, 3), "float32")
-    batch = np.stack(images)
-    if preprocess is not None:
-        batch = np.asarray(preprocess(batch), dtype="float32")
-    return batch
+        batch = np.zeros((0, height, width, 3), "float32")
+    else:
+        batch = np.stack(images)
+        if preprocess is not None:
+            batch = np.asarray(preprocess(batch), dtype="float32")
+    if not return_labels:
+        return batch
+    known = labels and all(label is not None for label in labels)
+    return batch, np.asarray(labels, "int64") if known else None
