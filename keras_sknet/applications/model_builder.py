@@ -249,3 +249,49 @@ def build_model(
                 f"(include_top={include_top}, classes={classes}): {error}"
             ) from error
     return model
+
+
+def model_variant(builder, config, function_name, docstring, default_classes=1000, name=None):
+    """A keras.applications-style model function for one row of a family's configs.
+
+    Args:
+        builder: the family builder, e.g. `SKNet`, called as `builder(**config, **arguments)`.
+        config: the variant's architecture arguments (a row of the family's configs).
+        function_name: the public name, e.g. "SKNet50"; it also selects `weights="imagenet"`.
+        docstring: the function's docstring (`BASE_DOCSTRING` filled in).
+        default_classes: the default of `classes`.
+        name: the default model name.
+
+    Returns:
+        `function(include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name) -> keras.Model`.
+    """
+
+    def model_function(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=default_classes,
+        classifier_activation="softmax",
+        name=name,
+    ):
+        weights = resolve_weights(
+            weights, function_name, include_top, classes, pooling, classifier_activation
+        )
+        return builder(
+            **config,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+        )
+
+    model_function.__name__ = model_function.__qualname__ = function_name
+    model_function.__doc__ = docstring
+    return model_function

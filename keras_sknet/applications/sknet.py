@@ -19,7 +19,7 @@ three stages of three units with 256, 512, 1024 output channels and
 
 import keras
 
-from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, resolve_weights
+from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, model_variant
 from keras_sknet.layers.batch_norm import FusedBatchNorm
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
@@ -54,10 +54,11 @@ MODEL_CONFIGS = {
 }
 
 
-def _stem(x, stem):
+def build_stem(x, kind):
+    """The stem: "imagenet" (7x7/2 conv, BN, ReLU, 3x3/2 max pool) or "cifar" (3x3 conv, BN, ReLU)."""
     conv = dict(use_bias=False, kernel_initializer=HE_NORMAL_FAN_OUT)
     bn = dict(epsilon=BN_EPSILON, momentum=BN_MOMENTUM)
-    if stem == "imagenet":
+    if kind == "imagenet":
         x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
         x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv", **conv)(x)
     else:
@@ -65,7 +66,7 @@ def _stem(x, stem):
         x = keras.layers.Conv2D(64, 3, name="conv1_conv", **conv)(x)
     x = FusedBatchNorm(name="conv1_bn", **bn)(x)
     x = keras.layers.ReLU(name="conv1_relu")(x)
-    if stem == "imagenet":
+    if kind == "imagenet":
         # Zero padding equals PyTorch's -inf padding here: the input is >= 0 after ReLU.
         x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -146,7 +147,7 @@ def SKNet(
     min_size = min_input_size(stem, len(stage_depths))
 
     def features(x):
-        x = _stem(x, stem)
+        x = build_stem(x, stem)
         for stage, depth in enumerate(stage_depths):
             planes = 64 * 2**stage
             width = (planes * bottleneck_width // 64) * cardinality
@@ -192,34 +193,7 @@ def _variant(config_name, function_name, description, reference):
     default_size = STEMS[config["stem"]][0]
     # The CIFAR nets default to CIFAR-10's classes (Table 5 counts them with 10).
     default_classes = 10 if config["stem"] == "cifar" else 1000
-
-    def model_function(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=default_classes,
-        classifier_activation="softmax",
-        name=config_name,
-    ):
-        weights = resolve_weights(
-            weights, function_name, include_top, classes, pooling, classifier_activation
-        )
-        return SKNet(
-            **config,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-        )
-
-    model_function.__name__ = model_function.__qualname__ = function_name
-    model_function.__doc__ = BASE_DOCSTRING.format(
+    docstring = BASE_DOCSTRING.format(
         description=description,
         reference=reference,
         default_shape=f"({default_size}, {default_size}, 3)",
@@ -227,7 +201,7 @@ def _variant(config_name, function_name, description, reference):
         example=f"{function_name}()",
         example_output=f"(None, {default_classes})",
     )
-    return model_function
+    return model_variant(SKNet, config, function_name, docstring, default_classes, name=config_name)
 
 
 _SK = "Li et al., Selective Kernel Networks, CVPR 2019"

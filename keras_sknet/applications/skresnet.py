@@ -10,8 +10,8 @@ input channels, as timm builds them, so that timm's checkpoints load and the
 parameter counts are timm's (11,958,056 and 22,282,376).
 """
 
-from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, resolve_weights
-from keras_sknet.applications.sknet import _stem, min_input_size
+from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, model_variant
+from keras_sknet.applications.sknet import build_stem, min_input_size
 from keras_sknet.layers.basic_block import SKBasicBlock
 from keras_sknet.utils.validation import check_positive_int
 
@@ -68,7 +68,7 @@ def SKResNet(
         check_positive_int("stage_depths", depth)
 
     def features(x):
-        x = _stem(x, "imagenet")
+        x = build_stem(x, "imagenet")
         for stage, depth in enumerate(stage_depths):
             for unit in range(depth):
                 x = SKBasicBlock(
@@ -99,34 +99,7 @@ def SKResNet(
 
 def _variant(config_name, function_name, description):
     config = MODEL_CONFIGS[config_name]
-
-    def model_function(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=config_name,
-    ):
-        weights = resolve_weights(
-            weights, function_name, include_top, classes, pooling, classifier_activation
-        )
-        return SKResNet(
-            **config,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-        )
-
-    model_function.__name__ = model_function.__qualname__ = function_name
-    model_function.__doc__ = BASE_DOCSTRING.format(
+    docstring = BASE_DOCSTRING.format(
         description=description,
         reference="Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1; timm's skresnet",
         default_shape=f"({DEFAULT_SIZE}, {DEFAULT_SIZE}, 3)",
@@ -134,7 +107,7 @@ def _variant(config_name, function_name, description):
         example=f"{function_name}()",
         example_output="(None, 1000)",
     )
-    return model_function
+    return model_variant(SKResNet, config, function_name, docstring, name=config_name)
 
 
 SKResNet18 = _variant(
