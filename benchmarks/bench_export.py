@@ -1,6 +1,6 @@
 """Exported models on LiteRT: latency (batch 1, 1 and 2 threads) and file size per format.
 
-    python benchmarks/bench_export.py [--repeats 30] [--models ...] [--formats ...] [--quick] [--no-write]
+    python benchmarks/bench_export.py [--rounds 20] [--models ...] [--formats ...] [--quick] [--no-write]
 
 Models (224x224, 1000 classes): ShuffleNetV2 0.5x / 1.0x plain, +SE, +SK and
 SKNet-50. Formats: float32 ("none"), float16, dynamic-range and int8. Each is
@@ -8,7 +8,10 @@ exported with `keras_sknet.export.to_tflite` (so every row passed its check)
 and timed on LiteRT with its default XNNPACK delegate, beside the Keras model
 (`tf.function`, batch 1) and, when timm is installed, timm's
 skresnext50_32x4d in eager PyTorch (in a subprocess: TensorFlow and
-torchvision in one process can crash).
+torchvision in one process can crash). Everything is exported first and then
+timed in interleaved rounds (`benchmarks.common.interleaved_timeit`), so that
+load drifting on the machine hits every model alike and the ratios hold even
+for the millisecond ShuffleNets.
 
 The models have random weights. So that the int8 top-1 agreement means
 something, their classifier is fitted (least squares on the pooled features)
@@ -35,7 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import append_markdown, timeit  # noqa: E402
+from benchmarks.common import append_markdown, interleaved_timeit  # noqa: E402
 from keras_sknet import export  # noqa: E402
 from keras_sknet.applications import (  # noqa: E402
     ShuffleNetV2,
@@ -109,17 +112,17 @@ def fit_classifier(model, images, labels):
     head.bias.assign(bias)
 
 
-def litert_latency(content, threads, repeats):
+def litert_runner(content, threads):
     interpreter = export.make_interpreter(content, num_threads=threads)
     (detail,) = interpreter.get_input_details()
     interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-    return timeit(interpreter.invoke, repeats)[0]
+    return interpreter.invoke
 
 
-def keras_latency(model, repeats):
+def keras_runner(model):
     graph = tf.function(lambda t: model(t, training=False))
     x = tf.constant(np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype("float32"))
-    return timeit(lambda: graph(x).numpy(), repeats)[0]
+    return lambda: graph(x).numpy()
 
 
 def timm_latency(threads, repeats):
@@ -137,7 +140,8 @@ def timm_latency(threads, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved timing rounds per runner")
+    parser.add_argument("--timm-repeats", type=int, default=30)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {list(MODELS)}")
     parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {FORMATS}")
     parser.add_argument(
@@ -147,7 +151,7 @@ def main():
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
     if args.quick:
-        args.models, args.formats, args.repeats = "shufflenetv2_0.5x,shufflenetv2_0.5x_sk", "none,int8", 5
+        args.models, args.formats, args.rounds = "shufflenetv2_0.5x,shufflenetv2_0.5x_sk", "none,int8", 5
     models = args.models.split(",")
     formats = args.formats.split(",")
     for name in models:
@@ -159,37 +163,47 @@ def main():
 
     fit_images, fit_labels = class_images(200, seed=1)
     data, _ = class_images(CALIBRATION + HELD_OUT, seed=2)
-    latency = {}  # (model, format or "keras") -> {threads: seconds}
-    rows = []
+    # Export (and check) everything first, then time everything side by side.
+    keras_runners, exported = {}, {}  # (model, "keras") -> runner; (model, format) -> to_tflite result
     for name in models:
         keras.utils.set_random_seed(0)
         model = MODELS[name]()
         fit_classifier(model, fit_images, fit_labels)
-        keras_ms = 1000 * keras_latency(model, args.repeats)
-        latency[name, "keras"] = {threads: keras_ms for threads in THREADS}
-        rows.append(f"| {name} | Keras tf.function | - | {keras_ms:.2f} (all cores) | | | |")
-        print(rows[-1], flush=True)
+        keras_runners[name, "keras"] = keras_runner(model)
         for fmt in formats:
-            result = export.to_tflite(
+            exported[name, fmt] = export.to_tflite(
                 model,
                 quantize=fmt,
                 representative_data=data,
                 num_calibration=CALIBRATION,
                 num_validation=HELD_OUT,
             )
-            times = {
-                threads: 1000 * litert_latency(result.content, threads, args.repeats) for threads in THREADS
-            }
-            latency[name, fmt] = times
+            print(f"exported {name} {fmt}: {exported[name, fmt].summary().splitlines()[0]}", flush=True)
+
+    latency = {}  # (model, format or "keras") -> {threads: seconds}
+    for key, (median, _) in interleaved_timeit(keras_runners, rounds=args.rounds).items():
+        latency[key] = {threads: median for threads in THREADS}
+    for threads in THREADS:
+        runners = {key: litert_runner(result.content, threads) for key, result in exported.items()}
+        for key, (median, _) in interleaved_timeit(runners, rounds=args.rounds).items():
+            latency.setdefault(key, {})[threads] = median
+        del runners
+
+    rows = []
+    for name in models:
+        rows.append(
+            f"| {name} | Keras tf.function | - | {1000 * latency[name, 'keras'][1]:.2f} (all cores) | | | |"
+        )
+        for fmt in formats:
+            result, times = exported[name, fmt], latency[name, fmt]
             check = result.checks[0]
             value = f"agree {check.value:.1%}" if "agreement" in check.name else f"diff {check.value:.1e}"
             rows.append(
-                f"| {name} | {fmt} | {result.size / 2**20:.2f} | {times[1]:.2f} | {times[2]:.2f} "
+                f"| {name} | {fmt} | {result.size / 2**20:.2f} | {1000 * times[1]:.2f} | {1000 * times[2]:.2f} "
                 f"| {result.xnnpack.partitions} | {value} |"
             )
-            print(rows[-1], flush=True)
 
-    timm = {} if args.no_timm else {threads: timm_latency(threads, args.repeats) for threads in THREADS}
+    timm = {} if args.no_timm else {threads: timm_latency(threads, args.timm_repeats) for threads in THREADS}
     for threads, measured in timm.items():
         if measured:
             rows.append(
@@ -211,7 +225,7 @@ def main():
     if timm and all(timm.values()):
         for fmt in ["keras", *formats]:
             if ("sknet50", fmt) in latency:
-                r = [1000 * timm[t]["median"] / latency["sknet50", fmt][t] for t in THREADS]
+                r = [timm[t]["median"] / latency["sknet50", fmt][t] for t in THREADS]
                 target = {"none": ">= 2.5x faster", "int8": ">= 4x faster"}.get(fmt, "")
                 ratios.append(f"| timm eager / SKNet-50 | {fmt} | {r[0]:.2f}x | {r[1]:.2f}x | {target} |")
 
@@ -230,7 +244,7 @@ def main():
             "Export: LiteRT latency and size per format (bench_export.py)",
             table,
             [
-                "Batch 1, 224x224, medians. Every TFLite row passed its export check (float32 max abs diff "
+                "Batch 1, 224x224, medians of interleaved rounds. Every TFLite row passed its export check (float32 max abs diff "
                 "<= 1e-4, float16 <= 1e-2, dynamic/int8 top-1 agreement >= 98% on 100 held-out synthetic "
                 "images). Keras: tf.function on all cores. Random weights with a fitted classifier (see the "
                 "script's docstring)."

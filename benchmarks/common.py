@@ -56,3 +56,40 @@ def append_markdown(title, lines, notes=()):
                 f.write(old.read())
         f.write("\n".join(section) + "\n")
     os.replace(tmp, BENCHMARKS_MD)
+
+
+def interleaved_timeit(runners, rounds=20, block_seconds=0.1, warmup=2):
+    """Per-call wall time of several runners measured in alternating rounds.
+
+    Small models run in a few milliseconds, where a burst of load on a shared machine moves one
+    measurement by tens of percent. Timing every runner once per round, each for a block of about
+    `block_seconds`, spreads such drift over all of them alike, so their ratios hold.
+
+    Args:
+        runners: {key: zero-argument callable}.
+        rounds: how many times each runner is timed.
+        block_seconds: the length of one timing block (as many calls as fit, at least one).
+        warmup: untimed calls per runner first.
+
+    Returns:
+        {key: (median, p90)} of the per-call time over the rounds, in seconds.
+    """
+    calls = {}
+    for key, fn in runners.items():
+        for _ in range(warmup):
+            fn()
+        start = time.perf_counter()
+        fn()
+        calls[key] = max(1, int(block_seconds / max(time.perf_counter() - start, 1e-6)))
+    samples = {key: [] for key in runners}
+    for _ in range(rounds):
+        for key, fn in runners.items():
+            start = time.perf_counter()
+            for _ in range(calls[key]):
+                fn()
+            samples[key].append((time.perf_counter() - start) / calls[key])
+    result = {}
+    for key, times in samples.items():
+        times.sort()
+        result[key] = statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+    return result
