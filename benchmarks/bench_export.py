@@ -45,8 +45,8 @@ from keras_sknet.applications import (  # noqa: E402
     ShuffleNetV2SE,
     ShuffleNetV2SK,
     SKNet50,
-    preprocess_input,
 )
+from keras_sknet.utils.synthetic import class_images, fit_classifier  # noqa: E402
 
 MODELS = {
     "shufflenetv2_0.5x": lambda: ShuffleNetV2(0.5),
@@ -60,7 +60,6 @@ MODELS = {
 FORMATS = ("none", "float16", "dynamic", "int8")
 THREADS = (1, 2)
 SIZE = 224
-CLASSES = 10  # synthetic classes the classifier is fitted to
 CALIBRATION, HELD_OUT = 100, 100
 
 TIMM_SCRIPT = """
@@ -78,38 +77,6 @@ with torch.inference_mode():
         start = time.perf_counter(); model(x); times.append(time.perf_counter() - start)
 print(json.dumps({"median": statistics.median(times), "torch": torch.__version__, "timm": timm.__version__}))
 """
-
-
-def class_images(count, seed):
-    """RGB [0, 255] images: the class sets a colour and a stripe direction; plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, CLASSES, count)
-    palette = np.random.default_rng(123).uniform(30, 225, (CLASSES, 3))
-    yy, xx = np.mgrid[:SIZE, :SIZE] / SIZE
-    angles = np.pi * labels / CLASSES
-    stripes = np.sin(6 * np.pi * (xx * np.cos(angles)[:, None, None] + yy * np.sin(angles)[:, None, None]))
-    images = (
-        palette[labels][:, None, None, :]
-        + 40 * stripes[..., None]
-        + rng.normal(0, 20, (count, SIZE, SIZE, 3))
-    )
-    return np.clip(images, 0, 255).astype("float32"), labels
-
-
-def fit_classifier(model, images, labels):
-    """Fits the 1000-way classifier's first 10 rows to the synthetic classes (ridge regression)."""
-    head = model.get_layer("predictions")
-    features = keras.Model(model.inputs, head.input).predict(
-        preprocess_input(images), batch_size=16, verbose=0
-    )
-    features = np.concatenate([features, np.ones((len(features), 1))], axis=1).astype("float64")
-    targets = 8.0 * (np.eye(CLASSES)[labels] - 1.0 / CLASSES)
-    weights = np.linalg.solve(features.T @ features + 1e-2 * np.eye(features.shape[1]), features.T @ targets)
-    kernel = np.zeros(head.kernel.shape, "float32")
-    bias = np.full(head.bias.shape, -8.0, "float32")  # the other 990 classes never win
-    kernel[:, :CLASSES], bias[:CLASSES] = weights[:-1], weights[-1]
-    head.kernel.assign(kernel)
-    head.bias.assign(bias)
 
 
 def litert_runner(content, threads):
@@ -161,8 +128,8 @@ def main():
         if fmt not in FORMATS:
             parser.error(f"unknown format {fmt!r}; choose from {FORMATS}")
 
-    fit_images, fit_labels = class_images(200, seed=1)
-    data, _ = class_images(CALIBRATION + HELD_OUT, seed=2)
+    fit_images, fit_labels = class_images(200, SIZE, seed=1)
+    data, _ = class_images(CALIBRATION + HELD_OUT, SIZE, seed=2)
     # Export (and check) everything first, then time everything side by side.
     keras_runners, exported = {}, {}  # (model, "keras") -> runner; (model, format) -> to_tflite result
     for name in models:

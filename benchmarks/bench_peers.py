@@ -36,6 +36,7 @@ from benchmarks.common import append_markdown, timeit  # noqa: E402
 from keras_sknet import export  # noqa: E402
 from keras_sknet.applications import ResNeXt50, SEResNeXt50, SKNet50  # noqa: E402
 from keras_sknet.utils import count_flops  # noqa: E402
+from keras_sknet.utils.synthetic import class_images, fit_classifier  # noqa: E402
 
 SIZE = 224
 TIMM_SCRIPT = """
@@ -101,9 +102,9 @@ def timm_results(repeats, train_repeats):
 
 def litert_runners(model, threads):
     """LiteRT float32 and int8 (batch 1) of `model`, exported and verified by keras_sknet.export."""
-    from benchmarks.bench_export import CALIBRATION, HELD_OUT, class_images, fit_classifier
+    from benchmarks.bench_export import CALIBRATION, HELD_OUT
 
-    calibration, labels = class_images(CALIBRATION + HELD_OUT, seed=0)
+    calibration, labels = class_images(CALIBRATION + HELD_OUT, SIZE, seed=0)
     fit_classifier(model, calibration, labels)  # so that int8 agreement is meaningful
     runners = {}
     for quantize in ("none", "int8"):

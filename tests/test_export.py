@@ -22,6 +22,7 @@ from keras_sknet import export
 from keras_sknet.applications import ShuffleNetV2SK, SKNet, SKNet50, preprocess_input
 from keras_sknet.export.__main__ import main as cli_main
 from keras_sknet.layers.conv import subsample
+from keras_sknet.utils import synthetic
 from tests.conftest import randomize_batch_norms
 
 CLASSES = 10
@@ -35,31 +36,11 @@ def _umask():
 
 
 def class_images(count, size=SIZE, seed=0):
-    """RGB [0, 255] images and labels: the class sets a colour and a stripe direction; plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, CLASSES, count)
-    palette = np.random.default_rng(123).uniform(30, 225, (CLASSES, 3))
-    yy, xx = np.mgrid[:size, :size] / size
-    angles = np.pi * labels / CLASSES
-    stripes = np.sin(6 * np.pi * (xx * np.cos(angles)[:, None, None] + yy * np.sin(angles)[:, None, None]))
-    images = (
-        palette[labels][:, None, None, :]
-        + 40 * stripes[..., None]
-        + rng.normal(0, 20, (count, size, size, 3))
-    )
-    return np.clip(images, 0, 255).astype("float32"), labels
+    return synthetic.class_images(count, size, seed, num_classes=CLASSES)
 
 
 def fit_classifier(model, images, labels):
-    """Sets the `predictions` layer to the ridge-regression fit of centred one-hot targets."""
-    head = model.get_layer("predictions")
-    features = keras.Model(model.inputs, head.input).predict(preprocess_input(images), verbose=0)
-    features = np.concatenate([features, np.ones((len(features), 1))], axis=1).astype("float64")
-    targets = 8.0 * (np.eye(CLASSES)[labels] - 1.0 / CLASSES)
-    gram = features.T @ features + 1e-2 * np.eye(features.shape[1])
-    weights = np.linalg.solve(gram, features.T @ targets)
-    head.kernel.assign(weights[:-1].astype("float32"))
-    head.bias.assign(weights[-1].astype("float32"))
+    synthetic.fit_classifier(model, images, labels, num_classes=CLASSES)
 
 
 def tiny_sknet(**kwargs):
