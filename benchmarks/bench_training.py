@@ -1,6 +1,6 @@
 """Training speed of SKNet-50 and ResNeXt-50 on this machine, and where the time goes.
 
-    python benchmarks/bench_training.py [--steps 6] [--batch-size 16] [--xla] [--no-write]
+    python benchmarks/bench_training.py [--steps 15] [--batch-size 16] [--xla] [--no-write]
 
 For each model, side by side in one process, at batch 16 on 224x224 inputs:
 - fit:      plain `model.fit` with Keras' SGD and cross-entropy (the baseline);
@@ -109,7 +109,7 @@ def op_breakdown(model, batch_size, work_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--xla", action="store_true", help="also time jit_compile=True (slow on CPU)")
     parser.add_argument("--no-write", action="store_true")
