@@ -6,6 +6,8 @@ import platform
 import statistics
 import time
 
+from keras_sknet.utils.files import atomic_path
+
 BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
 
 
@@ -45,8 +47,7 @@ def append_markdown(title, lines, notes=()):
     if notes:
         section += [*notes, ""]
     new_file = not os.path.exists(BENCHMARKS_MD)
-    tmp = BENCHMARKS_MD + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(BENCHMARKS_MD) as tmp, open(tmp, "w") as f:
         if new_file:
             f.write(
                 "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
@@ -55,7 +56,6 @@ def append_markdown(title, lines, notes=()):
             with open(BENCHMARKS_MD) as old:
                 f.write(old.read())
         f.write("\n".join(section) + "\n")
-    os.replace(tmp, BENCHMARKS_MD)
 
 
 def interleaved_timeit(runners, rounds=20, block_seconds=0.1, warmup=2):

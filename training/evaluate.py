@@ -39,6 +39,7 @@ def main(argv=None):
     import keras
 
     import keras_sknet  # noqa: F401  (registers the layers)
+    from keras_sknet.utils.files import write_json_atomically
     from training import optimizers  # noqa: F401  (registers the optimiser)
     from training.data import DatasetUnavailableError
     from training.trainer import evaluate_model
@@ -61,10 +62,7 @@ def main(argv=None):
         return 1
     result["model"] = path
     out = os.path.join(args.model_dir, f"eval_{result['image_size']}.json")
-    tmp = f"{out}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, out)
+    write_json_atomically(out, result, indent=2)
     print(
         f"{experiment.name} ({os.path.basename(path)}): top-1 {100 * result['top1']:.2f}%, "
         f"top-5 {100 * result['top5']:.2f}% on {result['examples']} {result['split']} images, "

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sknet.utils.files import atomic_path, write_json_atomically
 from training.optimizers import SGDWeightDecay, StepWithWarmup
 
 CONFIG_FILE = "config.json"
@@ -119,16 +120,8 @@ def resolve_mixed_precision(setting):
 
 def atomic_save_model(model, path):
     """Writes a `.keras` model to `path` through a temporary file: never a partial file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class TrainingState:
@@ -426,13 +419,6 @@ def _check_same_recipe(model_dir, experiment):
         )
 
 
-def _write_json(path, payload):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def evaluate_model(model, experiment, data_dir=None, manual_dir=None, image_size=None, crop_pct=None):
     """Single-crop top-1 / top-5 accuracy of `model` on the experiment's evaluation split.
 
@@ -515,7 +501,9 @@ def train(
     os.makedirs(model_dir, exist_ok=True)
     _check_same_recipe(model_dir, experiment)
     if chief:
-        _write_json(os.path.join(model_dir, CONFIG_FILE), json.loads(experiment.to_json()))
+        write_json_atomically(
+            os.path.join(model_dir, CONFIG_FILE), json.loads(experiment.to_json()), indent=2, sort_keys=True
+        )
 
     info = data.dataset_info(experiment.dataset, data_dir=data_dir, manual_dir=manual_dir)
     steps = info.splits[info.train_split] // experiment.batch_size
@@ -604,5 +592,5 @@ def train(
         },
     }
     if chief:
-        _write_json(os.path.join(model_dir, SUMMARY_FILE), summary)
+        write_json_atomically(os.path.join(model_dir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
     return summary

@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 
+from keras_sknet.utils.files import atomic_path
+
 
 def _pyplot():
     import matplotlib
@@ -16,16 +18,9 @@ def _pyplot():
 
 def _save(fig, path):
     """Saves atomically: a failed write leaves any previous figure in place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext or '.png'}"
-    try:
+    # matplotlib picks the format from the name's extension.
+    with atomic_path(path, suffix=os.path.splitext(path)[1] or ".png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def default_unit(units):

@@ -9,13 +9,12 @@ attention as the object grows, and that the pattern fades in the last units
 """
 
 import dataclasses
-import json
 import numbers
-import os
 
 import numpy as np
 
 from keras_sknet.analysis.attention import AttentionReader, check_images
+from keras_sknet.utils.files import write_json_atomically
 
 
 def enlarge_center(images, scale):
@@ -139,10 +138,7 @@ class ScaleReport:
 
     def save_json(self, path):
         """Writes `to_dict()` to `path` atomically."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
+        write_json_atomically(path, self.to_dict(), indent=2)
 
     def plot(self, path, unit=None):
         """Figure 3 style PNG: one unit's per-channel attention, and the difference across units."""

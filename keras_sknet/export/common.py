@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_sknet.utils import images as data_lib
+from keras_sknet.utils.files import atomic_path
 from keras_sknet.utils.validation import check_positive_int
 
 # Images for the float checks when no data is given: model input drawn from N(0, 1),
@@ -253,20 +254,10 @@ def _umask():
 
 def write_file_atomically(path, content):
     """Writes `content` to a temporary file beside `path`, then renames it into place."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private; a model file is not
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def replace_directory(tmp_dir, path):

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 
 import numpy as np
 
@@ -78,6 +77,7 @@ def _run_timm(checkpoint, arch, images, tolerance, keras_outputs):
 
 
 def convert(args):
+    from keras_sknet.utils.files import atomic_path
     from keras_sknet.weights.checkpoint import read_checkpoint, sha256_of
     from keras_sknet.weights.registry import TIMM_ARCHITECTURES
     from keras_sknet.weights.timm_converter import load_timm_state_dict
@@ -107,8 +107,7 @@ def convert(args):
     images = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
     expected = np.asarray(model(images, training=False))
     # A temporary name in the same directory, renamed into place once verified.
-    tmp = os.path.join(output_dir, f".tmp-{uuid.uuid4().hex}.weights.h5")
-    try:
+    with atomic_path(args.output, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
         reloaded = _build(args.model, state_dict)
         reloaded.load_weights(tmp)
@@ -121,10 +120,6 @@ def convert(args):
         if args.compare_timm:
             arch = TIMM_ARCHITECTURES[args.model]
             timm_report = _run_timm(args.checkpoint, arch, images, args.tolerance, expected)
-        os.replace(tmp, args.output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
     what = (
         f"{expected.shape[-1]} classes" if "fc.weight" in state_dict else "no classifier (include_top=False)"

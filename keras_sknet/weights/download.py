@@ -18,10 +18,10 @@ import os
 import shutil
 import socket
 import tempfile
-import uuid
 
 import keras
 
+from keras_sknet.utils.files import write_json_atomically
 from keras_sknet.weights.checkpoint import read_checkpoint, sha256_of
 from keras_sknet.weights.registry import pretrained_config
 from keras_sknet.weights.timm_converter import CheckpointMismatchError, load_timm_state_dict
@@ -59,17 +59,6 @@ def _read_json(path):
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
-
-
-def _write_json_atomically(path, data):
-    tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}.json")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _cached_weights_are_valid(config, weights_path, metadata):
@@ -177,7 +166,7 @@ def pretrained_weights_path(model, cache_root=None, force_download=False):
         if source != checkpoint_path:
             os.replace(source, checkpoint_path)
         os.replace(tmp_weights, weights_path)
-        _write_json_atomically(
+        write_json_atomically(
             metadata_path,
             {
                 "model": config.model,
@@ -191,6 +180,8 @@ def pretrained_weights_path(model, cache_root=None, force_download=False):
                 "converted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "keras_sknet_version": _version(),
             },
+            indent=2,
+            sort_keys=True,
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -15,6 +15,8 @@ import struct
 
 import numpy as np
 
+from keras_sknet.utils.files import atomic_path
+
 # safetensors dtype -> NumPy dtype (BF16 is read as uint16 and widened to float32).
 DTYPES = {
     "F64": np.float64,
@@ -161,14 +163,8 @@ def save_safetensors(path, tensors, metadata=None):
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # align the buffer to 8 bytes, as the reference writer does
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(raw)))
-            f.write(raw)
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for chunk in chunks:
+            f.write(chunk)
