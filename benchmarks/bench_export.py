@@ -6,12 +6,13 @@ Models (224x224, 1000 classes): ShuffleNetV2 0.5x / 1.0x plain, +SE, +SK and
 SKNet-50. Formats: float32 ("none"), float16, dynamic-range and int8. Each is
 exported with `keras_sknet.export.to_tflite` (so every row passed its check)
 and timed on LiteRT with its default XNNPACK delegate, beside the Keras model
-(`tf.function`, batch 1) and, when timm is installed, timm's
-skresnext50_32x4d in eager PyTorch (in a subprocess: TensorFlow and
-torchvision in one process can crash). Everything is exported first and then
-timed in interleaved rounds (`benchmarks.common.interleaved_timeit`), so that
-load drifting on the machine hits every model alike and the ratios hold even
-for the millisecond ShuffleNets.
+(`tf.function`, batch 1) and, with SKNet-50 when timm is installed, timm's
+skresnext50_32x4d in eager PyTorch (in a persistent subprocess at the same
+thread count: TensorFlow and torchvision in one process can crash). Everything
+is exported first and then timed in interleaved rounds
+(`benchmarks.common.interleaved_timeit`), timm included, so that load drifting
+on the machine hits every model alike and the ratios hold even for the
+millisecond ShuffleNets.
 
 The models have random weights. So that the int8 top-1 agreement means
 something, their classifier is fitted (least squares on the pooled features)
@@ -25,10 +26,7 @@ than timm eager.
 """
 
 import argparse
-import importlib.util
-import json
 import os
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -38,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import append_markdown, interleaved_timeit  # noqa: E402
+from benchmarks.common import append_markdown, interleaved_timeit, start_timm  # noqa: E402
 from keras_sknet import export  # noqa: E402
 from keras_sknet.applications import (  # noqa: E402
     ShuffleNetV2,
@@ -62,22 +60,6 @@ THREADS = (1, 2)
 SIZE = 224
 CALIBRATION, HELD_OUT = 100, 100
 
-TIMM_SCRIPT = """
-import json, sys, time, statistics
-import torch, timm
-threads, repeats = int(sys.argv[1]), int(sys.argv[2])
-torch.set_num_threads(threads)
-model = timm.create_model("skresnext50_32x4d", pretrained=False).eval()
-x = torch.randn(1, 3, 224, 224)
-times = []
-with torch.inference_mode():
-    for _ in range(2):
-        model(x)
-    for _ in range(repeats):
-        start = time.perf_counter(); model(x); times.append(time.perf_counter() - start)
-print(json.dumps({"median": statistics.median(times), "torch": torch.__version__, "timm": timm.__version__}))
-"""
-
 
 def litert_runner(content, threads):
     interpreter = export.make_interpreter(content, num_threads=threads)
@@ -92,23 +74,9 @@ def keras_runner(model):
     return lambda: graph(x).numpy()
 
 
-def timm_latency(threads, repeats):
-    """timm skresnext50_32x4d eager, batch 1, in a subprocess; None without timm."""
-    if importlib.util.find_spec("timm") is None:
-        return None
-    done = subprocess.run(
-        [sys.executable, "-c", TIMM_SCRIPT, str(threads), str(repeats)], capture_output=True, text=True
-    )
-    if done.returncode:
-        print(f"timm failed: {done.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="interleaved timing rounds per runner")
-    parser.add_argument("--timm-repeats", type=int, default=30)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {list(MODELS)}")
     parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {FORMATS}")
     parser.add_argument(
@@ -150,10 +118,18 @@ def main():
     latency = {}  # (model, format or "keras") -> {threads: seconds}
     for key, (median, _) in interleaved_timeit(keras_runners, rounds=args.rounds).items():
         latency[key] = {threads: median for threads in THREADS}
+    timm = {}  # threads -> versions, when timm runs
     for threads in THREADS:
         runners = {key: litert_runner(result.content, threads) for key, result in exported.items()}
+        worker = None if args.no_timm or "sknet50" not in models else start_timm(threads)
+        if worker:
+            # timm in the same rounds as LiteRT, at the same thread count.
+            runners["timm", "eager"] = worker.runner("skresnext50_32x4d/infer/1")
         for key, (median, _) in interleaved_timeit(runners, rounds=args.rounds).items():
             latency.setdefault(key, {})[threads] = median
+        if worker:
+            timm[threads] = worker.versions
+            worker.close()
         del runners
 
     rows = []
@@ -170,14 +146,12 @@ def main():
                 f"| {result.xnnpack.partitions} | {value} |"
             )
 
-    timm = {} if args.no_timm else {threads: timm_latency(threads, args.timm_repeats) for threads in THREADS}
-    for threads, measured in timm.items():
-        if measured:
-            rows.append(
-                f"| timm skresnext50_32x4d (torch {measured['torch']}, timm {measured['timm']}) | eager PyTorch "
-                f"| - | {1000 * measured['median']:.2f} ({threads} thread{'s' if threads > 1 else ''}) | | | |"
-            )
-            print(rows[-1], flush=True)
+    for threads, versions in timm.items():
+        rows.append(
+            f"| timm skresnext50_32x4d (torch {versions['torch']}, timm {versions['timm']}) | eager PyTorch "
+            f"| - | {1000 * latency['timm', 'eager'][threads]:.2f} ({threads} thread{'s' if threads > 1 else ''}) "
+            "| | | |"
+        )
 
     ratios = []
     for alpha in ("0.5x", "1.0x"):
@@ -189,10 +163,10 @@ def main():
                     r = [latency[other, fmt][t] / latency[plain, fmt][t] for t in THREADS]
                     target = "<= 1.15x" if variant == "sk" and fmt != "keras" else ""
                     ratios.append(f"| {other} / {plain} | {fmt} | {r[0]:.2f}x | {r[1]:.2f}x | {target} |")
-    if timm and all(timm.values()):
+    if len(timm) == len(THREADS):
         for fmt in ["keras", *formats]:
             if ("sknet50", fmt) in latency:
-                r = [timm[t]["median"] / latency["sknet50", fmt][t] for t in THREADS]
+                r = [latency["timm", "eager"][t] / latency["sknet50", fmt][t] for t in THREADS]
                 target = {"none": ">= 2.5x faster", "int8": ">= 4x faster"}.get(fmt, "")
                 ratios.append(f"| timm eager / SKNet-50 | {fmt} | {r[0]:.2f}x | {r[1]:.2f}x | {target} |")
 

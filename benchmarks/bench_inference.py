@@ -1,12 +1,13 @@
 """SKNet-50 against ResNeXt-50 inference on this machine: the SK overhead per mode.
 
-    python benchmarks/bench_inference.py [--repeats 10] [--no-xla]
+    python benchmarks/bench_inference.py [--rounds 10] [--no-xla]
 
-Modes, each at batch 1 and 16 on 224x224 inputs, the two models interleaved
-so that machine noise hits both alike:
+Modes, each at batch 1 and 16 on 224x224 inputs, all modes of both models
+timed in the same interleaved rounds so that machine noise hits them alike:
 - predict:     `model.predict` (Keras' compiled predict loop, no XLA);
 - tf.function: the model called in a `tf.function` (the default graph path);
-- xla:         the same with `jit_compile=True`.
+- frozen:      `keras_sknet.export.frozen_function` (weights as graph constants);
+- xla:         the model in a `tf.function` with `jit_compile=True`.
 Prints a table and appends it to BENCHMARKS.md.
 """
 
@@ -20,16 +21,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import append_markdown, timeit  # noqa: E402
+from benchmarks.common import append_markdown, interleaved_timeit  # noqa: E402
 from keras_sknet.applications import ResNeXt50, SKNet50  # noqa: E402
+from keras_sknet.export import frozen_function  # noqa: E402
 
 
 def runners(model, batch, xla):
     x = np.random.default_rng(0).normal(size=(batch, 224, 224, 3)).astype("float32")
     graph = tf.function(lambda t: model(t, training=False))
+    frozen = frozen_function(model)
     modes = {
         "predict": lambda: model.predict(x, batch_size=batch, verbose=0),
         "tf.function": lambda: graph(x).numpy(),
+        "frozen": lambda: frozen(x).numpy(),
     }
     if xla:
         compiled = tf.function(lambda t: model(t, training=False), jit_compile=True)
@@ -39,7 +43,9 @@ def runners(model, batch, xla):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="interleaved rounds at batch 1 (batch 16: half)"
+    )
     parser.add_argument("--no-xla", action="store_true", help="skip the XLA mode (slow on CPU)")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
@@ -47,14 +53,18 @@ def main():
     models = {"ResNeXt-50": ResNeXt50(), "SKNet-50": SKNet50()}
     rows = []
     for batch in (1, 16):
-        repeats = args.repeats if batch == 1 else max(3, args.repeats // 3)
-        per_model = {name: runners(model, batch, not args.no_xla) for name, model in models.items()}
-        for mode in per_model["SKNet-50"]:
-            results = {}
-            for name in models:  # interleaved: one model after the other, same mode
-                median, p90 = timeit(per_model[name][mode], repeats)
-                results[name] = (median, p90)
-            base, sk = results["ResNeXt-50"], results["SKNet-50"]
+        all_runners = {
+            (name, mode): run
+            for name, model in models.items()
+            for mode, run in runners(model, batch, not args.no_xla).items()
+        }
+        times = interleaved_timeit(
+            all_runners,
+            rounds=args.rounds if batch == 1 else max(3, args.rounds // 2),
+            block_seconds=0.3 if batch == 1 else 0.0,
+        )
+        for mode in dict.fromkeys(mode for _, mode in all_runners):
+            base, sk = times[("ResNeXt-50", mode)], times[("SKNet-50", mode)]
             rows.append(
                 f"| {mode} | {batch} | {1000 * base[0]:.1f} / {1000 * base[1]:.1f} | {batch / base[0]:.1f} "
                 f"| {1000 * sk[0]:.1f} / {1000 * sk[1]:.1f} | {batch / sk[0]:.1f} | {sk[0] / base[0]:.2f}x |"

@@ -1,9 +1,14 @@
 """Shared benchmark helpers: timing, machine description, BENCHMARKS.md output."""
 
 import datetime
+import importlib.util
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 from keras_sknet.utils.files import atomic_path
@@ -93,3 +98,85 @@ def interleaved_timeit(runners, rounds=20, block_seconds=0.1, warmup=2):
         times.sort()
         result[key] = statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
     return result
+
+
+# A persistent timm process: it builds the models once, then runs one forward pass (or one
+# training step) per line it reads, so its runs interleave with ours in the same rounds.
+TIMM_WORKER = """
+import json, sys
+import torch, timm
+torch.set_num_threads(int(sys.argv[1]))
+models, inputs = {}, {}
+def run(key):
+    name, mode, batch = key.split("/")
+    batch = int(batch)
+    if (name, mode) not in models:  # built on first use
+        model = timm.create_model(name, pretrained=False).train(mode == "train")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        models[name, mode] = model, optimizer
+    if batch not in inputs:
+        inputs[batch] = torch.randn(batch, 3, 224, 224), torch.randint(0, 1000, (batch,))
+    (model, optimizer), (x, y) = models[name, mode], inputs[batch]
+    if mode == "train":
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    else:
+        with torch.inference_mode():
+            model(x)
+print(json.dumps({"torch": torch.__version__, "timm": timm.__version__}), flush=True)
+for line in sys.stdin:
+    run(line.strip())
+    print("ok", flush=True)
+"""
+
+
+class TimmWorker:
+    """timm in its own process (TensorFlow and torchvision in one process can crash).
+
+    `runner(key)` gives a callable that runs one `name/infer|train/batch` call
+    there (eager PyTorch, `threads` threads; a timm model name, e.g.
+    `skresnext50_32x4d/infer/1`) and returns when it is done, so it can be
+    timed like our runners, in the same interleaved rounds.
+    """
+
+    def __init__(self, threads):
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", TIMM_WORKER, str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self.versions = json.loads(self._reply())
+
+    def _reply(self):
+        line = self.process.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            raise RuntimeError(f"the timm process stopped: {self.log.read()[-2000:]}")
+        return line
+
+    def runner(self, key):
+        def run():
+            self.process.stdin.write(key + "\n")
+            self.process.stdin.flush()
+            self._reply()
+
+        return run
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+def start_timm(threads):
+    if importlib.util.find_spec("timm") is None:
+        return None
+    try:
+        return TimmWorker(threads)
+    except (RuntimeError, ValueError) as error:
+        print(f"timm failed: {error}", file=sys.stderr)
+        return None

@@ -166,6 +166,72 @@ def test_saved_model_is_batch_polymorphic_with_named_signature(tmp_path):
         np.testing.assert_allclose(serving(images=x)["predictions"], model(x, training=False), atol=1e-4)
 
 
+def _graph_ops(concrete_function):
+    return {op.type for op in concrete_function.graph.get_operations()}
+
+
+def test_frozen_function_matches_keras_and_holds_no_variables():
+    model = tiny_sknet()
+    randomize_batch_norms(model, np.random.default_rng(6))
+    frozen = export.frozen_function(model)
+    assert frozen.input_shape == (None, SIZE, SIZE, 3) and frozen.output_name == "predictions"
+    assert len(frozen.checks) == 2 and all(check.passed for check in frozen.checks)
+    # Weights are constants: nothing is read from a variable.
+    assert not frozen.concrete_function.variables
+    assert not _graph_ops(frozen.concrete_function) & {"ReadVariableOp", "VarHandleOp"}
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).normal(size=(batch, SIZE, SIZE, 3)).astype("float32")
+        np.testing.assert_allclose(frozen(x).numpy(), model(x, training=False), atol=1e-5)
+    # A snapshot: weights changed after freezing do not reach it.
+    before = frozen(x).numpy()
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    np.testing.assert_array_equal(frozen(x).numpy(), before)
+    assert np.abs(model(x, training=False).numpy() - before).max() > 1e-3
+
+
+def test_frozen_function_fixed_batch_and_size_and_bad_input():
+    model = SKNet((1, 1), include_top=False, pooling="avg")  # any size
+    frozen = export.frozen_function(model, batch_size=2, input_size=(40, 48))
+    assert frozen.input_shape == (2, 40, 48, 3) and frozen.output_name == "avg_pool"
+    x = np.random.default_rng(0).normal(size=(2, 40, 48, 3))  # float64 is cast, as Keras does
+    np.testing.assert_allclose(frozen(x).numpy(), model(x.astype("float32"), training=False), atol=1e-5)
+    with pytest.raises(
+        ValueError, match=r"Expected images of shape \(2, 40, 48, 3\).*Received shape \(1, 40, 48, 3\)"
+    ):
+        frozen(x[:1])
+    with pytest.raises(ValueError, match=r"Received shape \(40, 48, 3\)"):
+        frozen(x[0])
+    with pytest.raises(ValueError, match="Received dtype string"):
+        frozen(tf.fill((2, 40, 48, 3), "a"))
+    with pytest.raises(ValueError, match="batch_size"):
+        export.frozen_function(model, batch_size=0)
+
+
+def test_frozen_saved_model(tmp_path):
+    model = tiny_sknet()
+    randomize_batch_norms(model, np.random.default_rng(7))
+    path = tmp_path / "frozen"
+    result = export.to_saved_model(model, path, freeze=True)
+    assert result.passed and result.frozen and "saved_model (none, frozen)" in result.summary()
+    loaded = tf.saved_model.load(str(path))
+    assert not loaded.signatures["serving_default"].variables
+    serving = loaded.signatures["serving_default"]
+    assert serving.structured_input_signature[1]["images"].shape.as_list() == [None, SIZE, SIZE, 3]
+    x = np.random.default_rng(1).normal(size=(3, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(serving(images=x)["predictions"], model(x, training=False), atol=1e-4)
+
+
+def test_frozen_exports_that_disagree_with_keras_fail_and_leave_nothing(tmp_path, monkeypatch):
+    model = tiny_sknet()
+    keras_outputs = export.common.keras_outputs
+    monkeypatch.setattr(export.common, "keras_outputs", lambda *args: keras_outputs(*args) + 0.01)
+    with pytest.raises(export.VerificationError, match="frozen function.*max abs diff = 0.01 .*FAILED"):
+        export.frozen_function(model)
+    with pytest.raises(export.VerificationError, match="SavedModel.*max abs diff = 0.01 .*FAILED"):
+        export.to_saved_model(model, tmp_path / "frozen", freeze=True)
+    assert os.listdir(tmp_path) == []
+
+
 def test_backbone_export_at_a_given_size():
     """A size-free backbone exports at the size asked, its output named after its last layer."""
     model = SKNet((1, 1), include_top=False, pooling="avg")
@@ -336,11 +402,12 @@ def test_cli_saved_model(fitted, tmp_path, capsys):
             "saved_model",
             "--representative-data",
             str(tmp_path / "images.npy"),
+            "--freeze",
         ]
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert str(tmp_path / "m_saved_model") in out and "8 images" in out
+    assert str(tmp_path / "m_saved_model") in out and "8 images" in out and "frozen" in out
     assert tf.saved_model.load(str(tmp_path / "m_saved_model")).signatures["serving_default"] is not None
 
 
@@ -354,6 +421,7 @@ def test_cli_saved_model(fitted, tmp_path, capsys):
         (["--quantize", "int8"], "needs representative data"),
         (["--quantize", "dynamic"], "pass `representative_data` or `validation_data`"),
         (["--format", "saved_model", "--quantize", "int8"], "--quantize applies to TFLite only"),
+        (["--freeze"], "--freeze applies to SavedModel only"),
         (
             ["--quantize", "int8", "--representative-data", "NPY", "--num-calibration", "50"],
             "at least 20 held-out",

@@ -12,6 +12,10 @@ from keras_sknet.utils import images as data_lib
 from keras_sknet.utils.files import atomic_path
 from keras_sknet.utils.validation import check_positive_int
 
+# Name of the input of every exported signature.
+INPUT_NAME = "images"
+# Spatial size the checks use for a model that accepts any size.
+VERIFY_SIZE = 64
 # Images for the float checks when no data is given: model input drawn from N(0, 1),
 # the distribution of preprocessed images.
 GENERATED_IMAGES = 8
@@ -68,6 +72,7 @@ class ExportResult:
         operators: TFLite operator counts (TFLite only).
         xnnpack: `XnnpackCoverage` of the TFLite model (TFLite only).
         content: the TFLite flatbuffer (TFLite only).
+        frozen: whether the weights are graph constants (SavedModel only).
     """
 
     format: str
@@ -79,6 +84,7 @@ class ExportResult:
     operators: dict = None
     xnnpack: object = None
     content: bytes = dataclasses.field(default=None, repr=False)
+    frozen: bool = False
 
     @property
     def passed(self):
@@ -88,7 +94,7 @@ class ExportResult:
         """A few lines for people: where, how big, what was checked."""
         where = self.path if self.path else "(in memory)"
         lines = [
-            f"{self.format} ({self.quantize}) -> {where}",
+            f"{self.format} ({self.quantize}{', frozen' if self.frozen else ''}) -> {where}",
             f"  size: {self.size / 2**20:.2f} MiB ({self.size:,} bytes); input {self.input_shape}",
         ]
         if self.xnnpack is not None:
@@ -190,6 +196,28 @@ def keras_outputs(model, images, batch_size=32):
         for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(outputs).astype("float32")
+
+
+def verification_shape(input_shape):
+    """The shape of the check images for `input_shape`: free height and width at VERIFY_SIZE."""
+    shape = list(input_shape)
+    shape[1:3] = [size or VERIFY_SIZE for size in input_shape[1:3]]
+    return shape
+
+
+def verify_outputs(run, model, input_shape, images, tolerance):
+    """Checks `run(images)` (NumPy out) against the Keras model.
+
+    The batch, and, when the exported batch is free, one image alone (it must
+    give its row of the batched result).
+    """
+    reference = keras_outputs(model, images)
+    checks = [max_abs_diff_check(reference, run(images), tolerance)]
+    if input_shape[0] is None and len(images) > 1:
+        check = max_abs_diff_check(reference[:1], run(images[:1]), tolerance)
+        check.name, check.detail = "max abs diff at batch 1", f"batch {len(images)} above"
+        checks.append(check)
+    return checks
 
 
 def generated_images(input_shape, count=GENERATED_IMAGES):
