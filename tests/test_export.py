@@ -84,11 +84,14 @@ def test_float32_shufflenet_sk_builtin_ops_folded_bn_whole_graph_in_xnnpack():
     assert not [name for name in ops if name.startswith("CUSTOM")]
     # 38 depthwise convs: both SK paths of 19 SK units (the stride-2 units have two).
     assert ops["DEPTHWISE_CONV_2D"] == 38
-    # BatchNorm folded: the only elementwise arithmetic left is the 19 SK units' own: the logit
-    # difference d (SUB), weights sigmoid(d), sigmoid(-d) (NEG, 2 LOGISTIC), path weighting (2 MUL),
-    # sums of the path means and of the paths (2 ADD).
-    assert "RSQRT" not in ops and ops["SUB"] == ops["NEG"] == 19
-    assert ops["LOGISTIC"] == ops["MUL"] == ops["ADD"] == 38
+    # BatchNorm folded: the only elementwise arithmetic left is the 19 SK units' own: the weight
+    # a = sigmoid(d) of the first path (LOGISTIC; the logit difference d is one FULLY_CONNECTED, no
+    # NEG or slices), the selection U2 + a * (U1 - U2) (SUB, MUL, ADD) and the sum of the path
+    # means (ADD).
+    assert "RSQRT" not in ops and "NEG" not in ops
+    assert ops["SUB"] == ops["LOGISTIC"] == ops["MUL"] == 19 and ops["ADD"] == 38
+    # Two FULLY_CONNECTED per SK unit (reduce, difference) and the classifier.
+    assert ops["FULLY_CONNECTED"] == 2 * 19 + 1
     assert result.xnnpack.partitions == 1 and not result.xnnpack.outside
 
 

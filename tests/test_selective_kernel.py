@@ -230,3 +230,39 @@ def test_sk_attention_layer_alone(rng):
     assert a.shape == (5, 3, 6)
     np.testing.assert_allclose(np.sum(a, axis=1), 1.0, atol=1e-6)
     assert SKAttention.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def _softmax_attention(layer, s):
+    """Eqs. (3)-(5) from the layer's weights in NumPy: softmax over the paths of fc_select(z)."""
+    gamma, beta, mean, var = (np.asarray(w) for w in layer.bn.get_weights())
+    z = s @ np.asarray(layer.fc_reduce.kernel)
+    z = np.maximum((z - mean) / np.sqrt(var + layer.epsilon) * gamma + beta, 0)
+    logits = (z @ np.asarray(layer.fc_select.kernel)).reshape(len(s), layer.num_paths, -1)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("num_paths", [2, 3])
+def test_sk_attention_is_the_softmax_of_fc_select(num_paths, rng):
+    """Two paths run as sigmoid(z @ (W1 - W2)): the same values as the softmax of the logits."""
+    layer = SKAttention(num_paths=num_paths, attention_dim=8)
+    s = rng.normal(size=(4, 16)).astype("float32")
+    layer(s)
+    randomize_batch_norms(layer, rng)
+    np.testing.assert_allclose(layer(s), _softmax_attention(layer, s), atol=1e-6)
+
+
+def test_two_path_attention_with_keras_quantized_or_lora_fc_select(rng):
+    """Keras int8 / LoRA kernels are not the plain float kernel: the layer then computes the logits itself."""
+    layer = SKAttention(num_paths=2, attention_dim=8)
+    s = rng.normal(size=(4, 16)).astype("float32")
+    reference = layer(s).numpy()
+    layer.fc_select.enable_lora(2)  # LoRA starts at zero: same outputs
+    np.testing.assert_allclose(layer(s), reference, atol=1e-6)
+    quantized = SKAttention(num_paths=2, attention_dim=8)
+    quantized(s)
+    quantized.set_weights(layer.get_weights()[: len(quantized.get_weights())])
+    quantized.fc_select.quantize("int8")
+    attention = quantized(s).numpy()
+    np.testing.assert_allclose(attention.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(attention, reference, atol=0.02)

@@ -129,18 +129,28 @@ class SKAttention(keras.layers.Layer):
 
     def call(self, squeezed, training=None, return_paths=False):
         z = ops.relu(self.bn(self.fc_reduce(squeezed), training=training))
-        # Softmax in float32 so that mixed precision does not coarsen the weights.
-        logits = ops.cast(self.fc_select(z), "float32")  # (batch, M * C), path-major
         channels = self.channels
         if self.num_paths == 1:  # a softmax over one path is constantly 1
-            per_path = [ops.ones_like(logits)]
+            per_path = [ops.ones((ops.shape(z)[0], channels), "float32")]
         elif self.num_paths == 2:
             # The softmax of two logits is the sigmoid of their difference. Same
             # values; and TFLite's XNNPACK runs an int8 LOGISTIC but not an int8
-            # SOFTMAX, which would split every SK unit out of the delegate.
-            difference = logits[:, :channels] - logits[:, channels:]
-            per_path = [ops.sigmoid(difference), ops.sigmoid(-difference)]
+            # SOFTMAX, which would split every SK unit out of the delegate. The
+            # difference is one matmul with the difference of the two halves of
+            # `fc_select`'s kernel (the same gradients): an export folds that
+            # into one FULLY_CONNECTED, with no slicing or subtraction after it.
+            if self._plain_fc_select():
+                kernel = ops.cast(self.fc_select.kernel, self.compute_dtype)
+                difference = ops.matmul(z, kernel[:, :channels] - kernel[:, channels:])
+            else:  # Keras-quantized or LoRA kernels: let the layer compute the logits
+                logits = self.fc_select(z)
+                difference = logits[:, :channels] - logits[:, channels:]
+            # The sigmoid in float32 so that mixed precision does not coarsen the weights.
+            first = ops.sigmoid(ops.cast(difference, "float32"))
+            per_path = [first, 1.0 - first]
         else:
+            # Softmax in float32 so that mixed precision does not coarsen the weights.
+            logits = ops.cast(self.fc_select(z), "float32")  # (batch, M * C), path-major
             weights = ops.softmax(ops.reshape(logits, (-1, self.num_paths, channels)), axis=1)
             # Unit-stride slices of the path-major (batch, M * C) view, which
             # XNNPACK runs (it leaves indexing weights[:, m] out of the delegate).
@@ -150,6 +160,10 @@ class SKAttention(keras.layers.Layer):
         attention = per_path[0] if self.num_paths == 1 else ops.concatenate(per_path, axis=-1)
         attention = ops.reshape(attention, (-1, self.num_paths, channels))
         return (attention, per_path) if return_paths else attention
+
+    def _plain_fc_select(self):
+        """Whether `fc_select.kernel` is the float kernel the layer multiplies by."""
+        return not self.fc_select.quantization_mode and not getattr(self.fc_select, "lora_enabled", False)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_paths, input_shape[-1])
@@ -357,6 +371,12 @@ class SKConv(keras.layers.Layer):
             squeezed = squeezed + ops.mean(u, axis=(1, 2))
         attention, per_path = self.attention_layer(squeezed, training=training, return_paths=True)
         _record(self, attention)
+        if len(paths) == 2:
+            # a * U1 + (1 - a) * U2 as U2 + a * (U1 - U2): the same full-map
+            # passes, and the second path's weight is never needed.
+            first, second = paths
+            outputs = second + (first - second) * ops.expand_dims(ops.expand_dims(per_path[0], 1), 1)
+            return (outputs, attention) if return_attention else outputs
         outputs = None
         for u, weight in zip(paths, per_path):
             weighted = u * ops.expand_dims(ops.expand_dims(weight, 1), 1)
