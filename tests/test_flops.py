@@ -35,8 +35,10 @@ def test_single_layers(layer, expected):
 def test_sk_conv_counts_paths_fuse_and_select():
     c, d, hw = 8, 4, 8 * 8
     paths = 2 * hw * c * 9 * (c // 2)
-    fuse_select = c * d + d * 2 * c
-    reweighting = 2 * hw * c
+    # Two paths: the select fc computes the logit difference (d x C), and the selection
+    # U2 + a * (U1 - U2) multiplies once per element (a * U1 + b * U2 would be twice).
+    fuse_select = c * d + d * c
+    reweighting = hw * c
     model = model_of(SKConv(c, groups=2, reduction=2, min_dim=d), (8, 8, c))
     assert count_flops(model) == paths + fuse_select + reweighting
 
