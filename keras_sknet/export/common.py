@@ -12,6 +12,8 @@ from keras_sknet.utils import images as data_lib
 from keras_sknet.utils.files import atomic_path
 from keras_sknet.utils.validation import check_positive_int
 
+# Max abs diff against Keras of a float32 TensorFlow graph (SavedModel, frozen function).
+GRAPH_TOLERANCE = 1e-4
 # Name of the input of every exported signature.
 INPUT_NAME = "images"
 # Spatial size the checks use for a model that accepts any size.
@@ -205,7 +207,7 @@ def verification_shape(input_shape):
     return shape
 
 
-def verify_outputs(run, model, input_shape, images, tolerance):
+def verify_outputs(run, model, input_shape, images, tolerance=GRAPH_TOLERANCE):
     """Checks `run(images)` (NumPy out) against the Keras model.
 
     The batch, and, when the exported batch is free, one image alone (it must

@@ -18,8 +18,6 @@ its moving statistics).
 
 from keras_sknet.export import common
 
-TOLERANCE = 1e-4  # max abs diff against Keras
-
 
 def freeze(model, input_shape):
     """The TensorFlow `ConcreteFunction` of `model(images, training=False)` with constant weights.
@@ -115,6 +113,6 @@ def frozen_function(model, *, batch_size=None, input_size=None):
     frozen = FrozenFunction(freeze(model, input_shape), input_shape, model.output_names[0])
     count = 4 if input_shape[0] is None else input_shape[0]
     images = common.generated_images(common.verification_shape(input_shape), count=count)
-    frozen.checks = common.verify_outputs(lambda x: frozen(x).numpy(), model, input_shape, images, TOLERANCE)
+    frozen.checks = common.verify_outputs(lambda x: frozen(x).numpy(), model, input_shape, images)
     common.raise_if_failed(frozen.checks, "frozen function")
     return frozen

@@ -11,8 +11,6 @@ import numpy as np
 from keras_sknet.export import common, frozen
 from keras_sknet.utils.validation import check_positive_int
 
-TOLERANCE = 1e-4  # max abs diff against Keras
-
 
 def serving_archive(model, input_shape):
     """A Keras `ExportArchive` whose `serving_default` maps `images` to `{output name: output}`.
@@ -78,7 +76,7 @@ def _verify(path, model, input_shape, images):
     def run(x):
         return serving(**{common.INPUT_NAME: tf.constant(x)})[output_name].numpy()
 
-    return common.verify_outputs(run, model, input_shape, images, TOLERANCE)
+    return common.verify_outputs(run, model, input_shape, images)
 
 
 def to_saved_model(
