@@ -11,6 +11,8 @@ from keras_sknet.applications import ResNeXt29, ShuffleNetV2SK, SKNet, SKNet50
 from keras_sknet.layers import SKConv
 from tests.conftest import randomize_batch_norms
 
+pytestmark = pytest.mark.kernels
+
 
 def test_unit_names_follow_the_paper():
     assert unit_name("conv3_block4/sk") == "SK_3_4"

@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from keras_sknet.layers.batch_norm import FusedBatchNorm
 
+pytestmark = pytest.mark.kernels
+
 
 def pair(shape, rng, **kwargs):
     ours, theirs = FusedBatchNorm(**kwargs), keras.layers.BatchNormalization(**kwargs)

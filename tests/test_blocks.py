@@ -9,6 +9,8 @@ from tests import reference
 from tests.conftest import randomize_batch_norms
 from tests.test_selective_kernel import reference_sk
 
+pytestmark = pytest.mark.kernels
+
 
 def conv_bn(x, conv, bn, relu):
     y = reference.conv2d(x, conv.kernel.numpy(), conv.strides, conv.dilation_rate, conv.pad)

@@ -25,6 +25,8 @@ from keras_sknet.layers.conv import subsample
 from keras_sknet.utils import synthetic
 from tests.conftest import randomize_batch_norms
 
+pytestmark = pytest.mark.kernels
+
 CLASSES = 10
 SIZE = 32
 

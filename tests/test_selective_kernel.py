@@ -9,6 +9,8 @@ from keras_sknet.layers import SKAttention, SKConv, record_attention
 from tests import reference
 from tests.conftest import randomize_batch_norms
 
+pytestmark = pytest.mark.kernels
+
 
 def reference_sk(sk, x, training=False):
     paths = [

@@ -10,6 +10,8 @@ from keras_sknet.utils import count_params
 from tests import reference
 from tests.conftest import randomize_batch_norms
 
+pytestmark = pytest.mark.kernels
+
 
 def reference_sk(sk, x):
     paths = [

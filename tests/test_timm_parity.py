@@ -27,6 +27,8 @@ from keras_sknet.weights import registry
 from keras_sknet.weights.__main__ import TIMM_REFERENCE_SCRIPT
 from keras_sknet.weights.__main__ import main as weights_cli
 
+pytestmark = pytest.mark.kernels
+
 HAVE_TIMM = all(importlib.util.find_spec(m) is not None for m in ("torch", "timm", "safetensors", "PIL"))
 if not HAVE_TIMM:
     if os.environ.get("KERAS_SKNET_REQUIRE_INTEROP") == "1":

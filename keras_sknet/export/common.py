@@ -27,6 +27,29 @@ FLOAT_CHECK_IMAGES = 16
 MIN_HELD_OUT = 20
 
 
+def inference_graphs(portable):
+    """A block in which models trace as inference graphs for export or freezing.
+
+    Grouped and dilated convolutions get no gradient functions (a frozen graph
+    cannot store them, and exports serve inference). With `portable=True`
+    they are also built as `keras_sknet.layers.tf_conv.portable_conv2d`, so
+    that a SavedModel written on a machine with TensorFlow's oneDNN kernels
+    also runs where TensorFlow runs its Eigen kernels (CPUs without AVX-512,
+    Apple silicon): grappler would otherwise fuse each grouped convolution
+    with its BatchNorm into an op Eigen lacks. That costs 2-6% on oneDNN
+    (BENCHMARKS.md, "Platforms"); TFLite drops the barrier and is unaffected.
+
+    Args:
+        portable: True for graphs that leave this process.
+
+    Returns:
+        A context manager.
+    """
+    from keras_sknet.layers import tf_conv
+
+    return tf_conv.convolution_path("portable" if portable else None, gradients=False)
+
+
 class ExportError(RuntimeError):
     """An export could not be produced (conversion failed, or non-builtin operators)."""
 

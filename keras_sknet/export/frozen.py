@@ -19,12 +19,15 @@ its moving statistics).
 from keras_sknet.export import common
 
 
-def freeze(model, input_shape):
+def freeze(model, input_shape, portable=False):
     """The TensorFlow `ConcreteFunction` of `model(images, training=False)` with constant weights.
 
     Args:
         model: a single-input `keras.Model` on the TensorFlow backend.
         input_shape: `(batch, height, width, channels)`, None for a free size.
+        portable: build the graph that runs on every TensorFlow CPU (see
+            `common.portable_inference_graphs`), for graphs that leave this
+            process; False builds this machine's fastest graph.
 
     Returns:
         A `ConcreteFunction` taking one float32 tensor named `images` and
@@ -34,7 +37,8 @@ def freeze(model, input_shape):
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     call = tf.function(lambda images: model(images, training=False))
-    concrete = call.get_concrete_function(tf.TensorSpec(input_shape, tf.float32, name=common.INPUT_NAME))
+    with common.inference_graphs(portable):
+        concrete = call.get_concrete_function(tf.TensorSpec(input_shape, tf.float32, name=common.INPUT_NAME))
     return convert_variables_to_constants_v2(concrete)
 
 

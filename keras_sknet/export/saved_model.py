@@ -48,7 +48,7 @@ def frozen_serving_module(model, input_shape):
     import tensorflow as tf
 
     output_name = model.output_names[0]
-    function = frozen.freeze(model, input_shape)
+    function = frozen.freeze(model, input_shape, portable=True)
     module = tf.Module()
     module.serve = tf.function(
         lambda images: {output_name: function(images)[0]},
@@ -64,7 +64,8 @@ def _write(model, input_shape, path, freeze):
         module = frozen_serving_module(model, input_shape)
         tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     else:
-        serving_archive(model, input_shape).write_out(path, verbose=False)
+        with common.inference_graphs(portable=True):
+            serving_archive(model, input_shape).write_out(path, verbose=False)
 
 
 def _verify(path, model, input_shape, images):

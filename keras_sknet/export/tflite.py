@@ -196,7 +196,8 @@ def to_tflite(
     )
 
     with tempfile.TemporaryDirectory() as saved_model_dir:
-        serving_archive(model, input_shape).write_out(saved_model_dir, verbose=False)
+        with common.inference_graphs(portable=True):
+            serving_archive(model, input_shape).write_out(saved_model_dir, verbose=False)
         try:
             content = _converter(saved_model_dir, quantize, calibration, batch_size).convert()
         except Exception as error:

@@ -36,6 +36,8 @@ def _backend_conv(x, kernel, strides, dilation, pad, depthwise):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        from keras_sknet.layers import tf_conv
+
         # At stride 1 TF's "SAME" pads an odd kernel symmetrically. Explicit
         # padding lists are avoided: TF cannot differentiate grouped convs with them.
         padding = "VALID"
@@ -47,12 +49,10 @@ def _backend_conv(x, kernel, strides, dilation, pad, depthwise):
             # Depthwise kernels are stored grouped, (k, k, 1, C); TF wants (k, k, C, 1).
             # The depthwise op (not a C-group conv) is what TFLite runs fast.
             kernel = tf.transpose(kernel, (0, 1, 3, 2))
-            return tf.nn.depthwise_conv2d(
-                x, kernel, (1, strides, strides, 1), padding, dilations=(dilation, dilation)
-            )
-        # tf.nn.conv2d runs a grouped conv natively when the kernel's input
-        # depth divides the input channels (oneDNN on CPU, cuDNN on GPU).
-        return tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
+        # A grouped conv is one TF op when the kernel's input depth divides the
+        # input channels (oneDNN on CPU, cuDNN on GPU); tf_conv makes it and its
+        # gradients work on TF's Eigen CPU kernels too.
+        return tf_conv.conv2d(x, kernel, strides, dilation, padding, depthwise=depthwise)
     if pad:
         x = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     return ops.conv(x, kernel, strides=strides, padding="valid", dilation_rate=dilation)

@@ -16,6 +16,8 @@ import tensorflow as tf
 from training.experiments import get_experiment, override
 from training.trainer import TrainingDiverged, train
 
+pytestmark = pytest.mark.kernels
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # A small SK net and the 96-image configuration of the embedded dataset: seconds per run.
 TINY = [

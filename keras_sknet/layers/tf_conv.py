@@ -1,0 +1,259 @@
+"""Grouped and dilated convolutions that run on every TensorFlow CPU kernel library.
+
+With oneDNN (see `keras_sknet.platform`), and on GPUs, TensorFlow's own
+`Conv2D` and its gradients handle every convolution of the SK models. Its Eigen
+CPU kernels, which run wherever oneDNN is off (CPUs without AVX-512, Apple
+silicon, `TF_ENABLE_ONEDNN_OPTS=0`) or lacks a data type (bfloat16 without
+AVX-512), compute grouped and dilated convolutions forwards but refuse:
+
+1. their gradients (`Conv2DBackpropInput` / `Conv2DBackpropFilter`: "Gradients
+   for grouped convolutions are not supported", "dilation rates larger than 1");
+2. a grouped convolution fused with the BatchNorm, bias or ReLU after it, which
+   TensorFlow's graph optimiser (grappler's remapper) builds in every float32
+   graph ("Fused conv implementation does not support grouped convolutions").
+
+`conv2d` asks TensorFlow once per data type whether its kernels compute those
+gradients (`native_gradients`). Where they do not, the convolution is
+`portable_conv2d`: the same forward op behind a `Snapshot` that the remapper
+does not fuse across, and gradients written as forward convolutions, which every
+kernel library runs:
+
+- input gradient: the convolution of the output gradient (zero-stuffed for
+  stride > 1, padded) with the flipped kernel, each group's input and output
+  channels swapped;
+- kernel gradient: the convolution of the input, with batch and channels
+  swapped, by the output gradient as the kernel; a grouped convolution with
+  the same groups, its stride the original dilation and its dilation the
+  original stride.
+
+Both are exact: the same sums in another order (within float rounding of
+TensorFlow's own gradients), and, being `portable_conv2d` again, they are
+differentiable too (second-order gradients work).
+"""
+
+import contextlib
+import functools
+import threading
+
+import tensorflow as tf
+
+
+@functools.cache
+def native_gradients(dtype, device_type="CPU"):
+    """Whether TensorFlow's kernels differentiate grouped and dilated convolutions.
+
+    Runs, once per data type and device type, the two gradient ops on a tiny
+    grouped, dilated convolution, eagerly (also when called while tracing).
+
+    Args:
+        dtype: a `tf.DType` or its name.
+        device_type: `"CPU"` or `"GPU"`.
+
+    Returns:
+        True where `tf.nn.conv2d` can be used as it is.
+    """
+    if device_type != "CPU":
+        return True  # cuDNN and ROCm compute both
+    dtype = tf.as_dtype(dtype)
+    with tf.init_scope(), tf.device("/CPU:0"):
+        x = tf.ones((1, 6, 6, 4), dtype)
+        kernel = tf.ones((3, 3, 2, 4), dtype)
+        dy = tf.ones((1, 2, 2, 4), dtype)
+        attrs = dict(strides=[1, 1, 1, 1], padding="VALID", dilations=[1, 2, 2, 1])
+        try:
+            tf.raw_ops.Conv2DBackpropInput(input_sizes=x.shape, filter=kernel, out_backprop=dy, **attrs)
+            tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel.shape, out_backprop=dy, **attrs)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
+            return False
+    return True
+
+
+def _device_type(x):
+    """`"GPU"` or `"CPU"`: where an op on `x` runs (the default device inside a graph)."""
+    device = (getattr(x, "device", "") or "").upper()
+    if "GPU" in device:
+        return "GPU"
+    if "CPU" in device:
+        return "CPU"
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+_settings = threading.local()
+PATHS = (None, "native", "portable")
+
+
+@contextlib.contextmanager
+def convolution_path(path=None, gradients=True):
+    """Sets how convolutions traced inside the block are built.
+
+    Args:
+        path: `"native"` (TensorFlow's ops as they are), `"portable"` (the
+            fusion barrier and, with `gradients`, the portable gradients, for
+            every grouped or dilated convolution) or None (decide per data
+            type and device, the default).
+        gradients: False builds inference graphs: the portable convolutions
+            get no gradient functions (frozen graphs and exports cannot store
+            them).
+
+    Example:
+        >>> with convolution_path("portable", gradients=False):   # a graph for any CPU
+        ...     concrete = tf.function(model).get_concrete_function(spec)
+    """
+    if path not in PATHS:
+        raise ValueError(f"`path` must be one of {PATHS}. Received: path={path!r}")
+    previous = getattr(_settings, "value", (None, True))
+    _settings.value = (path, bool(gradients))
+    try:
+        yield
+    finally:
+        _settings.value = previous
+
+
+def _current_settings():
+    return getattr(_settings, "value", (None, True))
+
+
+def uses_portable_path(x, groups, dilation):
+    """Whether `conv2d` computes a convolution of `x` with `portable_conv2d`."""
+    if groups == 1 and dilation == 1:
+        return False
+    path, _ = _current_settings()
+    if path is not None:
+        return path == "portable"
+    return not native_gradients(x.dtype, _device_type(x))
+
+
+def conv2d(x, kernel, strides, dilation, padding, depthwise=False, groups=None):
+    """`tf.nn.conv2d` (or the depthwise op) that works on every kernel library.
+
+    Args:
+        x: `(N, H, W, C)`.
+        kernel: `(k, k, C / groups, filters)`; depthwise: `(k, k, C, 1)`.
+        strides, dilation: ints, not both > 1.
+        padding: `"SAME"` (only at stride 1, odd kernels: symmetric) or `"VALID"`.
+        depthwise: run `tf.nn.depthwise_conv2d`.
+        groups: the number of groups; by default `C / kernel.shape[2]`.
+
+    Returns:
+        The convolution, as TensorFlow's op computes it.
+    """
+    if depthwise:
+        # The depthwise kernels and their gradients exist on every kernel library.
+        return tf.nn.depthwise_conv2d(
+            x, kernel, (1, strides, strides, 1), padding, dilations=(dilation, dilation)
+        )
+    if groups is None:
+        groups = x.shape[-1] // kernel.shape[2]
+    if uses_portable_path(x, groups, dilation):
+        return portable_conv2d(x, kernel, strides, dilation, padding, groups)
+    return tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
+
+
+def portable_conv2d(x, kernel, strides, dilation, padding, groups=None):
+    """A grouped / dilated convolution whose graph and gradients need no special kernel.
+
+    Args:
+        As `conv2d` (not depthwise).
+
+    Returns:
+        The same values as `tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)`.
+
+    Example:
+        >>> x = tf.random.normal((2, 9, 9, 8))
+        >>> kernel = tf.random.normal((3, 3, 2, 8))   # 4 groups
+        >>> portable_conv2d(x, kernel, 1, 2, "SAME").shape
+        TensorShape([2, 9, 9, 8])
+    """
+    if strides > 1 and dilation > 1:
+        raise ValueError(
+            f"`strides` and `dilation` cannot both be > 1. Received: strides={strides}, dilation={dilation}"
+        )
+    if padding == "SAME" and (strides != 1 or kernel.shape[0] % 2 == 0):
+        raise ValueError(
+            "'SAME' padding is symmetric only at stride 1 with odd kernels. "
+            f"Received: strides={strides}, kernel_size={kernel.shape[0]}"
+        )
+    x = tf.convert_to_tensor(x)
+    kernel = tf.convert_to_tensor(kernel)
+    if groups is None:
+        groups = x.shape[-1] // kernel.shape[2]
+
+    def forward(x, kernel):
+        y = tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
+        # A barrier that grappler neither removes nor fuses across: without it
+        # the remapper fuses a grouped conv with the BatchNorm/ReLU after it
+        # into an op Eigen does not implement.
+        return tf.raw_ops.Snapshot(input=y)
+
+    if not _current_settings()[1]:
+        return forward(x, kernel)
+
+    @tf.custom_gradient
+    def convolve(x, kernel):
+        y = forward(x, kernel)
+
+        def gradient(dy):
+            return (
+                _input_gradient(dy, kernel, tf.shape(x), strides, dilation, padding, groups),
+                _kernel_gradient(x, dy, kernel, strides, dilation, padding, groups),
+            )
+
+        return y, gradient
+
+    return convolve(x, kernel)
+
+
+def _dim(tensor, axis):
+    """`tensor`'s size along `axis`: a Python int where known, else a scalar tensor."""
+    static = tensor.shape[axis]
+    return static if static is not None else tf.shape(tensor)[axis]
+
+
+def _transposed_kernel(kernel, groups):
+    """The kernel of the input gradient: flipped, each group's in/out channels swapped.
+
+    `(k, k, C_g, G * O_g)` -> `(k, k, O_g, G * C_g)`.
+    """
+    rows, cols, in_per_group, filters = (_dim(kernel, axis) for axis in range(4))
+    out_per_group = filters // groups
+    kernel = tf.reverse(kernel, (0, 1))
+    kernel = tf.reshape(kernel, (rows, cols, in_per_group, groups, out_per_group))
+    kernel = tf.transpose(kernel, (0, 1, 4, 3, 2))
+    return tf.reshape(kernel, (rows, cols, out_per_group, groups * in_per_group))
+
+
+def _input_gradient(dy, kernel, x_shape, strides, dilation, padding, groups):
+    transposed = _transposed_kernel(kernel, groups)
+    if padding == "SAME":  # stride 1, symmetric: the gradient is a "same" conv too
+        return conv2d(dy, transposed, 1, dilation, "SAME", groups=groups)
+    if strides > 1:
+        # Zero-stuff: output i goes back to input row strides * i.
+        n, rows, cols, filters = (_dim(dy, axis) for axis in range(4))
+        stuffed = tf.reshape(dy, (n, rows, 1, cols, 1, filters))
+        stuffed = tf.pad(stuffed, [[0, 0], [0, 0], [0, strides - 1], [0, 0], [0, strides - 1], [0, 0]])
+        stuffed = tf.reshape(stuffed, (n, rows * strides, cols * strides, filters))
+        dy = stuffed[:, : (rows - 1) * strides + 1, : (cols - 1) * strides + 1, :]
+    span_rows = dilation * (_dim(kernel, 0) - 1)
+    span_cols = dilation * (_dim(kernel, 1) - 1)
+    dy = tf.pad(dy, [[0, 0], [span_rows, span_rows], [span_cols, span_cols], [0, 0]])
+    dx = conv2d(dy, transposed, 1, dilation, "VALID", groups=groups)
+    # Input rows past the last window (when (H - span - 1) % strides != 0) get no gradient.
+    dx_shape = tf.shape(dx)
+    return tf.pad(dx, [[0, 0], [0, x_shape[1] - dx_shape[1]], [0, x_shape[2] - dx_shape[2]], [0, 0]])
+
+
+def _kernel_gradient(x, dy, kernel, strides, dilation, padding, groups):
+    rows, cols, in_per_group = (_dim(kernel, axis) for axis in range(3))
+    if padding == "SAME":
+        pad_rows, pad_cols = dilation * (rows - 1) // 2, dilation * (cols - 1) // 2
+        x = tf.pad(x, [[0, 0], [pad_rows, pad_rows], [pad_cols, pad_cols], [0, 0]])
+    # dW[a, b, c, o] = sum_{n,i,j} x[n, s*i + d*a, s*j + d*b, c] dy[n, i, j, o] within a group:
+    # a convolution of x, with its channels as the batch and (group, image) as the
+    # channels, by dy as the kernel, at stride d and dilation s, with the same groups.
+    n, height, width = (_dim(x, axis) for axis in range(3))
+    x = tf.reshape(x, (n, height, width, groups, in_per_group))
+    x = tf.transpose(x, (4, 1, 2, 3, 0))
+    x = tf.reshape(x, (in_per_group, height, width, groups * n))
+    dy = tf.transpose(dy, (1, 2, 0, 3))  # (H_out, W_out, N, filters): N input channels per group
+    dw = conv2d(x, dy, dilation, strides, "VALID", groups=groups)  # (C_g, >= k, >= k, filters)
+    return tf.transpose(dw[:, :rows, :cols, :], (1, 2, 0, 3))

@@ -1,0 +1,191 @@
+"""What this machine's TensorFlow runs on: oneDNN or Eigen kernels, and the CPU's vector units.
+
+TensorFlow's CPU convolutions come from one of two kernel libraries, fixed once
+per process when TensorFlow is imported:
+
+- **oneDNN**, on by default on Linux x86 CPUs with neural-network features
+  (AVX-512 VNNI or BF16, AVX-VNNI, AMX: Cascade Lake, Zen 4, Alder Lake and
+  newer), on Windows x86 and on Arm Neoverse V1, or wherever
+  `TF_ENABLE_ONEDNN_OPTS=1` is set before the import. It runs every grouped
+  and dilated convolution of the SK models, forwards and backwards, fast.
+- **Eigen**, everywhere else (x86 with AVX2 only, such as AMD Zen 1-3 and
+  Skylake; most Arm CPUs, Apple silicon; or `TF_ENABLE_ONEDNN_OPTS=0`). Its
+  grouped convolution is unoptimised, and it refuses the gradients of grouped
+  and of dilated convolutions, and a grouped convolution fused with the
+  BatchNorm after it. `keras_sknet.layers` then computes those with other ops
+  (see `keras_sknet.layers.tf_conv`): the same numbers, slower.
+
+Importing `keras_sknet` before TensorFlow sets `TF_ENABLE_ONEDNN_OPTS=1`
+unless it is already set (`prefer_onednn`): on x86 our models run 2-3x faster
+on oneDNN than on Eigen (measured in BENCHMARKS.md, "Platforms"). Set
+`TF_ENABLE_ONEDNN_OPTS=0` to keep TensorFlow's Eigen kernels.
+
+This module imports nothing heavy at import time, so `keras_sknet` can call
+`prefer_onednn()` before Keras imports TensorFlow.
+"""
+
+import os
+import platform
+import sys
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+
+# The CPU features that decide which kernels run fast, as /proc/cpuinfo names them.
+_X86_FEATURES = (
+    "avx2",
+    "fma",
+    "avx_vnni",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+# TensorFlow's own rule (tensorflow/core/util/util.cc): on Linux x86 it turns
+# oneDNN on by itself when the CPU has one of these.
+_TF_ONEDNN_DEFAULT_FEATURES = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+_ARM_FEATURES = ("asimd", "sve", "sve2", "bf16", "i8mm")
+
+
+def prefer_onednn():
+    """Turns TensorFlow's oneDNN kernels on if nobody has decided yet.
+
+    Sets `TF_ENABLE_ONEDNN_OPTS=1` when the variable is unset, TensorFlow is
+    not imported yet (the setting is read once, at TensorFlow's import) and
+    the CPU is x86-64, where every TensorFlow wheel carries oneDNN. Arm is left
+    to TensorFlow's own default, which turns oneDNN on for the Arm server CPUs
+    it is tuned for.
+
+    Returns:
+        True if this call set the variable.
+
+    Example:
+        >>> import keras_sknet          # before tensorflow or keras
+        >>> os.environ["TF_ENABLE_ONEDNN_OPTS"]
+        '1'
+    """
+    if ONEDNN_VARIABLE in os.environ or "tensorflow" in sys.modules:
+        return False
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    os.environ[ONEDNN_VARIABLE] = "1"
+    return True
+
+
+def onednn_enabled():
+    """Whether this process's TensorFlow runs its oneDNN kernels (imports TensorFlow).
+
+    Returns:
+        True for oneDNN, False for Eigen; the answer is fixed for the process.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):  # a TensorFlow without the query: read the setting
+        value = os.environ.get(ONEDNN_VARIABLE, "").strip().lower()
+        if value in ("1", "true"):
+            return True
+        if value in ("0", "false"):
+            return False
+        return tensorflow_default_onednn()
+
+
+def tensorflow_default_onednn(features=None):
+    """Whether TensorFlow turns oneDNN on by itself on this Linux x86 CPU (no variable set).
+
+    Args:
+        features: as returned by `cpu_features()` (read from the machine if None).
+    """
+    features = set(cpu_features() if features is None else features)
+    return bool(features.intersection(_TF_ONEDNN_DEFAULT_FEATURES))
+
+
+def cpu_features():
+    """The vector-unit features of this CPU that matter to TensorFlow's kernels.
+
+    Returns:
+        A sorted tuple of names as Linux spells them (`avx2`, `avx512f`,
+        `avx512_bf16`, `amx_bf16`, `asimd`, `sve`, ...); empty where the
+        operating system does not say (macOS reports through `sysctl`, read
+        for Apple silicon's `bf16`/`i8mm`).
+    """
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    flags.update(value.split())
+                    break
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        flags.update(_darwin_features())
+    return tuple(sorted(flags.intersection(_X86_FEATURES + _ARM_FEATURES)))
+
+
+def _darwin_features():
+    import subprocess
+
+    found = set()
+    for name, flag in (("hw.optional.arm.FEAT_BF16", "bf16"), ("hw.optional.arm.FEAT_I8MM", "i8mm")):
+        try:
+            out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.stdout.strip() == "1":
+            found.add(flag)
+    if platform.machine() == "arm64":
+        found.add("asimd")
+    return found
+
+
+def vector_isa(features=None):
+    """The widest vector instruction set of this CPU, in words.
+
+    Args:
+        features: as returned by `cpu_features()` (read from the machine if None).
+
+    Returns:
+        e.g. `"AVX-512 (VNNI, BF16, AMX)"`, `"AVX2"`, `"Arm NEON (BF16)"`.
+    """
+    features = set(cpu_features() if features is None else features)
+    extras = [
+        label
+        for flag, label in (
+            ("avx512_vnni", "VNNI"),
+            ("avx_vnni", "AVX-VNNI"),
+            ("avx512_bf16", "BF16"),
+            ("amx_tile", "AMX"),
+            ("sve", "SVE"),
+            ("bf16", "BF16"),
+            ("i8mm", "I8MM"),
+        )
+        if flag in features
+    ]
+    suffix = f" ({', '.join(extras)})" if extras else ""
+    if "avx512f" in features:
+        return "AVX-512" + suffix
+    if "avx2" in features:
+        return "AVX2" + suffix
+    if "asimd" in features:
+        return "Arm NEON" + suffix
+    return platform.machine() or "unknown"
+
+
+def describe():
+    """One line for benchmark headers: CPU model, vector ISA, and TensorFlow's kernels.
+
+    Returns:
+        e.g. `"Intel(R) Xeon(R) Processor, AVX-512 (VNNI, BF16, AMX); TensorFlow kernels: oneDNN"`.
+    """
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    kernels = "oneDNN" if onednn_enabled() else "Eigen"
+    return f"{model}, {vector_isa()}; TensorFlow kernels: {kernels}"
