@@ -16,6 +16,12 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Before anything imports TensorFlow: keras_sknet turns its oneDNN kernels on unless
+# TF_ENABLE_ONEDNN_OPTS says otherwise (keras_sknet.platform.prefer_onednn).
+import keras_sknet  # noqa: E402,F401
+
+# isort: split
+
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import append_markdown, interleaved_timeit  # noqa: E402

@@ -29,12 +29,19 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Before anything imports TensorFlow: keras_sknet turns its oneDNN kernels on unless
+# TF_ENABLE_ONEDNN_OPTS says otherwise (keras_sknet.platform.prefer_onednn).
+import keras_sknet  # noqa: E402,F401
+
+# isort: split
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import append_markdown, interleaved_timeit, start_timm, timeit  # noqa: E402
-from keras_sknet import export  # noqa: E402
+from benchmarks.workers import Worker  # noqa: E402
+from keras_sknet import export, platform  # noqa: E402
 from keras_sknet.applications import ResNeXt50, SEResNeXt50, SKNet50  # noqa: E402
 from keras_sknet.utils import count_flops  # noqa: E402
 from keras_sknet.utils.synthetic import class_images, fit_classifier  # noqa: E402
@@ -121,6 +128,41 @@ def inference_runners(batch, models, litert, timm):
     return runners
 
 
+# TensorFlow fixes its CPU kernel library (oneDNN or Eigen) at import, so the SKNet-50 rows
+# of the other library run in a worker process started with TF_ENABLE_ONEDNN_OPTS flipped,
+# timed in the same interleaved rounds: `infer/BATCH` (graph) or `train/BATCH` (trainer step).
+OTHER_KERNELS_WORKER = """
+from benchmarks.bench_peers import serve_sknet50
+serve_sknet50()
+"""
+
+
+def serve_sknet50():
+    """Worker loop: SKNet-50 graph inference and trainer steps on this process's kernels."""
+    from benchmarks.workers import serve
+
+    runners = {}
+
+    def run(key):
+        mode, batch = key.split("/")
+        if key not in runners:  # built on first use (a warm-up call)
+            build = graph_runner if mode == "infer" else lambda m, b: train_step_runner(m, b, False)
+            runners[key] = build(SKNet50(), int(batch))
+        runners[key]()
+
+    serve(run, {"kernels": kernel_library(), "platform": platform.describe()})
+
+
+def kernel_library():
+    return "oneDNN" if platform.onednn_enabled() else "Eigen"
+
+
+def start_other_kernels():
+    """The worker on the kernel library this process does not run."""
+    flipped = "0" if platform.onednn_enabled() else "1"
+    return Worker(OTHER_KERNELS_WORKER, env={platform.ONEDNN_VARIABLE: flipped})
+
+
 TIMM_MODELS = ("skresnext50_32x4d", "resnext50_32x4d")
 TIMM_SK = "timm skresnext50_32x4d eager"
 PEAK = "float32 matmul 4096^3 (peak)"
@@ -135,12 +177,20 @@ def main():
     parser.add_argument(
         "--no-xla", action="store_true", help="skip XLA (slow on CPU; its training step takes minutes)"
     )
+    parser.add_argument(
+        "--no-other-kernels",
+        action="store_true",
+        help="skip the SKNet-50 rows on TensorFlow's other CPU kernel library (oneDNN / Eigen)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     threads = os.cpu_count()
     gpu = bool(tf.config.list_physical_devices("GPU"))
     timm = start_timm(threads)
     print(f"timm: {timm.versions if timm else 'not installed'}", flush=True)
+    other = None if args.no_other_kernels or gpu else start_other_kernels()
+    ours, theirs = kernel_library(), other.info["kernels"] if other else None
+    print(f"kernels: {ours} here" + (f", {theirs} in a worker" if other else ""), flush=True)
 
     sknet = SKNet50()
     macs = count_flops(sknet) / 1e9
@@ -171,6 +221,8 @@ def main():
             runners = inference_runners(batch, models, litert, timm)
             if batch == 16:
                 runners[PEAK] = matmul_runner()
+                if other:
+                    runners[f"{GRAPH}, TF {theirs} kernels (worker)"] = other.runner("infer/16")
             print(f"batch {batch}: {len(runners)} runners, {rounds} interleaved rounds", flush=True)
             times = interleaved_timeit(runners, rounds=rounds, block_seconds=0.3 if batch == 1 else 0.0)
             for what, value in times.items():
@@ -182,6 +234,10 @@ def main():
     training_runners = {"SKNet-50 Keras trainer step": train_step_runner(SKNet50(), 16, False)}
     if timm:
         training_runners["timm skresnext50_32x4d eager step"] = timm.runner("skresnext50_32x4d/train/16")
+    if other:
+        training_runners[f"SKNet-50 Keras trainer step, TF {theirs} kernels (worker)"] = other.runner(
+            "train/16"
+        )
     training = interleaved_timeit(training_runners, rounds=args.train_rounds, block_seconds=0.0, warmup=1)
     if not args.no_xla:
         # Minutes per step on CPU: timed once after the compiling step, outside the rounds.
@@ -193,6 +249,8 @@ def main():
         print(f"{what}: {median:.2f} s", flush=True)
     if timm:
         timm.close()
+    if other:
+        other.close()
 
     lines = [
         f"Peak: {peak:.0f} GMAC/s (4096^3 float32 matmul, timed in the batch-16 rounds). "
@@ -239,6 +297,21 @@ def main():
     for what, (median, _) in training.items():
         ratio = f"{reference[0] / median:.2f}x" if reference else "-"
         lines.append(f"| {what} | {median:.2f} | {16 / median:.1f} | {ratio} |")
+    if other:
+        # Eigen over oneDNN, whichever this process runs (issue 13's targets: >= 0.7x, >= 0.5x).
+        worker_graph = rows[(f"{GRAPH}, TF {theirs} kernels (worker)", 16)][0]
+        worker_step = training[f"SKNet-50 Keras trainer step, TF {theirs} kernels (worker)"][0]
+        here_graph, here_step = rows[(GRAPH, 16)][0], training["SKNet-50 Keras trainer step"][0]
+        if ours == "oneDNN":
+            infer_ratio, train_ratio = here_graph / worker_graph, here_step / worker_step
+        else:
+            infer_ratio, train_ratio = worker_graph / here_graph, worker_step / here_step
+        lines += [
+            "",
+            f"TensorFlow kernels: {ours} in this process, {theirs} in the worker. Eigen speed as a "
+            f"fraction of oneDNN's, SKNet-50 at batch 16: inference (graph) {infer_ratio:.2f}x, "
+            f"training step {train_ratio:.2f}x.",
+        ]
     lines += ["", "int8 check: " + str(litert["int8"][1].checks[0])]
     if not gpu:
         lines += [

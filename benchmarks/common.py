@@ -2,15 +2,13 @@
 
 import datetime
 import importlib.util
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
+from benchmarks.workers import Worker
 from keras_sknet.utils.files import atomic_path
 
 BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
@@ -29,18 +27,38 @@ def timeit(fn, repeats, warmup=2):
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 
+_PEAK = {}
+
+
+def matmul_peak(size=4096, repeats=3):
+    """This machine's practical float32 multiply-add peak in GMAC/s: the best of `repeats`
+    `size`^3 matmuls (TensorFlow), measured once per process."""
+    if size not in _PEAK:
+        import tensorflow as tf
+
+        a = tf.random.normal((size, size))
+        matmul = tf.function(lambda: tf.matmul(a, a))
+        matmul().numpy()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matmul().numpy()
+            best = min(best, time.perf_counter() - start)
+        _PEAK[size] = size**3 / best / 1e9
+    return _PEAK[size]
+
+
 def machine_description():
+    """The header line of every table: CPU, vector ISA, TensorFlow's kernels, the measured peak, versions."""
     import keras
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from keras_sknet import platform as kernels
+
     return (
-        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"{kernels.describe()} ({kernels.ONEDNN_VARIABLE}="
+        f"{os.environ.get(kernels.ONEDNN_VARIABLE, 'unset')}); {os.cpu_count()} cores, float32 matmul "
+        f"peak {matmul_peak():.0f} GMAC/s (4096^3, measured); Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
     )
 
@@ -100,17 +118,18 @@ def interleaved_timeit(runners, rounds=20, block_seconds=0.1, warmup=2):
     return result
 
 
-# A persistent timm process: it builds the models once, then runs one forward pass (or one
-# training step) per line it reads, so its runs interleave with ours in the same rounds.
+# timm: builds a model on first use, then runs one forward pass (or one training step) per
+# `name/infer|train/batch` line, e.g. `skresnext50_32x4d/infer/1`.
 TIMM_WORKER = """
-import json, sys
+import sys
 import torch, timm
+from benchmarks.workers import serve
 torch.set_num_threads(int(sys.argv[1]))
 models, inputs = {}, {}
 def run(key):
     name, mode, batch = key.split("/")
     batch = int(batch)
-    if (name, mode) not in models:  # built on first use
+    if (name, mode) not in models:
         model = timm.create_model(name, pretrained=False).train(mode == "train")
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
         models[name, mode] = model, optimizer
@@ -124,52 +143,20 @@ def run(key):
     else:
         with torch.inference_mode():
             model(x)
-print(json.dumps({"torch": torch.__version__, "timm": timm.__version__}), flush=True)
-for line in sys.stdin:
-    run(line.strip())
-    print("ok", flush=True)
+serve(run, {"torch": torch.__version__, "timm": timm.__version__})
 """
 
 
-class TimmWorker:
-    """timm in its own process (TensorFlow and torchvision in one process can crash).
+class TimmWorker(Worker):
+    """timm in its own process, eager PyTorch with `threads` threads (see `Worker`).
 
-    `runner(key)` gives a callable that runs one `name/infer|train/batch` call
-    there (eager PyTorch, `threads` threads; a timm model name, e.g.
-    `skresnext50_32x4d/infer/1`) and returns when it is done, so it can be
-    timed like our runners, in the same interleaved rounds.
+    Attributes:
+        versions: `{"torch": ..., "timm": ...}`.
     """
 
     def __init__(self, threads):
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", TIMM_WORKER, str(threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-        )
-        self.versions = json.loads(self._reply())
-
-    def _reply(self):
-        line = self.process.stdout.readline()
-        if not line:
-            self.log.seek(0)
-            raise RuntimeError(f"the timm process stopped: {self.log.read()[-2000:]}")
-        return line
-
-    def runner(self, key):
-        def run():
-            self.process.stdin.write(key + "\n")
-            self.process.stdin.flush()
-            self._reply()
-
-        return run
-
-    def close(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
-        self.log.close()
+        super().__init__(TIMM_WORKER, [threads])
+        self.versions = self.info
 
 
 def start_timm(threads):

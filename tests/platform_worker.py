@@ -10,7 +10,8 @@ work whatever TensorFlow decided.
 
 For each family (small widths, 32-64 px), with the weights the parent saved:
 eager call, `predict`, two `fit` steps (losses and the weights after them),
-`frozen_function`, and for SK families the attention read-out. The arrays go
+`frozen_function`, and for SK families the attention read-out; and the SKNet
+family's prediction and training under mixed bfloat16 and float16. The arrays go
 to OUTPUT.npz with the kernel library that ran. With --saved-model-in it also
 runs a SavedModel another process wrote; with --saved-model-out it writes one.
 """
@@ -96,6 +97,24 @@ def run_family(name, weights_dir):
     return {f"{name}/{key}": value for key, value in out.items()}
 
 
+MIXED_POLICIES = ("mixed_bfloat16", "mixed_float16")
+
+
+def run_mixed(policy, weights_dir):
+    """`{"POLICY/PATH": array}`: the "sknet" family's prediction and training under a mixed policy."""
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = load("sknet", weights_dir)
+        x, y = data(families()["sknet"][1])
+        out = {"predict": model.predict(x, batch_size=BATCH, verbose=0).astype("float32")}
+        model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        out["losses"] = np.asarray(history.history["loss"])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    return {f"{policy}/{key}": value for key, value in out.items()}
+
+
 def run_saved_model(path):
     """The outputs of an SKNet-family SavedModel on the "sknet" family's first batch."""
     serving = tf.saved_model.load(path).signatures["serving_default"]
@@ -116,11 +135,13 @@ def main(argv=None):
     results = {
         "onednn": np.asarray(platform.onednn_enabled()),
         "portable_float32": np.asarray(
-            tf_conv.uses_portable_path(tf.zeros((1, 4, 4, 8)), groups=4, dilation=1)
+            tf_conv.path_for(tf.zeros((1, 4, 4, 8)), groups=4, dilation=1) != "native"
         ),
     }
     for name in families():
         results.update(run_family(name, args.weights_dir))
+    for policy in MIXED_POLICIES:
+        results.update(run_mixed(policy, args.weights_dir))
     if args.saved_model_in:
         results["saved_model/outputs"] = run_saved_model(args.saved_model_in)
     if args.saved_model_out:

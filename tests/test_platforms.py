@@ -70,6 +70,8 @@ def both_libraries(tmp_path_factory):
     ours = {}
     for name in platform_worker.families():
         ours.update(platform_worker.run_family(name, weights_dir))
+    for policy in platform_worker.MIXED_POLICIES:
+        ours.update(platform_worker.run_mixed(policy, weights_dir))
     ours["saved_model/outputs"] = platform_worker.run_saved_model(tmp / "theirs")
     with np.load(tmp / "theirs.npz") as theirs:
         return ours, dict(theirs)
@@ -94,6 +96,18 @@ def test_every_path_gives_the_same_numbers(both_libraries, family):
         }.get(key.split("/")[1], OUTPUT_TOLERANCE)
         np.testing.assert_allclose(theirs[key], ours[key], atol=tolerance, rtol=0, err_msg=key)
     np.testing.assert_allclose(theirs[f"{family}/losses"], ours[f"{family}/losses"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy", platform_worker.MIXED_POLICIES)
+def test_mixed_precision_trains_on_both(both_libraries, policy):
+    """16-bit convolutions and their gradients on either library (bfloat16 without native support too)."""
+    ours, theirs = both_libraries
+    float32 = ours["sknet/predict"]
+    for outputs in (ours, theirs):
+        assert np.all(np.isfinite(outputs[f"{policy}/losses"]))
+        # Softmax outputs within 16-bit rounding of float32's.
+        np.testing.assert_allclose(outputs[f"{policy}/predict"], float32, atol=0.03)
+    np.testing.assert_allclose(theirs[f"{policy}/losses"], ours[f"{policy}/losses"], rtol=0.02)
 
 
 def test_sk_families_read_their_attention_on_both(both_libraries):

@@ -6,7 +6,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from keras_sknet import platform
-from keras_sknet.layers import tf_conv
+from keras_sknet.layers import tf_blocked_conv, tf_conv
 from tests import tf_reference
 
 pytestmark = pytest.mark.kernels
@@ -37,7 +37,8 @@ def _loss_and_gradients(fn, x, kernel, weights):
 
 @pytest.mark.parametrize("strides,dilation,groups,padding", CASES)
 @pytest.mark.parametrize("graph", [False, True])
-def test_values_and_gradients_match_the_definition(strides, dilation, groups, padding, graph, rng):
+@pytest.mark.parametrize("blocked", [False, True])
+def test_values_and_gradients_match_the_definition(strides, dilation, groups, padding, graph, blocked, rng):
     x = tf.constant(rng.normal(size=(2, 11, 10, 8)))  # float64: tight bounds
     kernel = tf.constant(rng.normal(size=(3, 3, 8 // groups, 12)))
     pad = _pad(padding, dilation)
@@ -45,7 +46,7 @@ def test_values_and_gradients_match_the_definition(strides, dilation, groups, pa
     weights = tf.constant(rng.normal(size=expected.shape))
 
     def ours(x, kernel):
-        return tf_conv.portable_conv2d(x, kernel, strides, dilation, padding)
+        return tf_conv.portable_conv2d(x, kernel, strides, dilation, padding, blocked=blocked)
 
     def definition(x, kernel):
         return tf_reference.conv2d(x, kernel, strides, dilation, pad)
@@ -58,23 +59,79 @@ def test_values_and_gradients_match_the_definition(strides, dilation, groups, pa
     np.testing.assert_allclose(dk, dk_ref, atol=1e-10)
 
 
+@pytest.mark.parametrize("size", [3, 5, 7])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 9, 9, 8), (2, 6, 11, 8)])
+def test_blocked_convolution_matches_the_definition(size, dilation, shape, rng):
+    """Pixel blocks: odd and even sizes, every kernel size, dilated, with and without padding."""
+    x = tf.constant(rng.normal(size=shape))
+    kernel = tf.constant(rng.normal(size=(size, size, 2, 12)))  # 4 groups of 2 channels
+    weights = None
+    for padding, pad in (("SAME", dilation * (size - 1) // 2), ("VALID", 0)):
+        if min(shape[1:3]) + 2 * pad - dilation * (size - 1) < 1:
+            continue  # no output
+        expected = tf_reference.conv2d(x, kernel, 1, dilation, pad)
+        weights = tf.constant(rng.normal(size=expected.shape))
+        assert tf_blocked_conv.applies(kernel, 1, 4)
+        y, grads = _loss_and_gradients(
+            lambda x, k: tf_conv.portable_conv2d(x, k, 1, dilation, padding, blocked=True), x, kernel, weights
+        )
+        y_ref, grads_ref = _loss_and_gradients(
+            lambda x, k: tf_reference.conv2d(x, k, 1, dilation, pad), x, kernel, weights
+        )
+        np.testing.assert_allclose(y, y_ref, atol=1e-10)
+        for ours, theirs in zip(grads, grads_ref):
+            np.testing.assert_allclose(ours, theirs, atol=1e-10)
+    assert weights is not None
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+@pytest.mark.parametrize("strides", [2, 3])
+def test_strided_gradients_for_every_kernel_size(size, strides, rng):
+    """The phase-wise input gradient: kernels shorter than, equal to and longer than the stride."""
+    x = tf.constant(rng.normal(size=(2, 13, 10, 8)))
+    kernel = tf.constant(rng.normal(size=(size, size, 4, 6)))  # 2 groups
+    weights = tf.constant(rng.normal(size=tf_reference.conv2d(x, kernel, strides).shape))
+    y, grads = _loss_and_gradients(
+        lambda x, k: tf_conv.portable_conv2d(x, k, strides, 1, "VALID"), x, kernel, weights
+    )
+    y_ref, grads_ref = _loss_and_gradients(
+        lambda x, k: tf_reference.conv2d(x, k, strides), x, kernel, weights
+    )
+    np.testing.assert_allclose(y, y_ref, atol=1e-10)
+    for ours, theirs in zip(grads, grads_ref):
+        np.testing.assert_allclose(ours, theirs, atol=1e-10)
+
+
+def test_blocked_only_where_it_is_faster():
+    kernel = tf.zeros((3, 3, 4, 128))
+    assert tf_blocked_conv.applies(kernel, 1, 32)
+    assert not tf_blocked_conv.applies(kernel, 2, 32)  # strided: measured no faster
+    assert not tf_blocked_conv.applies(tf.zeros((3, 3, 16, 128)), 1, 8)  # wide groups: slower
+    assert not tf_blocked_conv.applies(tf.zeros((3, 3, 4, 4)), 1, 1)  # dense
+    assert not tf_blocked_conv.applies(tf.zeros((1, 1, 4, 128)), 1, 32)  # 4x the multiply-adds
+
+
 def test_unknown_batch_and_size_in_a_graph(rng):
     kernel = tf.constant(rng.normal(size=(3, 3, 2, 8)))
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 8), tf.float64)])
-    def gradients(x):
-        with tf.GradientTape() as tape:
-            tape.watch([x, kernel])
-            loss = tf.reduce_sum(tf.sin(tf_conv.portable_conv2d(x, kernel, 2, 1, "VALID")))
-        return tape.gradient(loss, [x, kernel])
+    for strides, dilation, blocked in [(2, 1, False), (1, 2, True), (1, 1, True)]:
 
-    for shape in [(1, 9, 9, 8), (3, 12, 7, 8)]:
-        x = tf.constant(rng.normal(size=shape))
-        with tf.GradientTape() as tape:
-            tape.watch([x, kernel])
-            loss = tf.reduce_sum(tf.sin(tf_reference.conv2d(x, kernel, 2, 1, 0)))
-        for ours, theirs in zip(gradients(x), tape.gradient(loss, [x, kernel])):
-            np.testing.assert_allclose(ours, theirs, atol=1e-10)
+        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 8), tf.float64)])
+        def gradients(x):
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                y = tf_conv.portable_conv2d(x, kernel, strides, dilation, "VALID", blocked=blocked)
+                loss = tf.reduce_sum(tf.sin(y))
+            return tape.gradient(loss, [x, kernel])
+
+        for shape in [(1, 9, 9, 8), (3, 12, 7, 8)]:
+            x = tf.constant(rng.normal(size=shape))
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                loss = tf.reduce_sum(tf.sin(tf_reference.conv2d(x, kernel, strides, dilation, 0)))
+            for ours, theirs in zip(gradients(x), tape.gradient(loss, [x, kernel])):
+                np.testing.assert_allclose(ours, theirs, atol=1e-10)
 
 
 def test_second_order_gradients(rng):
@@ -151,23 +208,23 @@ def test_a_grouped_conv_before_batch_norm_runs_in_graphs_and_frozen_graphs(rng):
 
 def test_tensorflow_kernels_are_probed_as_the_platform_says():
     """Gradients of grouped/dilated float32 convs are native exactly where oneDNN runs."""
-    assert tf_conv.native_gradients("float32") == platform.onednn_enabled()
-    assert tf_conv.native_gradients("float32", "GPU")
+    assert tf_conv.native_kernels("float32") == platform.onednn_enabled()
+    assert tf_conv.native_kernels("float32", "GPU")
 
 
-def test_which_convolutions_take_the_portable_path():
+def test_which_convolutions_take_which_path():
     x = tf.zeros((1, 8, 8, 8))
-    native = tf_conv.native_gradients("float32")
-    assert not tf_conv.uses_portable_path(x, groups=1, dilation=1)
-    assert tf_conv.uses_portable_path(x, groups=4, dilation=1) == (not native)
-    assert tf_conv.uses_portable_path(x, groups=1, dilation=2) == (not native)
+    on_eigen = "native" if tf_conv.native_kernels("float32") else "blocked"
+    assert tf_conv.path_for(x, groups=1, dilation=1) == "native"
+    assert tf_conv.path_for(x, groups=4, dilation=1) == on_eigen
+    assert tf_conv.path_for(x, groups=1, dilation=2) == on_eigen
     with tf_conv.convolution_path("portable"):
-        assert tf_conv.uses_portable_path(x, groups=1, dilation=2)
-        assert not tf_conv.uses_portable_path(x, groups=1, dilation=1)
+        assert tf_conv.path_for(x, groups=1, dilation=2) == "portable"
+        assert tf_conv.path_for(x, groups=1, dilation=1) == "native"
         with tf_conv.convolution_path("native"):
-            assert not tf_conv.uses_portable_path(x, groups=4, dilation=2)
-        assert tf_conv.uses_portable_path(x, groups=4, dilation=1)
-    assert tf_conv.uses_portable_path(x, groups=4, dilation=1) == (not native)
+            assert tf_conv.path_for(x, groups=4, dilation=2) == "native"
+        assert tf_conv.path_for(x, groups=4, dilation=1) == "portable"
+    assert tf_conv.path_for(x, groups=4, dilation=1) == on_eigen
 
 
 def test_inference_graphs_carry_no_gradient_functions(rng):

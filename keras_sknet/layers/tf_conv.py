@@ -12,8 +12,8 @@ AVX-512), compute grouped and dilated convolutions forwards but refuse:
    TensorFlow's graph optimiser (grappler's remapper) builds in every float32
    graph ("Fused conv implementation does not support grouped convolutions").
 
-`conv2d` asks TensorFlow once per data type whether its kernels compute those
-gradients (`native_gradients`). Where they do not, the convolution is
+`conv2d` asks TensorFlow once per data type whether its kernels do both
+(`native_kernels`). Where they do not, the convolution is
 `portable_conv2d`: the same forward op behind a `Snapshot` that the remapper
 does not fuse across, and gradients written as forward convolutions, which every
 kernel library runs:
@@ -29,6 +29,11 @@ kernel library runs:
 Both are exact: the same sums in another order (within float rounding of
 TensorFlow's own gradients), and, being `portable_conv2d` again, they are
 differentiable too (second-order gradients work).
+
+Where TensorFlow runs Eigen, grouped convolutions with few channels per group
+are also rewritten over 2x2 pixel blocks (`tf_blocked_conv`), which Eigen runs
+2-3x faster. Exported graphs (`convolution_path("portable")`) keep the plain
+convolution, which TFLite and oneDNN run best.
 """
 
 import contextlib
@@ -37,13 +42,19 @@ import threading
 
 import tensorflow as tf
 
+from keras_sknet.layers import tf_blocked_conv
+
 
 @functools.cache
-def native_gradients(dtype, device_type="CPU"):
-    """Whether TensorFlow's kernels differentiate grouped and dilated convolutions.
+def native_kernels(dtype, device_type="CPU"):
+    """Whether TensorFlow's own kernels run grouped and dilated convolutions fully.
 
-    Runs, once per data type and device type, the two gradient ops on a tiny
-    grouped, dilated convolution, eagerly (also when called while tracing).
+    Asks TensorFlow once per data type and device type, on a tiny grouped,
+    dilated convolution, eagerly (also when called while tracing): its two
+    gradient ops, and a graph in which grappler fuses a grouped convolution
+    with the BatchNorm and ReLU after it. oneDNN and cuDNN run all three;
+    Eigen none (each check stands alone, so that a kernel library that lacks
+    only one, say on an Arm build, is also caught).
 
     Args:
         dtype: a `tf.DType` or its name.
@@ -53,16 +64,27 @@ def native_gradients(dtype, device_type="CPU"):
         True where `tf.nn.conv2d` can be used as it is.
     """
     if device_type != "CPU":
-        return True  # cuDNN and ROCm compute both
+        return True  # cuDNN and ROCm compute them all
     dtype = tf.as_dtype(dtype)
     with tf.init_scope(), tf.device("/CPU:0"):
         x = tf.ones((1, 6, 6, 4), dtype)
         kernel = tf.ones((3, 3, 2, 4), dtype)
         dy = tf.ones((1, 2, 2, 4), dtype)
         attrs = dict(strides=[1, 1, 1, 1], padding="VALID", dilations=[1, 2, 2, 1])
+
+        @tf.function
+        def fused(x):
+            y = tf.nn.conv2d(x, kernel, 1, "SAME")
+            ones = tf.ones((4,), tf.float32)
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                y, ones, ones, mean=ones, variance=ones, is_training=False
+            )
+            return tf.nn.relu(y)
+
         try:
             tf.raw_ops.Conv2DBackpropInput(input_sizes=x.shape, filter=kernel, out_backprop=dy, **attrs)
             tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel.shape, out_backprop=dy, **attrs)
+            fused(x)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
             return False
     return True
@@ -79,7 +101,7 @@ def _device_type(x):
 
 
 _settings = threading.local()
-PATHS = (None, "native", "portable")
+PATHS = (None, "native", "portable", "blocked")
 
 
 @contextlib.contextmanager
@@ -89,8 +111,10 @@ def convolution_path(path=None, gradients=True):
     Args:
         path: `"native"` (TensorFlow's ops as they are), `"portable"` (the
             fusion barrier and, with `gradients`, the portable gradients, for
-            every grouped or dilated convolution) or None (decide per data
-            type and device, the default).
+            every grouped or dilated convolution), `"blocked"` (portable, and
+            small groups over pixel blocks: what Eigen runs fastest) or None
+            (decide per data type and device, the default: native where
+            TensorFlow's kernels have the gradients, else blocked).
         gradients: False builds inference graphs: the portable convolutions
             get no gradient functions (frozen graphs and exports cannot store
             them).
@@ -113,14 +137,14 @@ def _current_settings():
     return getattr(_settings, "value", (None, True))
 
 
-def uses_portable_path(x, groups, dilation):
-    """Whether `conv2d` computes a convolution of `x` with `portable_conv2d`."""
+def path_for(x, groups, dilation):
+    """How `conv2d` computes a convolution of `x`: `"native"`, `"portable"` or `"blocked"`."""
     if groups == 1 and dilation == 1:
-        return False
+        return "native"  # a plain convolution: every kernel library differentiates it
     path, _ = _current_settings()
     if path is not None:
-        return path == "portable"
-    return not native_gradients(x.dtype, _device_type(x))
+        return path
+    return "native" if native_kernels(x.dtype, _device_type(x)) else "blocked"
 
 
 def conv2d(x, kernel, strides, dilation, padding, depthwise=False, groups=None):
@@ -144,16 +168,19 @@ def conv2d(x, kernel, strides, dilation, padding, depthwise=False, groups=None):
         )
     if groups is None:
         groups = x.shape[-1] // kernel.shape[2]
-    if uses_portable_path(x, groups, dilation):
-        return portable_conv2d(x, kernel, strides, dilation, padding, groups)
-    return tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
+    path = path_for(x, groups, dilation)
+    if path == "native":
+        return tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
+    return portable_conv2d(x, kernel, strides, dilation, padding, groups, blocked=path == "blocked")
 
 
-def portable_conv2d(x, kernel, strides, dilation, padding, groups=None):
+def portable_conv2d(x, kernel, strides, dilation, padding, groups=None, blocked=False):
     """A grouped / dilated convolution whose graph and gradients need no special kernel.
 
     Args:
-        As `conv2d` (not depthwise).
+        As `conv2d` (not depthwise), and
+        blocked: compute small groups over pixel blocks where that is faster
+            on Eigen (`tf_blocked_conv.applies`).
 
     Returns:
         The same values as `tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)`.
@@ -177,6 +204,21 @@ def portable_conv2d(x, kernel, strides, dilation, padding, groups=None):
     kernel = tf.convert_to_tensor(kernel)
     if groups is None:
         groups = x.shape[-1] // kernel.shape[2]
+    if blocked and tf_blocked_conv.applies(kernel, strides, groups):
+        pad = dilation * (kernel.shape[0] - 1) // 2 if padding == "SAME" else 0
+        return tf_blocked_conv.blocked_conv2d(
+            x,
+            kernel,
+            dilation,
+            pad,
+            groups,
+            lambda blocks, block_kernel: _barrier_conv(blocks, block_kernel, 1, 1, "VALID", groups),
+        )
+    return _barrier_conv(x, kernel, strides, dilation, padding, groups)
+
+
+def _barrier_conv(x, kernel, strides, dilation, padding, groups):
+    """`tf.nn.conv2d` behind the fusion barrier, with the portable gradients."""
 
     def forward(x, kernel):
         y = tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
@@ -227,12 +269,7 @@ def _input_gradient(dy, kernel, x_shape, strides, dilation, padding, groups):
     if padding == "SAME":  # stride 1, symmetric: the gradient is a "same" conv too
         return conv2d(dy, transposed, 1, dilation, "SAME", groups=groups)
     if strides > 1:
-        # Zero-stuff: output i goes back to input row strides * i.
-        n, rows, cols, filters = (_dim(dy, axis) for axis in range(4))
-        stuffed = tf.reshape(dy, (n, rows, 1, cols, 1, filters))
-        stuffed = tf.pad(stuffed, [[0, 0], [0, 0], [0, strides - 1], [0, 0], [0, strides - 1], [0, 0]])
-        stuffed = tf.reshape(stuffed, (n, rows * strides, cols * strides, filters))
-        dy = stuffed[:, : (rows - 1) * strides + 1, : (cols - 1) * strides + 1, :]
+        return _strided_input_gradient(dy, kernel, x_shape, strides, groups)
     span_rows = dilation * (_dim(kernel, 0) - 1)
     span_cols = dilation * (_dim(kernel, 1) - 1)
     dy = tf.pad(dy, [[0, 0], [span_rows, span_rows], [span_cols, span_cols], [0, 0]])
@@ -240,6 +277,46 @@ def _input_gradient(dy, kernel, x_shape, strides, dilation, padding, groups):
     # Input rows past the last window (when (H - span - 1) % strides != 0) get no gradient.
     dx_shape = tf.shape(dx)
     return tf.pad(dx, [[0, 0], [0, x_shape[1] - dx_shape[1]], [0, x_shape[2] - dx_shape[2]], [0, 0]])
+
+
+def _strided_input_gradient(dy, kernel, x_shape, strides, groups):
+    """The input gradient of a strided (undilated, unpadded) conv, one phase per output channel block.
+
+    Input row `s*q + r` gets `sum_t dy[q - t] * w[s*t + r]`: for every phase r a
+    stride-1 convolution of dy. All s^2 phases are one convolution whose
+    outputs are (group, row phase, column phase, channel), then interleaved:
+    the multiply-adds of the phases' taps only, where zero-stuffing dy would
+    multiply s^2 times as many zeros.
+    """
+    size, _, in_per_group, filters = kernel.shape
+    out_per_group = filters // groups
+    taps = -(-size // strides)  # T: taps per phase, at most
+    reach = taps * strides
+    # kernel[s*t + r] for t' = T-1-t (the correlation runs over dy[q - T + 1 + u]).
+    kernel = tf.reshape(kernel, (size, size, in_per_group, groups, out_per_group))
+    kernel = tf.pad(kernel, [[0, reach - size], [0, reach - size], [0, 0], [0, 0], [0, 0]])
+    kernel = tf.reshape(kernel, (taps, strides, taps, strides, in_per_group, groups, out_per_group))
+    kernel = tf.reverse(kernel, (0, 2))
+    # -> (u_h, u_w, O_g, G, r_h, r_w, C_g)
+    kernel = tf.transpose(kernel, (0, 2, 6, 5, 1, 3, 4))
+    kernel = tf.reshape(kernel, (taps, taps, out_per_group, groups * strides * strides * in_per_group))
+    dy = tf.pad(dy, [[0, 0], [taps - 1, taps - 1], [taps - 1, taps - 1], [0, 0]])
+    phases = conv2d(dy, kernel, 1, 1, "VALID", groups=groups)
+    n, rows, cols, _ = (_dim(phases, axis) for axis in range(4))
+    dx = tf.reshape(phases, (n, rows, cols, groups, strides, strides, in_per_group))
+    dx = tf.transpose(dx, (0, 1, 4, 2, 5, 3, 6))
+    dx = tf.reshape(dx, (n, rows * strides, cols * strides, groups * in_per_group))
+    # Cover exactly the input: rows past the last window get no gradient.
+    dx = tf.pad(
+        dx,
+        [
+            [0, 0],
+            [0, tf.maximum(x_shape[1] - rows * strides, 0)],
+            [0, tf.maximum(x_shape[2] - cols * strides, 0)],
+            [0, 0],
+        ],
+    )
+    return dx[:, : x_shape[1], : x_shape[2], :]
 
 
 def _kernel_gradient(x, dy, kernel, strides, dilation, padding, groups):
