@@ -74,10 +74,13 @@ def test_blocked_convolution_matches_the_definition(size, dilation, shape, rng):
         weights = tf.constant(rng.normal(size=expected.shape))
         assert tf_blocked_conv.applies(kernel, 1, 4)
         y, grads = _loss_and_gradients(
-            lambda x, k: tf_conv.portable_conv2d(x, k, 1, dilation, padding, blocked=True), x, kernel, weights
+            lambda x, k, padding=padding: tf_conv.portable_conv2d(x, k, 1, dilation, padding, blocked=True),
+            x,
+            kernel,
+            weights,
         )
         y_ref, grads_ref = _loss_and_gradients(
-            lambda x, k: tf_reference.conv2d(x, k, 1, dilation, pad), x, kernel, weights
+            lambda x, k, pad=pad: tf_reference.conv2d(x, k, 1, dilation, pad), x, kernel, weights
         )
         np.testing.assert_allclose(y, y_ref, atol=1e-10)
         for ours, theirs in zip(grads, grads_ref):
@@ -118,7 +121,7 @@ def test_unknown_batch_and_size_in_a_graph(rng):
     for strides, dilation, blocked in [(2, 1, False), (1, 2, True), (1, 1, True)]:
 
         @tf.function(input_signature=[tf.TensorSpec((None, None, None, 8), tf.float64)])
-        def gradients(x):
+        def gradients(x, strides=strides, dilation=dilation, blocked=blocked):
             with tf.GradientTape() as tape:
                 tape.watch([x, kernel])
                 y = tf_conv.portable_conv2d(x, kernel, strides, dilation, "VALID", blocked=blocked)
