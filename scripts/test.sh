@@ -3,7 +3,21 @@
 # The interop extra (torch, torchvision, timm) is installed for the timm parity tests, which
 # must then run, not skip (KERAS_SKNET_REQUIRE_INTEROP=1); the data extra (tensorflow-datasets)
 # (in the training extra) for training/; the export extra (ai-edge-litert) for keras_sknet.export.
+#
+# TensorFlow runs its CPU convolutions on one of two kernel libraries, fixed at import: oneDNN
+# (what keras_sknet turns on by default on x86) or Eigen (CPUs without AVX-512 VNNI/AMX, Arm,
+# TF_ENABLE_ONEDNN_OPTS=0). The first pass runs everything on oneDNN; the second runs the
+# tests that exercise the kernels (marker `kernels`) again on Eigen, whatever this machine's
+# CPU would pick. Each pass checks that it got the library it asked for.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,analysis"
 export KERAS_SKNET_REQUIRE_INTEROP=1
-python -m pytest -n 2 --dist loadfile -q "$@"
+TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
+    python -m pytest -n 2 --dist loadfile -q "$@"
+status=0
+TF_ENABLE_ONEDNN_OPTS=0 KERAS_SKNET_EXPECT_KERNELS=eigen \
+    python -m pytest -n 2 --dist loadfile -q -m kernels "$@" || status=$?
+# Named tests with none among them that exercise the kernels (pytest's exit code 5) are fine.
+if [ "$status" -ne 0 ] && ! { [ "$status" -eq 5 ] && [ "$#" -gt 0 ]; }; then
+    exit "$status"
+fi

@@ -2,8 +2,9 @@
 
 TensorFlow picks its CPU kernel library once, at import; so this process runs
 one library and `tests.platform_worker`, in a subprocess, the other. Whichever
-library this process has, the pair covers both (CI runs the suite's kernel
-tests under each: see scripts/test.sh).
+library this process has, the pair covers both, SavedModels crossing in both
+directions, so CI runs this file once (not again in the Eigen pass of
+scripts/test.sh).
 """
 
 import json
@@ -20,8 +21,6 @@ from keras_sknet import platform
 from keras_sknet.export import to_saved_model
 from tests import platform_worker
 from tests.conftest import randomize_batch_norms
-
-pytestmark = pytest.mark.kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT_TOLERANCE = 1e-4  # the issue's bound between the two libraries
