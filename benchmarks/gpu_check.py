@@ -235,6 +235,8 @@ def pytest_summary(log_path):
 def run_backend_tests(tests_dir, reference, deadline, out_dir, tiny, writer):
     """Runs tests_dir on Keras' JAX and PyTorch backends at once, each logged to its own file."""
     runnable, reason = backend_tests_plan(tests_dir, reference)
+    if runnable and deadline - time.time() < 10:
+        runnable, reason = False, f"time budget: {max(deadline - time.time(), 0):.0f}s left for them"
     if not runnable:
         log(f"backend tests skipped: {reason}")
         for backend in TEST_BACKENDS:
@@ -406,7 +408,14 @@ def run(args):
         f.write(markdown)
     print("\n" + markdown, flush=True)
     log(f"wrote {markdown_path} and {results_path} ({time.time() - started:.0f}s in all)")
-    return 0
+    return exit_status(load(results_path))
+
+
+def exit_status(records):
+    """1 when backend tests, a worker or a row failed (not: skipped or stopped for time), else 0."""
+    failed = [r for r in records if r["kind"] == "tests" and r["status"].startswith("failed")]
+    failed += [r for r in records if r["kind"] in ("phase", "row") and r["status"] == "failed"]
+    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------------------------- report
@@ -445,7 +454,7 @@ def collect(records):
                     continue
                 if record["status"] == "killed":
                     reason = "not reached: the worker was stopped at its deadline"
-                elif record["framework"] in errors:
+                elif record["status"] == "failed" and record["framework"] in errors:
                     reason = errors[record["framework"]]
                 else:
                     reason = record.get("reason") or "not reached"

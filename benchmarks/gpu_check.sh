@@ -65,6 +65,9 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$BUDGET" ]; then
     if [ "$MODE" = gpu ]; then BUDGET=440; else BUDGET=600; fi
+elif [[ ! "$BUDGET" =~ ^[0-9]+$ ]]; then
+    echo "gpu_check.sh: --budget takes whole seconds; received '$BUDGET'" >&2
+    exit 2
 fi
 if [ -z "$WHEELS" ] && [ "$MODE" = gpu ] && [ -d .gpu/wheels ]; then
     WHEELS=.gpu/wheels

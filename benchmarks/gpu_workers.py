@@ -276,7 +276,7 @@ def keras_jax_worker(rows, results, budget, timing, tiny):
             device=f"{device.platform}: {device.device_kind}"
             if device.platform == "gpu"
             else device.platform,
-            precision=str(jax.config.jax_default_matmul_precision or "default"),
+            precision=str(getattr(jax.config, "jax_default_matmul_precision", None) or "default"),
         )
     )
     if not tiny and device.platform != "gpu":
@@ -350,16 +350,22 @@ def keras_jax_train_step(net):
 
 def torch_device_meta(torch):
     """The torch device, its name and what float32 convolutions/matmuls run in."""
-    if torch.cuda.is_available():
-        return "cuda", {
-            "device": f"cuda: {torch.cuda.get_device_name(0)}",
-            "cudnn": str(torch.backends.cudnn.version()),
-            "precision": (
-                f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
-                f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}"
-            ),
-        }
-    return "cpu", {"device": "cpu", "precision": "float32"}
+    if not torch.cuda.is_available():
+        return "cpu", {"device": "cpu", "precision": "float32"}
+    flags = []
+    for label, get in (
+        ("cudnn.allow_tf32", lambda: torch.backends.cudnn.allow_tf32),
+        ("matmul.allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32),
+    ):
+        try:
+            flags.append(f"{label}={get()}")
+        except Exception as error:  # noqa: BLE001 - a description only; newer torch renamed flags
+            flags.append(f"{label} unknown ({error_text(error)})")
+    return "cuda", {
+        "device": f"cuda: {torch.cuda.get_device_name(0)}",
+        "cudnn": str(torch.backends.cudnn.version()),
+        "precision": ", ".join(flags),
+    }
 
 
 def torch_sync(torch, device):

@@ -168,3 +168,12 @@ def test_phase_deadlines_leave_later_phases_their_reserve(monkeypatch):
     assert deadlines["keras-torch"] == now + 60
     assert deadlines["timm-compile"] == end
     assert all(gpu_check.phase_deadline(phase, [], end, gpu=False) == end for phase in phases)
+
+
+def test_exit_status_fails_on_failures_not_on_time():
+    ran = [{"kind": "phase", "status": "ran"}, {"kind": "tests", "status": "passed"}]
+    out_of_time = [{"kind": "phase", "status": "killed"}, {"kind": "row", "status": "skipped"}]
+    assert gpu_check.exit_status(ran + out_of_time + [{"kind": "tests", "status": "timeout"}]) == 0
+    assert gpu_check.exit_status(ran + [{"kind": "row", "status": "failed"}]) == 1
+    assert gpu_check.exit_status(ran + [{"kind": "phase", "status": "failed"}]) == 1
+    assert gpu_check.exit_status(ran + [{"kind": "tests", "status": "failed (exit 1)"}]) == 1
