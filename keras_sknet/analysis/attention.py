@@ -9,6 +9,7 @@ Nothing is rebuilt or retrained: the model runs as it is, with
 
 import re
 
+import keras
 import numpy as np
 
 from keras_sknet.layers.selective_kernel import SKConv, record_attention
@@ -48,8 +49,8 @@ def kernel_extents(layer):
 
 def check_images(model, images):
     """Validates a batch of model inputs; returns it as float32 NumPy."""
-    if hasattr(images, "numpy"):
-        images = images.numpy()
+    if not isinstance(images, np.ndarray) and (keras.ops.is_tensor(images) or hasattr(images, "numpy")):
+        images = keras.ops.convert_to_numpy(images) if keras.ops.is_tensor(images) else images.numpy()
     if not isinstance(images, np.ndarray):
         raise ValueError(
             f"`images` must be a NumPy array or a tensor of shape (N, H, W, C). "
@@ -72,6 +73,58 @@ def check_images(model, images):
     return images.astype("float32", copy=False)
 
 
+def _compiled_forward(model):
+    """`images -> {layer path: attention}`: one inference pass, compiled where the backend compiles.
+
+    TensorFlow: a `tf.function`; JAX: `jax.jit` over the model's stateless call
+    (the recorded attention leaves the compiled function as outputs); PyTorch:
+    an eager pass without gradient tracking.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def forward(images):
+            with record_attention() as attention:
+                model(images, training=False)
+            return attention
+
+        return forward
+    if backend == "jax":
+        import jax
+
+        def stateless_forward(trainable, non_trainable, images):
+            with record_attention() as attention:
+                model.stateless_call(trainable, non_trainable, images, training=False)
+            return attention
+
+        compiled = jax.jit(stateless_forward)
+
+        def forward(images):
+            trainable = [v.value for v in model.trainable_variables]
+            non_trainable = [v.value for v in model.non_trainable_variables]
+            return compiled(trainable, non_trainable, images)
+
+        return forward
+    if backend == "torch":
+        import torch
+
+        def forward(images):
+            with torch.no_grad(), record_attention() as attention:
+                model(images, training=False)
+            return attention
+
+        return forward
+
+    def forward(images):
+        with record_attention() as attention:
+            model(images, training=False)
+        return attention
+
+    return forward
+
+
 class AttentionReader:
     """Runs `model` and collects every SK unit's attention, in one forward pass per batch.
 
@@ -85,8 +138,6 @@ class AttentionReader:
     """
 
     def __init__(self, model, batch_size=32):
-        import tensorflow as tf
-
         self.model = model
         self.batch_size = batch_size
         self.layers = sk_layers(model)
@@ -95,14 +146,7 @@ class AttentionReader:
                 f"Model {model.name!r} has no SK units (SKConv layers with attention): there is no "
                 "selection to read. Use a model such as SKNet50, SKNet29 or ShuffleNetV2SK."
             )
-
-        @tf.function(reduce_retracing=True)
-        def forward(images):
-            with record_attention() as attention:
-                model(images, training=False)
-            return attention
-
-        self._forward = forward
+        self._forward = _compiled_forward(model)
 
     def __call__(self, images):
         """Returns `{unit name: array (N, M, C)}`, ordered by depth."""
@@ -111,7 +155,9 @@ class AttentionReader:
             self._forward(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)
         ]
         return {
-            unit_name(path): np.concatenate([np.asarray(chunk[path], "float32") for chunk in chunks])
+            unit_name(path): np.concatenate(
+                [keras.ops.convert_to_numpy(chunk[path]).astype("float32") for chunk in chunks]
+            )
             for path in chunks[0]
         }
 
