@@ -8,6 +8,7 @@ dtypes that match the symbolic ones with float32 variables. The weight counts
 are written out by hand from each layer's structure.
 """
 
+import pytest
 from keras.src.testing import TestCase
 
 from keras_sknet.layers import (
@@ -22,6 +23,9 @@ from keras_sknet.layers import (
     SqueezeExcite,
 )
 from tests.backends import common
+
+# On TensorFlow: run under oneDNN and under Eigen (scripts/test.sh's kernel passes).
+pytestmark = pytest.mark.kernels
 
 # A path of an SKConv: conv kernel (1) + BatchNorm gamma, beta (2); moving mean, variance (2).
 # SKAttention: fc_reduce + BatchNorm (2) + fc_select = 4 trainable, 2 non-trainable.
