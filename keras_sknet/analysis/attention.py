@@ -8,6 +8,7 @@ Nothing is rebuilt or retrained: the model runs as it is, with
 """
 
 import re
+import weakref
 
 import keras
 import numpy as np
@@ -49,8 +50,10 @@ def kernel_extents(layer):
 
 def check_images(model, images):
     """Validates a batch of model inputs; returns it as float32 NumPy."""
-    if not isinstance(images, np.ndarray) and (keras.ops.is_tensor(images) or hasattr(images, "numpy")):
-        images = keras.ops.convert_to_numpy(images) if keras.ops.is_tensor(images) else images.numpy()
+    if keras.ops.is_tensor(images):
+        images = keras.ops.convert_to_numpy(images)
+    elif hasattr(images, "numpy"):  # a tensor of another framework, e.g. a tf.Tensor from tf.data
+        images = images.numpy()
     if not isinstance(images, np.ndarray):
         raise ValueError(
             f"`images` must be a NumPy array or a tensor of shape (N, H, W, C). "
@@ -73,6 +76,12 @@ def check_images(model, images):
     return images.astype("float32", copy=False)
 
 
+# One compiled read-out per model, shared by every reader of it (a scale experiment after an
+# attention read-out compiles nothing again). The functions read the variables at each call and
+# hold the model only weakly, so that the cache does not keep it alive.
+_FORWARDS = weakref.WeakKeyDictionary()
+
+
 def _compiled_forward(model):
     """`images -> {layer path: attention}`: one inference pass, compiled where the backend compiles.
 
@@ -80,28 +89,34 @@ def _compiled_forward(model):
     (the recorded attention leaves the compiled function as outputs); PyTorch:
     an eager pass without gradient tracking.
     """
+    if model not in _FORWARDS:
+        _FORWARDS[model] = _make_forward(weakref.ref(model))
+    return _FORWARDS[model]
+
+
+def _make_forward(model_ref):
+    def run(images):
+        with record_attention() as attention:
+            model_ref()(images, training=False)
+        return attention
+
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        @tf.function(reduce_retracing=True)
-        def forward(images):
-            with record_attention() as attention:
-                model(images, training=False)
-            return attention
-
-        return forward
+        return tf.function(run, reduce_retracing=True)
     if backend == "jax":
         import jax
 
-        def stateless_forward(trainable, non_trainable, images):
+        def stateless_run(trainable, non_trainable, images):
             with record_attention() as attention:
-                model.stateless_call(trainable, non_trainable, images, training=False)
+                model_ref().stateless_call(trainable, non_trainable, images, training=False)
             return attention
 
-        compiled = jax.jit(stateless_forward)
+        compiled = jax.jit(stateless_run)
 
         def forward(images):
+            model = model_ref()
             trainable = [v.value for v in model.trainable_variables]
             non_trainable = [v.value for v in model.non_trainable_variables]
             return compiled(trainable, non_trainable, images)
@@ -111,18 +126,11 @@ def _compiled_forward(model):
         import torch
 
         def forward(images):
-            with torch.no_grad(), record_attention() as attention:
-                model(images, training=False)
-            return attention
+            with torch.no_grad():
+                return run(images)
 
         return forward
-
-    def forward(images):
-        with record_attention() as attention:
-            model(images, training=False)
-        return attention
-
-    return forward
+    return run
 
 
 class AttentionReader:
