@@ -22,6 +22,9 @@ def tensorflow_backend_message(feature):
 
     Returns:
         A sentence naming the running backend and the fix.
+
+    Example:
+        >>> raise ImportError(tensorflow_backend_message("keras_sknet.export"))
     """
     return (
         f"{feature} needs Keras' TensorFlow backend, but this process runs Keras on "
@@ -58,6 +61,9 @@ def import_tensorflow(feature):
 
     Raises:
         ImportError: TensorFlow is not installed; the message says how to install it.
+
+    Example:
+        >>> tf = import_tensorflow("eval_transform")
     """
     try:
         import tensorflow as tf
