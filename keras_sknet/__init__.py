@@ -2,6 +2,10 @@
 
 from keras_sknet.applications import SKNet50, preprocess_input
 from keras_sknet.layers import SKConv, SKBlock
+
+The layers, the model zoo, `weights=`, the counts and the analysis run on
+Keras' TensorFlow, JAX and PyTorch backends (`KERAS_BACKEND`); the exporters
+(`keras_sknet.export`) and the trainer need TensorFlow.
 """
 
 import importlib.util
@@ -18,8 +22,11 @@ if (
     and importlib.util.find_spec("tensorflow") is None
 ):
     raise ImportError(
-        "keras_sknet runs on Keras' TensorFlow backend and TensorFlow is not installed. "
-        "Install it with `pip install keras-sknet[cpu]` (CPU wheel) or `pip install keras-sknet[gpu]`."
+        "Keras' backend is TensorFlow (KERAS_BACKEND unset or 'tensorflow') and TensorFlow is not "
+        "installed. Install it with `pip install keras-sknet[cpu]` (CPU wheel) or "
+        "`pip install keras-sknet[gpu]`, or run keras_sknet on JAX or PyTorch: "
+        "KERAS_BACKEND=jax (`pip install keras-sknet[jax]`) or KERAS_BACKEND=torch "
+        "(`pip install keras-sknet[torch]`)."
     )
 
 from keras_sknet import applications, layers, utils, weights  # noqa: E402

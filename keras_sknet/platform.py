@@ -76,9 +76,18 @@ def prefer_onednn():
 def onednn_enabled():
     """Whether this process's TensorFlow runs its oneDNN kernels (imports TensorFlow).
 
+    Only meaningful where Keras runs on TensorFlow: on JAX or PyTorch no
+    TensorFlow kernel runs, and asking would import TensorFlow for nothing.
+
     Returns:
         True for oneDNN, False for Eigen; the answer is fixed for the process.
+
+    Raises:
+        RuntimeError: Keras runs on another backend.
     """
+    from keras_sknet.utils.backend import require_tensorflow_backend
+
+    require_tensorflow_backend("keras_sknet.platform.onednn_enabled() (which TensorFlow kernels run)")
     try:
         from tensorflow.python.util import _pywrap_util_port
 
@@ -179,7 +188,9 @@ def describe():
     """One line for benchmark headers: CPU model, vector ISA, and TensorFlow's kernels.
 
     Returns:
-        e.g. `"Intel(R) Xeon(R) Processor, AVX-512 (VNNI, BF16, AMX); TensorFlow kernels: oneDNN"`.
+        e.g. `"Intel(R) Xeon(R) Processor, AVX-512 (VNNI, BF16, AMX); TensorFlow kernels: oneDNN"`;
+        where Keras runs on JAX or PyTorch, the backend instead of the kernels
+        (`"...; Keras backend: jax"`).
     """
     model = platform.processor() or platform.machine()
     try:
@@ -187,5 +198,9 @@ def describe():
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return f"{model}, {vector_isa()}; Keras backend: {keras.backend.backend()}"
     kernels = "oneDNN" if onednn_enabled() else "Eigen"
     return f"{model}, {vector_isa()}; TensorFlow kernels: {kernels}"

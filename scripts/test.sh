@@ -3,7 +3,8 @@
 # The interop extra (torch, torchvision, timm) is installed for the timm parity tests, which
 # must then run, not skip (KERAS_SKNET_REQUIRE_INTEROP=1); the data extra (tensorflow-datasets)
 # (in the training extra) for training/; the export extra (ai-edge-litert) for keras_sknet.export;
-# the jax extra for the GPU check's CPU dry run (tests/test_gpu_check.py).
+# the jax and torch extras for tests/backends, which then must run (KERAS_SKNET_REQUIRE_BACKENDS=1),
+# and for the GPU check's CPU dry run (tests/test_gpu_check.py).
 #
 # TensorFlow runs its CPU convolutions on one of two kernel libraries, fixed at import: oneDNN
 # (what keras_sknet turns on by default on x86) or Eigen (CPUs without AVX-512 VNNI/AMX, Arm,
@@ -11,8 +12,9 @@
 # tests that exercise the kernels (marker `kernels`) again on Eigen, whatever this machine's
 # CPU would pick. Each pass checks that it got the library it asked for.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,jax,training,export,analysis"
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,analysis,jax,torch"
 export KERAS_SKNET_REQUIRE_INTEROP=1
+export KERAS_SKNET_REQUIRE_BACKENDS=1
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
     python -m pytest -n 2 --dist loadfile -q "$@"
 status=0

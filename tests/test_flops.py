@@ -1,9 +1,16 @@
-"""count_flops against hand-computed multiply-adds of small models."""
+"""count_flops against hand-computed multiply-adds of small models, and its two methods against each other.
+
+`method="graph"` (the TensorFlow trace) and `method="layers"` (what the JAX and
+PyTorch backends use) must agree on every model function of the zoo and on the
+ablations of Tables 6 and 7; tests/backends checks the layer count on JAX and
+PyTorch against TensorFlow's numbers.
+"""
 
 import keras
 import numpy as np
 import pytest
 
+from keras_sknet import applications
 from keras_sknet.layers import GroupConv2D, SKConv, SqueezeExcite
 from keras_sknet.utils import count_flops, count_params
 
@@ -29,7 +36,9 @@ def model_of(layer, shape):
     ids=lambda v: type(v).__name__ if not isinstance(v, int) else str(v),
 )
 def test_single_layers(layer, expected):
-    assert count_flops(model_of(layer, (8, 8, 4))) == expected
+    model = model_of(layer, (8, 8, 4))
+    assert count_flops(model) == expected
+    assert count_flops(model, method="layers") == expected
 
 
 def test_sk_conv_counts_paths_fuse_and_select():
@@ -41,6 +50,7 @@ def test_sk_conv_counts_paths_fuse_and_select():
     reweighting = hw * c
     model = model_of(SKConv(c, groups=2, reduction=2, min_dim=d), (8, 8, c))
     assert count_flops(model) == paths + fuse_select + reweighting
+    assert count_flops(model, method="layers") == paths + fuse_select + reweighting
 
 
 def test_unknown_input_size_needs_an_input_shape():
@@ -48,6 +58,52 @@ def test_unknown_input_size_needs_an_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         count_flops(model)
     assert count_flops(model, input_shape=(4, 4, 4)) == 4 * 4 * 4 * 9 * 4
+    assert count_flops(model, input_shape=(4, 4, 4), method="layers") == 4 * 4 * 4 * 9 * 4
+
+
+# One model function per family and block type, at a small input (the count of a layer does not
+# depend on the size; the deeper variants, SKNet26/101, ResNeXt101, ..., repeat the same blocks),
+# and the ablations of Tables 6-7 that exercise the other counting rules.
+ZOO_INPUTS = {
+    "SKNet50": (64, 64, 3),
+    "ResNeXt50": (64, 64, 3),
+    "SEResNeXt50": (64, 64, 3),
+    "SKNet29": (32, 32, 3),
+    "SEResNeXt29": (32, 32, 3),
+    "ShuffleNetV2": (64, 64, 3),
+    "ShuffleNetV2SE": (64, 64, 3),
+    "ShuffleNetV2SK": (64, 64, 3),
+    "SKResNet18": (64, 64, 3),
+}
+ABLATIONS = {
+    "K3+K5+K7 SK": dict(kernel_sizes=(3, 5, 7)),  # three paths: softmax, a_m * U_m per path
+    "K3 sum": dict(kernel_sizes=(3,), attention=False),
+    "K1+K3 SK": dict(kernel_sizes=(1, 3)),
+    "K3 SK": dict(kernel_sizes=(3,)),  # one path: the select weight is constant 1
+    "7x7 G=128": dict(kernel_sizes=(3, 7), dilate_large_kernels=False, sk_groups=(32, 128)),
+    "K3+K7 SK": dict(kernel_sizes=(3, 7)),  # dilation 3 at stride 2: four phases
+}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_INPUTS))
+def test_layer_count_equals_the_traced_graph_on_the_zoo(name):
+    model = getattr(applications, name)(input_shape=ZOO_INPUTS[name])
+    assert count_flops(model, method="layers") == count_flops(model, method="graph") > 0
+
+
+@pytest.mark.parametrize("kwargs", ABLATIONS.values(), ids=ABLATIONS.keys())
+def test_layer_count_equals_the_traced_graph_on_ablations(kwargs):
+    model = applications.SKNet((1, 1, 1, 1), input_shape=(64, 64, 3), **kwargs)
+    assert count_flops(model, method="layers") == count_flops(model, method="graph") > 0
+
+
+def test_layer_count_refuses_layers_it_cannot_count():
+    model = model_of(keras.layers.SeparableConv2D(4, 3), (8, 8, 4))
+    assert count_flops(model, method="graph") > 0
+    with pytest.raises(ValueError, match="SeparableConv2D.*KERAS_BACKEND=tensorflow"):
+        count_flops(model, method="layers")
+    with pytest.raises(ValueError, match="method"):
+        count_flops(model, method="trace")
 
 
 def test_count_params_excludes_batch_norm_statistics():

@@ -8,7 +8,9 @@ Nothing is rebuilt or retrained: the model runs as it is, with
 """
 
 import re
+import weakref
 
+import keras
 import numpy as np
 
 from keras_sknet.layers.selective_kernel import SKConv, record_attention
@@ -48,7 +50,9 @@ def kernel_extents(layer):
 
 def check_images(model, images):
     """Validates a batch of model inputs; returns it as float32 NumPy."""
-    if hasattr(images, "numpy"):
+    if keras.ops.is_tensor(images):
+        images = keras.ops.convert_to_numpy(images)
+    elif hasattr(images, "numpy"):  # a tensor of another framework, e.g. a tf.Tensor from tf.data
         images = images.numpy()
     if not isinstance(images, np.ndarray):
         raise ValueError(
@@ -72,6 +76,63 @@ def check_images(model, images):
     return images.astype("float32", copy=False)
 
 
+# One compiled read-out per model, shared by every reader of it (a scale experiment after an
+# attention read-out compiles nothing again). The functions read the variables at each call and
+# hold the model only weakly, so that the cache does not keep it alive.
+_FORWARDS = weakref.WeakKeyDictionary()
+
+
+def _compiled_forward(model):
+    """`images -> {layer path: attention}`: one inference pass, compiled where the backend compiles.
+
+    TensorFlow: a `tf.function`; JAX: `jax.jit` over the model's stateless call
+    (the recorded attention leaves the compiled function as outputs); PyTorch:
+    an eager pass without gradient tracking.
+    """
+    if model not in _FORWARDS:
+        _FORWARDS[model] = _make_forward(weakref.ref(model))
+    return _FORWARDS[model]
+
+
+def _make_forward(model_ref):
+    def run(images):
+        with record_attention() as attention:
+            model_ref()(images, training=False)
+        return attention
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(run, reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        def stateless_run(trainable, non_trainable, images):
+            with record_attention() as attention:
+                model_ref().stateless_call(trainable, non_trainable, images, training=False)
+            return attention
+
+        compiled = jax.jit(stateless_run)
+
+        def forward(images):
+            model = model_ref()
+            trainable = [v.value for v in model.trainable_variables]
+            non_trainable = [v.value for v in model.non_trainable_variables]
+            return compiled(trainable, non_trainable, images)
+
+        return forward
+    if backend == "torch":
+        import torch
+
+        def forward(images):
+            with torch.no_grad():
+                return run(images)
+
+        return forward
+    return run
+
+
 class AttentionReader:
     """Runs `model` and collects every SK unit's attention, in one forward pass per batch.
 
@@ -85,8 +146,6 @@ class AttentionReader:
     """
 
     def __init__(self, model, batch_size=32):
-        import tensorflow as tf
-
         self.model = model
         self.batch_size = batch_size
         self.layers = sk_layers(model)
@@ -95,14 +154,7 @@ class AttentionReader:
                 f"Model {model.name!r} has no SK units (SKConv layers with attention): there is no "
                 "selection to read. Use a model such as SKNet50, SKNet29 or ShuffleNetV2SK."
             )
-
-        @tf.function(reduce_retracing=True)
-        def forward(images):
-            with record_attention() as attention:
-                model(images, training=False)
-            return attention
-
-        self._forward = forward
+        self._forward = _compiled_forward(model)
 
     def __call__(self, images):
         """Returns `{unit name: array (N, M, C)}`, ordered by depth."""
@@ -111,7 +163,9 @@ class AttentionReader:
             self._forward(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)
         ]
         return {
-            unit_name(path): np.concatenate([np.asarray(chunk[path], "float32") for chunk in chunks])
+            unit_name(path): np.concatenate(
+                [keras.ops.convert_to_numpy(chunk[path]).astype("float32") for chunk in chunks]
+            )
             for path in chunks[0]
         }
 

@@ -11,6 +11,7 @@ attention as the object grows, and that the pattern fades in the last units
 import dataclasses
 import numbers
 
+import keras
 import numpy as np
 
 from keras_sknet.analysis.attention import AttentionReader, check_images
@@ -27,16 +28,17 @@ def enlarge_center(images, scale):
     Returns:
         `(N, H, W, C)` float32: the central object `scale` times larger.
     """
-    import tensorflow as tf
-
+    images = np.asarray(images, "float32")
     if scale == 1.0:
-        return np.asarray(images, "float32")
+        return images
     height, width = images.shape[1:3]
     crop_h = max(1, int(round(height / scale)))
     crop_w = max(1, int(round(width / scale)))
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    crop = tf.convert_to_tensor(images[:, top : top + crop_h, left : left + crop_w, :], "float32")
-    return tf.image.resize(crop, (height, width), method="bilinear").numpy()
+    crop = images[:, top : top + crop_h, left : left + crop_w, :]
+    # Half-pixel-centred bilinear on every backend (tf.image.resize on TensorFlow).
+    resized = keras.ops.image.resize(crop, (height, width), interpolation="bilinear", antialias=False)
+    return keras.ops.convert_to_numpy(resized).astype("float32")
 
 
 def _check_scales(scales):

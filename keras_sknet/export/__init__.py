@@ -16,9 +16,11 @@ leaves nothing behind.
 Command line: `python -m keras_sknet.export MODEL.keras --format tflite --quantize int8
 --representative-data SOURCE` (see `python -m keras_sknet.export --help`).
 Needs the `export` extra: `pip install 'keras-sknet[export]'` (ai-edge-litert,
-tensorflow-datasets).
+tensorflow-datasets). Needs Keras' TensorFlow backend: on JAX or PyTorch the
+import raises ImportError naming the backend and the fix.
 """
 
+from keras_sknet.export import _tensorflow_only  # noqa: F401  (first: checks the backend)
 from keras_sknet.export.common import ExportError, ExportResult, VerificationError, load_model
 from keras_sknet.export.frozen import FrozenFunction, frozen_function
 from keras_sknet.export.litert import (

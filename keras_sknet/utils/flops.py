@@ -1,8 +1,7 @@
 """Multiply-adds and parameters, counted as the paper counts them.
 
 The paper's "FLOPs" are multiply-adds (Table 1 caption, following
-ShuffleNet). `count_flops` traces the model for one image and adds up what
-TensorFlow actually runs:
+ShuffleNet). `count_flops` counts, for one image:
 
 - every convolution (grouped, depthwise, dilated: at their real taps) and
   every matrix product (fully connected layers);
@@ -11,14 +10,26 @@ TensorFlow actually runs:
   Table 4 counts these: ShuffleNetV2 0.5x + SE adds 0.46 MFLOPs = 0.14 M of fc
   + 0.32 M of reweighting.
 
-BatchNorm, activations, pooling and additions are not counted. Because it reads
-the traced graph rather than layer configurations, it also counts user layers
-and shows any convolution work an implementation does beyond the nominal one.
+BatchNorm, activations, pooling and additions are not counted.
+
+Two ways to count, which agree on every model of the zoo (tested):
+
+- `"graph"` (TensorFlow backend): traces the model and adds up the ops
+  TensorFlow actually runs, so it also counts user layers and shows any
+  convolution work an implementation does beyond the nominal one.
+- `"layers"` (every backend): runs the model once on symbolic or one-image
+  inputs and counts, from the shapes each layer sees, the convolutions and
+  fully connected layers of Keras (`Conv1D/2D/3D`, `DepthwiseConv2D`,
+  `Dense`) and keras_sknet's layers. A layer with weights of its own that it
+  cannot count (a user layer, say) raises an error instead of being left out.
 """
 
 import math
 
+import keras
 import numpy as np
+
+from keras_sknet.utils.backend import require_tensorflow_backend
 
 _CONV_OPS = ("Conv2D", "DepthwiseConv2dNative")
 _MATMUL_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -76,12 +87,15 @@ def _graph_macs(graph):
     return total
 
 
-def count_flops(model, input_shape=None):
+METHODS = (None, "graph", "layers")
+
+
+def count_flops(model, input_shape=None, method=None):
     """Multiply-adds of one forward pass of `model` on one image.
 
     Counts convolutions (grouped, depthwise and dilated ones at their nominal
     taps) and fully connected layers, like the "GFLOPs" column of Tables 1-7,
-    as the traced graph computes them: a two-path SK unit selects as
+    as the model computes them: a two-path SK unit selects as
     U2 + a * (U1 - U2) from one logit difference, HW*C + d*C fewer multiplies
     than a * U1 + b * U2 from two logits (SKNet-50: 4.465 G instead of 4.468 G).
 
@@ -89,6 +103,11 @@ def count_flops(model, input_shape=None):
         model: a Keras model with one image input.
         input_shape: `(height, width, channels)` to count at; defaults to the
             model's input shape, which must then be fully known.
+        method: `"graph"` counts the ops of the traced TensorFlow graph (needs
+            the TensorFlow backend), `"layers"` counts from the shapes each
+            layer sees (every backend; see the module docstring for the layers
+            it knows); None (default) picks `"graph"` on TensorFlow and
+            `"layers"` elsewhere. Both give the same numbers on the zoo.
 
     Returns:
         The number of multiply-adds, an int.
@@ -97,8 +116,8 @@ def count_flops(model, input_shape=None):
         >>> count_flops(SKNet50()) / 1e9
         4.47...
     """
-    import tensorflow as tf
-
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
     if input_shape is None:
         input_shape = tuple(model.inputs[0].shape[1:])
     input_shape = tuple(input_shape)
@@ -107,9 +126,138 @@ def count_flops(model, input_shape=None):
             "The model's input size is not fixed; pass `input_shape=(height, width, channels)`. "
             f"Received: input_shape={input_shape}"
         )
+    if method is None:
+        method = "graph" if keras.backend.backend() == "tensorflow" else "layers"
+    if method == "layers":
+        return _layer_macs(model, input_shape)
+    require_tensorflow_backend("count_flops(method='graph')")
+    import tensorflow as tf
+
     spec = tf.TensorSpec((1,) + input_shape, model.inputs[0].dtype)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     return _graph_macs(function.graph)
+
+
+# --- counting from the layers (every backend) ----------------------------------------------------
+
+# Layers with weights of their own that do no multiply-adds the paper counts.
+_UNCOUNTED_WEIGHTED = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+)
+
+
+def _counted_layers():
+    """`(layer type, macs(layer, inputs shape, outputs shape))`, most specific first."""
+    from keras_sknet.layers import GroupConv2D, SKAttention, SKConv, SqueezeExcite
+
+    def conv(layer, _, out):
+        # Kernels are (k..., input channels per group, filters): each output reads k... * C/groups.
+        return math.prod(out) * math.prod(layer.kernel.shape[:-1])
+
+    def depthwise(layer, _, out):
+        return math.prod(out) * math.prod(layer.kernel.shape[:-2])
+
+    def dense(layer, _, out):
+        return math.prod(out) * layer.kernel.shape[0]
+
+    def sk_attention(layer, squeezed, _):
+        if layer.num_paths == 2 and layer._plain_fc_select():
+            # fc_select is not called: one matmul with the difference of its kernel halves.
+            return squeezed[0] * layer.attention_dim * layer.channels
+        return 0  # fc_reduce and fc_select count as the Dense layers they are
+
+    def sk_conv(layer, _, out):
+        if not layer.attention:
+            return 0
+        # Two paths: U2 + a * (U1 - U2), one multiply per element; else a_m * U_m per path.
+        return math.prod(out) * (1 if layer.num_paths <= 2 else layer.num_paths)
+
+    def squeeze_excite(_, inputs, __):
+        return math.prod(inputs)
+
+    return (
+        (GroupConv2D, conv),
+        (keras.layers.DepthwiseConv2D, depthwise),
+        (keras.layers.Conv1D, conv),
+        (keras.layers.Conv2D, conv),
+        (keras.layers.Conv3D, conv),
+        (keras.layers.Dense, dense),
+        (SKAttention, sk_attention),
+        (SKConv, sk_conv),
+        (SqueezeExcite, squeeze_excite),
+    )
+
+
+def _own_weights(layer):
+    inner = {id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.weights}
+    return [w for w in layer.weights if id(w) not in inner]
+
+
+def _first_tensor(value):
+    while isinstance(value, (tuple, list)):
+        value = value[0]
+    return value
+
+
+def _shape(tensor, layer):
+    shape = tuple(tensor.shape)
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"Cannot count the multiply-adds of layer {layer.name!r}: its shape {shape} is not fully known."
+        )
+    return tuple(int(d) for d in shape)
+
+
+def _layer_macs(model, input_shape):
+    rules = _counted_layers()
+    recorded = []
+    patched = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        rule = next((macs for kind, macs in rules if isinstance(layer, kind)), None)
+        if rule is None:
+            if _own_weights(layer) and not isinstance(layer, _UNCOUNTED_WEIGHTED):
+                raise ValueError(
+                    f"count_flops(method='layers') cannot count layer {layer.name!r} of type "
+                    f"{type(layer).__name__}: it counts Keras' Conv1D/2D/3D, DepthwiseConv2D and Dense "
+                    "and keras_sknet's layers. Count on the TensorFlow backend (KERAS_BACKEND=tensorflow, "
+                    "method='graph'), which traces every op."
+                )
+            continue
+
+        def call(*args, _layer=layer, _call=layer.call, _rule=rule, **kwargs):
+            outputs = _call(*args, **kwargs)
+            inputs_shape = _shape(_first_tensor(args[0]), _layer)
+            outputs_shape = _shape(_first_tensor(outputs), _layer)
+            recorded.append(_rule(_layer, inputs_shape, outputs_shape))
+            return outputs
+
+        # An instance attribute shadows the class's `call` for this one layer, until restored.
+        object.__setattr__(layer, "call", call)
+        patched.append(layer)
+    try:
+        _trace(model, (1,) + tuple(input_shape))
+    finally:
+        for layer in patched:
+            object.__delattr__(layer, "call")
+    return int(sum(recorded))
+
+
+def _trace(model, shape):
+    """Runs `model` once on an input of `shape`: symbolically where the backend can."""
+    dtype = model.inputs[0].dtype
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec(shape, dtype))
+    elif backend == "jax":
+        import jax
+
+        jax.eval_shape(lambda x: model(x, training=False), jax.ShapeDtypeStruct(shape, dtype))
+    else:
+        model(np.zeros(shape, dtype), training=False)
 
 
 def count_params(model):

@@ -24,6 +24,8 @@ import os
 
 import numpy as np
 
+from keras_sknet.utils.backend import import_tensorflow
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NPZ_KEYS = ("images", "x")
 NPZ_LABEL_KEYS = ("labels", "y")
@@ -93,7 +95,7 @@ def _iter_arrays(iterable):
 
 def _iter_image_folder(folder):
     """Yields `(image, label)`: the label is the index of the class sub-folder (None for flat folders)."""
-    import tensorflow as tf
+    tf = import_tensorflow("Reading image files (tf.io.decode_image)")
 
     paths = []
     for root, dirs, files in os.walk(folder):
@@ -244,8 +246,7 @@ def load_images(
         if image.ndim != 3:
             raise ValueError(f"Expected images of shape (H, W, C). Received an image of shape {image.shape}")
         if image.shape[:2] != (height, width):
-            import tensorflow as tf
-
+            tf = import_tensorflow("Resizing images to the model's input size (tf.image.resize)")
             image = tf.image.resize(image.astype("float32"), (height, width), antialias=True).numpy()
         images.append(image.astype("float32"))
         if len(images) == count:  # stop before reading (or decoding) one more

@@ -5,12 +5,14 @@ timm evaluates its ImageNet checkpoints with: resize the shorter side to
 centre-crop `input_size`, scale to [0, 1], normalise with the ImageNet mean
 and std. `eval_transform` does the same with `tf.image`, and ends in
 `keras_sknet.applications.preprocess_input`, so its output goes straight into
-the model. It runs eagerly or inside `tf.data` pipelines.
+the model. It runs eagerly or inside `tf.data` pipelines, and needs TensorFlow
+installed whichever Keras backend runs the model.
 """
 
 import math
 
 from keras_sknet.applications.imagenet_utils import preprocess_input
+from keras_sknet.utils.backend import import_tensorflow
 from keras_sknet.weights.registry import PretrainedConfig, pretrained_config
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "area")
@@ -39,8 +41,7 @@ def eval_transform(images, model="SKNet50", input_size=None, crop_pct=None, inte
         >>> x = eval_transform(image, "SKNet50")            # (224, 224, 3)
         >>> probs = SKNet50(weights="imagenet")(x[None])
     """
-    import tensorflow as tf
-
+    tf = import_tensorflow("eval_transform (tf.image resizing, as the weights were evaluated)")
     config = model if isinstance(model, PretrainedConfig) else pretrained_config(model)
     input_size = int(input_size or config.input_size)
     crop_pct = float(crop_pct or config.crop_pct)

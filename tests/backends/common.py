@@ -1,0 +1,264 @@
+"""What the reference writer and the backend tests share; imports no TensorFlow.
+
+The models are built by the same functions on every backend; their weights
+come from files written on TensorFlow (`make_reference`), or, for the
+full-size `weights="imagenet"` case, from a checkpoint drawn from NumPy's
+frozen legacy generator, so that both sides serve the same bytes without a
+50 MB file in the reference.
+"""
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+
+import keras
+import numpy as np
+
+from keras_sknet import applications
+from keras_sknet.weights import registry
+from keras_sknet.weights.safetensors_io import save_safetensors
+
+REFERENCE_VARIABLE = "KERAS_SKNET_BACKEND_REFERENCE"  # the directory make_reference wrote
+OUTPUT_VARIABLE = "KERAS_SKNET_BACKEND_OUTPUT"  # where a backend leaves .keras files for TensorFlow
+REQUIRE_VARIABLE = "KERAS_SKNET_REQUIRE_REFERENCE"  # "1": a missing reference fails instead of skipping
+FORMAT = 1  # of the reference directory; make_reference and the tests must agree
+
+TOLERANCE = 1e-5  # float32 forward parity with TensorFlow (issue 14)
+GRADIENT_TOLERANCE = 1e-5  # absolute, on gradients of a mean squared error (values ~1e-2..1)
+# Training-mode BatchNorm over a batch of 4 makes this tiny model's gradients ill-conditioned in
+# float32: TensorFlow's own two BatchNorm implementations (fused, and Keras' synchronized one) give
+# updates 5e-3 apart, relative. A fit step's update is held to 1% of its size; its loss and the
+# moving statistics (forward only) to TOLERANCE.
+UPDATE_TOLERANCE = 1e-2
+ATTENTION_TOLERANCE = 1e-5
+# mixed_bfloat16 against float32: bfloat16 keeps 8 bits of mantissa (relative step 2^-8 = 0.4%),
+# and the error grows through the layers; bounded relative to the largest logit.
+MIXED_PRECISION_TOLERANCE = 0.05
+
+BATCH = 2
+TRAIN_BATCH = 4
+LEARNING_RATE = 0.1
+IMAGENET_MODEL = "SKResNet18"
+IMAGENET_INPUT = (64, 64, 3)
+IMAGENET_SEED = 18
+
+
+def sknet_tiny(**kwargs):
+    """SK units on the CIFAR stem, 4 groups of 4 channels: the model for gradients, fit and analysis."""
+    return applications.SKNet(
+        (1, 1),
+        stem="cifar",
+        cardinality=4,
+        bottleneck_width=4,
+        min_dim=4,
+        input_shape=(32, 32, 3),
+        classes=10,
+        classifier_activation=None,
+        **kwargs,
+    )
+
+
+def shufflenet_sk(**kwargs):
+    """The zoo's ShuffleNetV2SK 0.5x, at 64x64 and with 10 classes (0.4M parameters)."""
+    return applications.ShuffleNetV2SK(
+        0.5, input_shape=(64, 64, 3), classes=10, classifier_activation=None, **kwargs
+    )
+
+
+def sknet_timm(**kwargs):
+    """A narrow SKNet on the ImageNet stem: small enough for a timm checkpoint in the reference."""
+    return applications.SKNet(
+        (1, 1),
+        cardinality=4,
+        bottleneck_width=4,
+        min_dim=4,
+        input_shape=(64, 64, 3),
+        classes=10,
+        classifier_activation=None,
+        **kwargs,
+    )
+
+
+# name -> (model function, the weights file the reference holds for `weights=`). Every model with
+# Keras weights also has a whole-model `<name>.keras` file (ShuffleNetV2SK loads its weights from it).
+MODELS = {
+    "sknet_tiny": (sknet_tiny, ".weights.h5"),
+    "shufflenet_sk": (shufflenet_sk, ".keras"),
+    "sknet_timm": (sknet_timm, ".safetensors"),
+}
+KERAS_FILE_MODELS = tuple(name for name, (_, suffix) in MODELS.items() if suffix != ".safetensors")
+
+
+def weights_file(name):
+    return name + MODELS[name][1]
+
+
+def randomize_batch_norms(model, seed):
+    """Gives every BatchNorm non-trivial statistics and affine parameters, so that they are compared."""
+    rng = np.random.RandomState(seed)
+    for weight in model.weights:
+        name = weight.path.rsplit("/", 1)[-1]
+        if name == "moving_variance":
+            weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
+        elif name in ("moving_mean", "beta"):
+            weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
+        elif name == "gamma":
+            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+
+
+def inputs(shape, seed, batch=BATCH):
+    return np.random.RandomState(seed).normal(size=(batch,) + tuple(shape)).astype("float32")
+
+
+def synthetic_checkpoint(shapes, seed=IMAGENET_SEED):
+    """A timm-layout state dict drawn from NumPy's legacy generator, whose stream is frozen.
+
+    Convolution weights are He-scaled normals, the classifier's are smaller
+    (logits of order 1), BatchNorm statistics and affine parameters are
+    non-trivial: the same bytes on every machine and backend.
+
+    Args:
+        shapes: `{timm key: shape}`.
+        seed: of `np.random.RandomState`.
+
+    Returns:
+        `{timm key: float32 array}`.
+    """
+    rng = np.random.RandomState(seed)
+    state = {}
+    for key in sorted(shapes):
+        shape = tuple(shapes[key])
+        if key.endswith("running_var"):
+            value = rng.uniform(0.5, 2.0, shape)
+        elif key.endswith(("running_mean", "bias")):
+            value = rng.normal(0.0, 0.1, shape)
+        elif len(shape) == 1:  # a BatchNorm's weight
+            value = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) == 2:  # the classifier, scaled so that logits are O(1) and softmax not saturated
+            value = rng.normal(0.0, 0.15 / math.sqrt(shape[1]), shape)
+        else:
+            value = rng.normal(0.0, math.sqrt(2.0 / math.prod(shape[1:])), shape)
+        state[key] = value.astype("float32")
+    return state
+
+
+def serve_checkpoint(root, model, state):
+    """Lays `state` out as a Hugging Face Hub mirror at `root` (for HF_ENDPOINT=file://...).
+
+    Returns:
+        `(endpoint URI, sha256 of the served file)`.
+    """
+    config = registry.pretrained_config(model)
+    path = os.path.join(root, config.hf_repo, "resolve", config.revision, config.filename)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_safetensors(path, state)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return "file://" + os.path.abspath(root), digest
+
+
+@contextlib.contextmanager
+def environment(**variables):
+    """Sets environment variables for the block and restores them after."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class _NoTensorFlow:
+    """A meta-path finder under which `import tensorflow` fails, as where it is not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the backend tests)", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def tensorflow_hidden():
+    """On JAX and PyTorch, makes TensorFlow unimportable in the block, as on the GPU machines.
+
+    For Keras' own optional uses: its serializer (`model.save()`, the layer
+    test harness) probes `tf.available` to recognise `tf.TensorShape`, and so
+    imports TensorFlow wherever it is installed; where it is not, Keras skips
+    it. Does nothing on the TensorFlow backend.
+    """
+    if keras.backend.backend() == "tensorflow":
+        yield
+        return
+    finder = _NoTensorFlow()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def write_class_index(path):
+    """A class index in keras.applications' format with made-up names (decode_predictions reads it)."""
+    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+    with open(path, "w") as f:
+        json.dump(index, f)
+
+
+def loss_and_gradients(model, x, y, training=False):
+    """Mean squared error of `model(x, training=training)` against `y`, and its gradients.
+
+    Returns:
+        `(loss, [gradient of each trainable variable as NumPy])`.
+    """
+    backend = keras.backend.backend()
+    y = keras.ops.convert_to_tensor(y)
+
+    def loss_of(predictions):
+        return keras.ops.mean(keras.ops.square(predictions - y))
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_of(model(x, training=training))
+        gradients = tape.gradient(loss, model.trainable_variables)
+    elif backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        def loss_fn(values):
+            predictions, _ = model.stateless_call(values, non_trainable, x, training=training)
+            return loss_of(predictions)
+
+        loss, gradients = jax.jit(jax.value_and_grad(loss_fn))(trainable)
+    elif backend == "torch":
+        for variable in model.trainable_variables:
+            variable.value.grad = None
+        loss = loss_of(model(x, training=training))
+        loss.backward()
+        gradients = [variable.value.grad for variable in model.trainable_variables]
+    else:
+        raise ValueError(f"No gradient helper for Keras' {backend!r} backend")
+    return float(keras.ops.convert_to_numpy(loss)), [keras.ops.convert_to_numpy(g) for g in gradients]
+
+
+def fit_one_step(model, x, y):
+    """One SGD step of `model.fit` (the backend's own train step); returns the loss."""
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="mse")
+    history = model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    return history.history["loss"][0]
+
+
+def max_abs_diff(a, b):
+    a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b))) if a.size else 0.0

@@ -1,0 +1,130 @@
+"""TensorFlow's side of the backend tests: write the reference, run JAX and PyTorch, load what they saved.
+
+In the TensorFlow suite this writes the reference files (`make_reference`)
+into a temporary directory, then runs `pytest tests/backends` under
+KERAS_BACKEND=jax and KERAS_BACKEND=torch, each in a subprocess of its own
+(TensorFlow and torchvision in one process can crash; the subprocesses import
+no TensorFlow), both at once. Each leaves a `.keras` file saved on its backend,
+which must load here with the outputs it gave there.
+
+Needs jax and torch (`pip install -e .[jax,torch]`); skipped without them
+unless KERAS_SKNET_REQUIRE_BACKENDS=1 (set by scripts/test.sh, so CI fails
+rather than skips).
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.backends import common
+
+BACKEND = keras.backend.backend()
+OTHER_BACKENDS = ("jax", "torch")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REQUIRE_BACKENDS = "KERAS_SKNET_REQUIRE_BACKENDS"
+TIMEOUT_S = 900
+
+pytestmark = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="writes the TensorFlow reference: runs on Keras' TensorFlow backend"
+)
+
+
+def _installed(backend):
+    return importlib.util.find_spec(backend) is not None
+
+
+def _environment(backend, reference, output):
+    # Not this pytest's own variables (an xdist worker's, the current test's).
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+    env.update(
+        {
+            "KERAS_BACKEND": backend,
+            common.REFERENCE_VARIABLE: reference,
+            common.OUTPUT_VARIABLE: output,
+            common.REQUIRE_VARIABLE: "1",
+        }
+    )
+    if backend == "jax":
+        # XLA's CPU optimisations take most of the JAX tests' time and change no result they check.
+        env.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """`{backend: (return code, output, output directory)}` of the JAX and PyTorch runs, started together."""
+    from tests.backends.make_reference import make_reference
+
+    missing = [b for b in OTHER_BACKENDS if not _installed(b)]
+    if missing and os.environ.get(REQUIRE_BACKENDS) == "1":
+        pytest.fail(
+            f"{REQUIRE_BACKENDS}=1 but {', '.join(missing)} not installed: pip install -e .[jax,torch]"
+        )
+    reference = str(tmp_path_factory.mktemp("reference"))
+    make_reference(reference)
+    started = {}
+    for backend in OTHER_BACKENDS:
+        if backend in missing:
+            continue
+        output = str(tmp_path_factory.mktemp(f"from_{backend}"))
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "tests/backends",
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=_environment(backend, reference, output),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started[backend] = (process, output)
+    results = {"reference": reference}
+    for backend, (process, output) in started.items():
+        text, _ = process.communicate(timeout=TIMEOUT_S)
+        results[backend] = (process.returncode, text, output)
+    return results
+
+
+def _run(runs, backend):
+    if backend not in runs:
+        pytest.skip(f"{backend} is not installed (pip install -e .[{backend}])")
+    return runs[backend]
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_backend_suite_passes(runs, backend):
+    """Every test of tests/backends passes on the backend, and none is skipped."""
+    returncode, text, _ = _run(runs, backend)
+    summary = text.strip().splitlines()[-1] if text.strip() else ""
+    assert returncode == 0, text[-8000:]
+    assert " passed" in summary and "skipped" not in summary and "error" not in summary, text[-4000:]
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_keras_file_saved_on_backend_loads_here(runs, backend):
+    returncode, text, output = _run(runs, backend)
+    path = os.path.join(output, f"sknet_tiny-{backend}.keras")
+    assert os.path.isfile(path), text[-4000:]
+    model = keras.models.load_model(path)
+    saved = np.load(os.path.join(output, f"sknet_tiny-{backend}.npz"))
+    outputs = model.predict(saved["inputs"], verbose=0)
+    assert common.max_abs_diff(outputs, saved["outputs"]) <= common.TOLERANCE
+
+
+def test_reference_stays_small(runs):
+    directory = runs["reference"]
+    size = sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
+    assert size < 10e6, f"the reference directory holds {size / 1e6:.1f} MB"
