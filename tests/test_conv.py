@@ -126,3 +126,16 @@ def test_bad_arguments(kwargs, match):
 def test_groups_must_divide_input_channels():
     with pytest.raises(ValueError, match="input channels=6"):
         GroupConv2D(8, 3, groups=4)(np.zeros((1, 5, 5, 6), "float32"))
+
+
+@pytest.mark.parametrize("dilation,pad", [(2, 2), (3, 3), (2, 0), (3, 1), (2, 4)])
+@pytest.mark.parametrize("groups", [1, 4, 8])
+def test_dilated_over_phases(dilation, pad, groups, rng):
+    # The JAX and PyTorch route of stride-1 dilated convs (space to batch), in
+    # backend-neutral ops: checked here, on odd sizes, against the definition.
+    from keras_sknet.layers.conv import _dilated_over_phases
+
+    x = rng.normal(size=(2, 11, 8, 8)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 8 // groups, 8)).astype("float32")
+    y = keras.ops.convert_to_numpy(_dilated_over_phases(x, kernel, dilation, pad))
+    np.testing.assert_allclose(y, reference.conv2d(x, kernel, 1, dilation, pad), atol=1e-4)

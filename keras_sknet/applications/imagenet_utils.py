@@ -49,8 +49,9 @@ def preprocess_input(x, data_format=None):
     std = np.array(IMAGENET_STD, dtype="float32") * 255.0
     if isinstance(x, np.ndarray) or np.isscalar(x):
         return ((np.asarray(x, dtype="float32") - mean) / std).astype("float32")
+    # keras.ops puts the statistics beside x (a CUDA tensor cannot meet a NumPy array).
     x = keras.ops.cast(x, "float32")
-    return (x - mean) / std
+    return keras.ops.divide(keras.ops.subtract(x, mean), std)
 
 
 def load_class_index(path=None, origin=CLASS_INDEX_URL, file_hash=CLASS_INDEX_MD5, cache_dir=None):

@@ -38,6 +38,8 @@ def applies(kernel, strides, groups):
         and size is not None
         and 3 <= size <= 7
         and kernel.shape[1] == size
+        # Unknown in the kernel gradient, whose "channels" are the batch.
+        and kernel.shape[2] is not None
         and kernel.shape[2] <= MAX_CHANNELS_PER_GROUP
     )
 
