@@ -16,6 +16,7 @@ import re
 import sys
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+BACKENDS = ("tensorflow", "jax")
 
 
 def parse_args(argv=None):
@@ -143,6 +144,14 @@ def main(argv=None):
         return 0
 
     backend = keras_backend()
+    if backend not in BACKENDS:
+        # Refused before anything is imported (TensorFlow imported before PyTorch crashes).
+        print(
+            f"error: the trainer runs on Keras' {' and '.join(BACKENDS)} backends (its input pipelines "
+            f"are tf.data). Received: KERAS_BACKEND={backend!r}",
+            file=sys.stderr,
+        )
+        return 1
     if backend == "jax" and args.logical_cpus > 1:
         force_host_devices(args.logical_cpus)
 

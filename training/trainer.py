@@ -695,10 +695,13 @@ def _predictor(model):
     current weights; under a `DataParallel` distribution the batch is padded to a
     multiple of the device count, split over the devices, and the padding dropped.
     """
-    if keras.backend.backend() != "jax":
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         return tf.function(lambda x: model(x, training=False))
+    if backend != "jax":
+        raise ValueError(f"Evaluation runs on Keras' tensorflow and jax backends. Received: {backend!r}")
     import jax
 
     distribution = keras.distribution.distribution()

@@ -20,6 +20,7 @@ import pytest
 
 from tests.training.test_trainer import tiny
 from training.train import HOST_DEVICES_FLAG, force_host_devices, keras_backend
+from training.train import main as train_main
 from training.trainer import (
     FileTrainingState,
     _pad_to_multiple,
@@ -335,7 +336,7 @@ def test_file_backup_restores_every_variable_and_survives_a_failed_save(tmp_path
         new_state(other)[2].restore()
 
 
-def test_command_line_helpers(monkeypatch, tmp_path):
+def test_command_line_helpers(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("XLA_FLAGS", f"--xla_cpu_enable_fast_math=false {HOST_DEVICES_FLAG}=8")
     force_host_devices(2)
     assert os.environ["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {HOST_DEVICES_FLAG}=2"
@@ -347,6 +348,12 @@ def test_command_line_helpers(monkeypatch, tmp_path):
     assert keras_backend() == "tensorflow"
     (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
     assert keras_backend() == "jax"
+
+    # Another backend is refused before anything is imported.
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert train_main(["--experiment", "scales_demo"]) == 1
+    error = capsys.readouterr().err
+    assert "tensorflow and jax backends" in error and "Received: KERAS_BACKEND='torch'" in error
 
     check_batch_divides(8, 4)
     with pytest.raises(ValueError, match="batch_size=6 with 4 devices; use a multiple of 4"):
