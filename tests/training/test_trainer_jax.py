@@ -114,7 +114,7 @@ def runs(tfds_dir, tmp_path_factory):
     return {"root": root, "cache": cache, "outputs": outputs, **{name: str(root / name) for name in plan}}
 
 
-def test_a_run_on_two_devices_end_to_end_then_evaluate(runs, tfds_dir):
+def test_a_run_on_two_devices_end_to_end_then_evaluate(runs, tfds_dir, tmp_path):
     model_dir = runs["two"]
     result = summary(model_dir)
     assert result["backend"] == "jax" and result["replicas"] == 2
@@ -133,24 +133,28 @@ def test_a_run_on_two_devices_end_to_end_then_evaluate(runs, tfds_dir):
     )
 
     # python -m training.evaluate on JAX (one device) reads the run directory.
-    evaluated = start(
-        "training.evaluate",
-        ["--model-dir", model_dir, "--model", "last", "--data-dir", tfds_dir],
-        jax_env(runs["cache"]),
-    )
-    finish(evaluated)
-    with open(os.path.join(model_dir, "eval_64.json")) as f:
-        on_jax = json.load(f)
+    def evaluate_on_jax(model):
+        args = ["--model-dir", model_dir, "--model", model, "--data-dir", tfds_dir]
+        finish(start("training.evaluate", args, jax_env(runs["cache"])))
+        with open(os.path.join(model_dir, "eval_64.json")) as f:
+            return json.load(f)
+
+    on_jax = evaluate_on_jax("last")
     assert on_jax["examples"] == 48
     assert (on_jax["top1"], on_jax["top5"]) == (final["top1"], final["top5"])
 
-    # .keras files do not depend on the backend: the same model evaluated here on TensorFlow.
-    from training.evaluate import main as evaluate
+    # .keras files do not depend on the backend: the model evaluated here on TensorFlow, and
+    # saved again by TensorFlow, which JAX then reads.
+    from training.evaluate import load_experiment
+    from training.trainer import evaluate_model
 
-    assert evaluate(["--model-dir", model_dir, "--model", "last", "--data-dir", tfds_dir]) == 0
-    with open(os.path.join(model_dir, "eval_64.json")) as f:
-        on_tensorflow = json.load(f)
+    model = keras.models.load_model(os.path.join(model_dir, "last.keras"))
+    on_tensorflow = evaluate_model(model, load_experiment(model_dir), tfds_dir)
     assert on_tensorflow["top1"] == pytest.approx(on_jax["top1"], abs=1.5 / 48)
+    written_on_tensorflow = str(tmp_path / "written_on_tensorflow.keras")
+    model.save(written_on_tensorflow)
+    again = evaluate_on_jax(written_on_tensorflow)
+    assert (again["top1"], again["top5"]) == (on_jax["top1"], on_jax["top5"])
 
 
 def test_two_devices_give_one_devices_run(runs):
