@@ -1,6 +1,9 @@
 """Command line: single-crop top-1 / top-5 of a trained run, at 224 or 320 (Table 2).
 
 python -m training.evaluate --model-dir runs/sk50 --image-size 320
+
+On Keras' tensorflow or jax backend, whichever trained the run (`.keras` files are
+the same for both).
 """
 
 import argparse

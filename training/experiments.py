@@ -37,10 +37,13 @@ class Experiment:
         momentum, weight_decay: SGD momentum; the weight decay of the optimiser.
         label_smoothing: of the cross-entropy (Section 4.1; 0 = none).
         randaugment, mixup, cutmix: optional Keras 3 augmentations (off in the paper's recipes).
-        mixed_precision: None, "float16" or "bfloat16" (or "auto": float16 on GPU, none on CPU).
-        jit_compile: XLA for the train step (off on CPU, where it is slower).
+        mixed_precision: None, "float16" or "bfloat16" (or "auto": float16 on GPU, none on CPU;
+            on JAX bfloat16 on TPUs and GPUs of compute capability 8 or more).
+        jit_compile: XLA for the train step on TensorFlow (off on CPU, where it is slower);
+            JAX always compiles the step.
         sync_batch_norm: BatchNorm statistics over the global batch of all replicas
-            (results independent of the number of devices) instead of per replica.
+            (results independent of the number of devices) instead of per replica. On
+            JAX they always are (DataParallel computes on the global batch).
         seed: for weights, data order and augmentation.
     """
 

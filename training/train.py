@@ -3,13 +3,20 @@
     python -m training.train --experiment sknet50_imagenet --data-dir /data/tfds --model-dir runs/sk50
     python -m training.train --experiment scales_demo            # embedded default, CPU, minutes
     python -m training.train --experiment sknet29_cifar10 --set epochs=2 --set batch_size=64
+    KERAS_BACKEND=jax python -m training.train --experiment scales_demo --logical-cpus 2
 
-Killed at any point, the same command continues from the last backup.
+Killed at any point, the same command continues from the last backup. Runs on
+Keras' tensorflow backend (tf.distribute) or jax backend (keras.distribution).
 """
 
 import argparse
+import json
 import os
+import re
 import sys
+
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+BACKENDS = ("tensorflow", "jax")
 
 
 def parse_args(argv=None):
@@ -22,8 +29,14 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, help="global batch size; the learning rate scales with it")
     parser.add_argument("--learning-rate", type=float, help="at the experiment's base batch size")
     parser.add_argument("--mixed-precision", choices=["auto", "none", "float16", "bfloat16"])
-    parser.add_argument("--jit-compile", action="store_true", help="XLA for the train step")
-    parser.add_argument("--sync-batch-norm", action="store_true", help="BatchNorm over the global batch")
+    parser.add_argument(
+        "--jit-compile", action="store_true", help="XLA for the train step (tensorflow; jax always compiles)"
+    )
+    parser.add_argument(
+        "--sync-batch-norm",
+        action="store_true",
+        help="BatchNorm over the global batch (tensorflow; always so on jax)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="override any field"
@@ -34,7 +47,9 @@ def parse_args(argv=None):
         "--logical-cpus",
         type=int,
         default=0,
-        help="split the CPU into N logical devices and mirror over them (tests multi-device code on a CPU)",
+        help="split the CPU into N devices and train on all of them (tests multi-device code on a CPU): "
+        "logical CPU devices under MirroredStrategy on tensorflow, XLA host devices "
+        f"(XLA_FLAGS={HOST_DEVICES_FLAG}=N) under DataParallel on jax",
     )
     parser.add_argument(
         "--verbose", type=int, choices=[0, 1, 2], help="0 silent, 1 progress bar, 2 one line per epoch"
@@ -65,6 +80,60 @@ def resolve(args):
     return override(get_experiment(args.experiment), assignments)
 
 
+def keras_backend():
+    """The backend Keras will load, found as Keras finds it, without importing Keras.
+
+    Importing Keras on the jax backend imports JAX, after which `XLA_FLAGS` may
+    come too late; so the command line decides before importing anything.
+
+    Returns:
+        `KERAS_BACKEND`, else the "backend" of `$KERAS_HOME/keras.json` (default
+        `~/.keras/keras.json`), else "tensorflow".
+
+    Example:
+        >>> os.environ["KERAS_BACKEND"] = "jax"; keras_backend()
+        'jax'
+    """
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def force_host_devices(count):
+    """Makes XLA show `count` CPU devices to JAX (`XLA_FLAGS`); call it before JAX starts.
+
+    JAX's counterpart of splitting TensorFlow's CPU into logical devices: several
+    devices on one CPU, to run multi-device code. Replaces any such flag already
+    in `XLA_FLAGS` and keeps the others.
+
+    Example:
+        >>> force_host_devices(2); os.environ["XLA_FLAGS"]
+        '--xla_force_host_platform_device_count=2'
+    """
+    flags = re.sub(rf"{HOST_DEVICES_FLAG}=\S*", "", os.environ.get("XLA_FLAGS", "")).split()
+    os.environ["XLA_FLAGS"] = " ".join([*flags, f"{HOST_DEVICES_FLAG}={count}"])
+
+
+def _jax_devices(count):
+    """The `count` XLA host devices to train on (None: JAX's own choice, every local device)."""
+    if count <= 1:
+        return None
+    import jax
+
+    devices = jax.devices("cpu")
+    if len(devices) != count:
+        raise ValueError(
+            f"--logical-cpus {count} asked XLA for {count} CPU devices, but JAX has {len(devices)}: JAX "
+            f"started before the flag was set. Set XLA_FLAGS={HOST_DEVICES_FLAG}={count} in the environment."
+        )
+    return devices
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.list:
@@ -74,10 +143,22 @@ def main(argv=None):
             print(f"{name:34s} {experiment.description}")
         return 0
 
+    backend = keras_backend()
+    if backend not in BACKENDS:
+        # Refused before anything is imported (TensorFlow imported before PyTorch crashes).
+        print(
+            f"error: the trainer runs on Keras' {' and '.join(BACKENDS)} backends (its input pipelines "
+            f"are tf.data). Received: KERAS_BACKEND={backend!r}",
+            file=sys.stderr,
+        )
+        return 1
+    if backend == "jax" and args.logical_cpus > 1:
+        force_host_devices(args.logical_cpus)
+
     import tensorflow as tf
 
     devices = None
-    if args.logical_cpus > 1:
+    if backend != "jax" and args.logical_cpus > 1:
         (cpu,) = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
@@ -90,15 +171,19 @@ def main(argv=None):
     try:
         experiment = resolve(args)
         model_dir = args.model_dir or os.path.join("saved_models", experiment.name)
+        if backend == "jax":
+            placement = dict(devices=_jax_devices(args.logical_cpus))
+        else:
+            placement = dict(strategy=make_strategy(devices))
         summary = train(
             experiment,
             model_dir,
             data_dir=args.data_dir,
             manual_dir=args.manual_dir,
-            strategy=make_strategy(devices),
             backup_every_seconds=args.backup_every_seconds,
             backup_every_steps=args.backup_every_steps,
             verbose="auto" if args.verbose is None else args.verbose,
+            **placement,
         )
     except (ValueError, TrainingDiverged, DatasetUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)

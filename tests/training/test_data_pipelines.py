@@ -207,9 +207,39 @@ def test_training_drops_the_partial_batch_and_repeats(tfds_dir):
 
 
 @pytest.mark.parametrize(
+    "options",
+    [
+        dict(name="tiny_jpegs", image_size=32),
+        dict(name="scales_demo/tiny", rand_augment=True),
+        dict(name="tiny_jpegs", image_size=32, label_format="one_hot", mixup_alpha=0.4, cutmix_alpha=1.0),
+    ],
+    # Skipped before cropping (ImageNet style: never decoded), or made and dropped (seed-state layers).
+    ids=["crops", "rand_augment", "mixing"],
+)
+def test_skip_batches_continues_the_same_stream(tfds_dir, options):
+    options = dict(options)
+    name = options.pop("name")
+
+    def stream(skip, count):
+        ds = make_dataset(
+            name, "train", 8, data_dir=tfds_dir, seed=2, repeat=True, skip_batches=skip, **options
+        )
+        return batches(ds.take(count))
+
+    # tiny_jpegs has 3 batches per epoch: the skip and the batches after it cross an epoch end.
+    whole, resumed = stream(0, 5), stream(2, 3)
+    assert len(resumed) == 3
+    for (xa, ya), (xb, yb) in zip(whole[2:], resumed):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(whole[0][0], resumed[0][0])
+
+
+@pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         (dict(style="fancy"), "style"),
+        (dict(skip_batches=-1), "skip_batches"),
         (dict(label_format="dense"), "label_format"),
         (dict(crop_pct=1.5), "crop_pct"),
         (dict(area_range=(0.5, 0.1)), "area_range"),

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_sknet.applications import preprocess_input
+from keras_sknet.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 from training.data import catalog
 from training.data import folder as folder_lib
 from training.data import preprocessing as pre
@@ -111,6 +111,17 @@ def _to_uint8(image):
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
+def _normalize(images):
+    """`keras_sknet.applications.preprocess_input` in TensorFlow ops, the same constants and order.
+
+    The pipeline is a TensorFlow graph whatever Keras' backend is: `keras.ops` would
+    build JAX or PyTorch arrays there, which tf.data cannot trace.
+    """
+    mean = np.array(IMAGENET_MEAN, dtype="float32") * 255.0
+    std = np.array(IMAGENET_STD, dtype="float32") * 255.0
+    return (tf.cast(images, tf.float32) - mean) / std
+
+
 def _rand_augment_layer(rand_augment, seed):
     if rand_augment is True:
         kwargs = dict(RAND_AUGMENT_DEFAULTS)
@@ -175,6 +186,7 @@ def make_dataset(
     cache="auto",
     shuffle_buffer=None,
     repeat=False,
+    skip_batches=0,
     drop_remainder=None,
     input_context=None,
     seed=None,
@@ -229,6 +241,14 @@ def make_dataset(
         shuffle_buffer: default: the whole split up to 50,000 decoded images,
             10,000 encoded ones (ImageNet style).
         repeat: repeat forever (before batching: no partial batch between epochs).
+        skip_batches: leave out the first N batches, so that the pipeline starts
+            with the batches that would have followed them (a run resumed part-way
+            through an epoch). Training examples are dropped before they are cropped
+            and flipped (and, in the ImageNet style, decoded): every crop and flip
+            is drawn from a per-example seed. With RandAugment, MixUp or CutMix
+            (Keras layers that draw from a seed state of their own) the skipped
+            batches are made and then dropped, so that the batches after them are
+            still the same.
         drop_remainder: drop the last partial batch; default `training`.
         input_context: a `tf.distribute.InputContext`: this pipeline reads
             only its shard of the split and batches per replica.
@@ -287,6 +307,10 @@ def make_dataset(
             "MixUp and CutMix mix the labels of two images: pass label_format='one_hot' (labels become "
             f"float32 (batch, num_classes) soft labels). Received: label_format={label_format!r}"
         )
+    if not isinstance(skip_batches, int) or skip_batches < 0:
+        raise ValueError(f"`skip_batches` must be an int >= 0. Received: skip_batches={skip_batches!r}")
+    # Where skipped training examples can be dropped before any work is done on them.
+    skip_early = training and not rand_augment and not mixing
     if not (cache in ("auto", True, False) or isinstance(cache, str)):
         raise ValueError(f"`cache` must be 'auto', True, False or a file path. Received: cache={cache!r}")
 
@@ -354,6 +378,8 @@ def make_dataset(
     if training:
         seeds = tf.data.Dataset.random(seed=element_seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds))
+        if skip_batches and skip_early:  # the examples go with their seeds
+            ds = ds.skip(skip_batches * per_replica_batch)
 
         def augment(example, element_seed):
             image, label = example
@@ -392,10 +418,9 @@ def make_dataset(
         mix = _mixer(mixup_alpha, cutmix_alpha, mix_switch_prob, (mixup_seed, cutmix_seed))
         batch_seeds = tf.data.Dataset.random(seed=switch_seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, batch_seeds)).map(lambda batch, s: mix(batch[0], batch[1], s))
-    ds = ds.map(
-        lambda images, labels: (preprocess_input(tf.cast(images, tf.float32)), labels),
-        num_parallel_calls=AUTOTUNE,
-    )
+    if skip_batches and not skip_early:
+        ds = ds.skip(skip_batches)
+    ds = ds.map(lambda images, labels: (_normalize(images), labels), num_parallel_calls=AUTOTUNE)
     ds = ds.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
