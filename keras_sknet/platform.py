@@ -204,3 +204,49 @@ def describe():
         return f"{model}, {vector_isa()}; Keras backend: {keras.backend.backend()}"
     kernels = "oneDNN" if onednn_enabled() else "Eigen"
     return f"{model}, {vector_isa()}; TensorFlow kernels: {kernels}"
+
+
+def slow_mixed_precision_reason(policy, onednn=None, features=None):
+    """Why `policy` trains slower than float32 on this CPU under TensorFlow, or None.
+
+    Mixed precision works on every CPU (`keras_sknet.layers` computes what
+    TensorFlow's kernels refuse), but only some CPUs compute 16-bit floats
+    natively. Measured on SKNet-50 (training step, batch 8, 112 x 112; BENCHMARKS.md,
+    "Platforms"): on Eigen, mixed_bfloat16 took 6.4x and mixed_float16 2.3x the
+    float32 time; on oneDNN with AMX, mixed_bfloat16 1.04x but mixed_float16
+    195x (oneDNN's float16 filter gradient of a grouped convolution).
+
+    Args:
+        policy: a Keras dtype policy name.
+        onednn: whether TensorFlow runs oneDNN (asked of TensorFlow if None).
+        features: as returned by `cpu_features()` (read from the machine if None).
+
+    Returns:
+        A sentence naming the policy, the kernels and the CPU feature missing,
+        with what to use instead; None for float32 policies and fast cases.
+
+    Example:
+        >>> slow_mixed_precision_reason("mixed_float16", onednn=True, features={"avx512f"}) is None
+        False
+    """
+    if policy not in ("mixed_float16", "mixed_bfloat16"):
+        return None
+    features = set(cpu_features() if features is None else features)
+    onednn = onednn_enabled() if onednn is None else onednn
+    kernels = "oneDNN" if onednn else "Eigen"
+    if policy == "mixed_float16":
+        return (
+            f"{policy} trains slower than float32 on TensorFlow's CPU kernels ({kernels}): they have "
+            "no fast float16 convolution gradients (measured 2.3x slower on Eigen, up to 195x on "
+            "oneDNN). Use float32 on a CPU (mixed_precision=None), or mixed_bfloat16 on a CPU with "
+            "AVX-512 BF16 or AMX."
+        )
+    if onednn and features.intersection(("avx512_bf16", "amx_bf16")):
+        return None
+    missing = "its Eigen kernels" if not onednn else "a CPU without AVX-512 BF16 or AMX-BF16"
+    return (
+        f"{policy} trains slower than float32 on TensorFlow with {missing} (measured 6.4x slower "
+        "on Eigen): bfloat16 is computed by conversion, not natively. Use float32 on this CPU "
+        "(mixed_precision=None); mixed_bfloat16 is fast with oneDNN on CPUs with AVX-512 BF16 or "
+        "AMX (Cooper Lake, Sapphire Rapids, Zen 4 and newer)."
+    )

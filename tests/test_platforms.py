@@ -146,3 +146,24 @@ def test_importing_keras_sknet_first_turns_onednn_on_unless_told_otherwise():
     variable, onednn = probe("tensorflow-first", None)
     assert variable is None
     assert onednn == platform.tensorflow_default_onednn()
+
+
+@pytest.mark.parametrize(
+    "policy,onednn,features,slow",
+    [
+        ("float32", False, set(), False),
+        ("mixed_float16", True, {"avx512f", "avx512_bf16", "amx_bf16"}, True),
+        ("mixed_float16", False, {"avx2"}, True),
+        ("mixed_bfloat16", False, {"avx512f", "avx512_bf16"}, True),  # Eigen: converted, not native
+        ("mixed_bfloat16", True, {"avx2", "avx_vnni"}, True),  # oneDNN without BF16 units
+        ("mixed_bfloat16", True, {"avx512f", "avx512_bf16"}, False),
+        ("mixed_bfloat16", True, {"amx_tile", "amx_bf16"}, False),
+    ],
+)
+def test_slow_mixed_precision_reason(policy, onednn, features, slow):
+    from keras_sknet.platform import slow_mixed_precision_reason
+
+    reason = slow_mixed_precision_reason(policy, onednn=onednn, features=features)
+    assert (reason is not None) == slow
+    if slow:
+        assert policy in reason and ("oneDNN" in reason or "Eigen" in reason) and "float32" in reason

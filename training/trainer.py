@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 import zipfile
 
 import keras
@@ -204,6 +205,30 @@ def resolve_mixed_precision(setting, devices=None):
     raise ValueError(
         f"`mixed_precision` must be one of None, 'auto', 'float16', 'bfloat16'. Received: {setting!r}"
     )
+
+
+def warn_if_slow_on_cpu(policy):
+    """Warns when a mixed-precision `policy` will train slower than float32 on this CPU.
+
+    TensorFlow only, and only without GPUs: mixed precision works on every CPU,
+    but some CPU kernels compute 16-bit floats far slower than float32
+    (`keras_sknet.platform.slow_mixed_precision_reason` says which, and by how much).
+
+    Returns:
+        The warning's text, or None when there is nothing to warn about.
+    """
+    if keras.backend.backend() != "tensorflow" or policy == "float32":
+        return None
+    import tensorflow as tf
+
+    from keras_sknet.platform import slow_mixed_precision_reason
+
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    reason = slow_mixed_precision_reason(policy)
+    if reason:
+        warnings.warn(reason, stacklevel=2)
+    return reason
 
 
 # ---------------------------------------------------------------------------------------
@@ -929,7 +954,9 @@ def train(
 
     info = data.dataset_info(experiment.dataset, data_dir=data_dir, manual_dir=manual_dir)
     steps = info.splits[info.train_split] // experiment.batch_size
-    keras.config.set_dtype_policy(resolve_mixed_precision(experiment.mixed_precision))
+    policy = resolve_mixed_precision(experiment.mixed_precision)
+    warn_if_slow_on_cpu(policy)
+    keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(experiment.seed)
     with strategy.scope():
         with synchronized_batch_norm(experiment.sync_batch_norm):

@@ -76,9 +76,7 @@ def _dilated_over_phases(x, kernel, dilation, pad):
     out_h, out_w = height + 2 * pad - d * (size - 1), width + 2 * pad - d * (size - 1)
     # Pad up to multiples of d; the extra rows feed only outputs that are cut off.
     rows, cols = -(-(height + 2 * pad) // d), -(-(width + 2 * pad) // d)
-    x = ops.pad(
-        x, [[0, 0], [pad, d * rows - height - pad], [pad, d * cols - width - pad], [0, 0]]
-    )
+    x = ops.pad(x, [[0, 0], [pad, d * rows - height - pad], [pad, d * cols - width - pad], [0, 0]])
     x = ops.reshape(x, (-1, rows, d, cols, d, channels))
     x = ops.transpose(x, (2, 4, 0, 1, 3, 5))  # (d, d, N, rows, cols, C)
     x = ops.reshape(x, (-1, rows, cols, channels))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -188,9 +189,22 @@ def test_nan_loss_stops_the_run_with_a_clear_message(data_dir, tmp_path):
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_mixed_precision_on_cpu(precision, data_dir, tmp_path):
     """Trains on any CPU: TF's Eigen kernels too (CI runs this under both kernel libraries)."""
-    summary = train(
-        tiny(f"mixed_precision={precision}", "epochs=1"), str(tmp_path / "run"), data_dir=data_dir, verbose=0
-    )
+    from keras_sknet.platform import slow_mixed_precision_reason
+
+    expected = slow_mixed_precision_reason(f"mixed_{precision}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train(
+            tiny(f"mixed_precision={precision}", "epochs=1"),
+            str(tmp_path / "run"),
+            data_dir=data_dir,
+            verbose=0,
+        )
+    said = [str(w.message) for w in caught if "trains slower than float32" in str(w.message)]
+    # float16 is slow on both TF kernel libraries; bfloat16 on Eigen or without AVX-512 BF16 / AMX.
+    assert said == ([expected] if expected else [])
+    if precision == "float16":
+        assert said
     assert summary["mixed_precision"] == f"mixed_{precision}"
     assert np.isfinite(summary["final"]["top1"])
     import keras
