@@ -163,6 +163,16 @@ def start_other_kernels():
     return Worker(OTHER_KERNELS_WORKER, env={platform.ONEDNN_VARIABLE: flipped})
 
 
+def start_avx2_onednn():
+    """On an AVX-512 CPU, a oneDNN worker limited to AVX2 (`ONEDNN_MAX_CPU_ISA`): what
+    `prefer_onednn` gives an AVX2-only CPU, where TensorFlow alone would run Eigen."""
+    if "avx512f" not in platform.cpu_features():
+        return None
+    return Worker(OTHER_KERNELS_WORKER, env={platform.ONEDNN_VARIABLE: "1", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+
+
+AVX2_GRAPH = "SKNet-50 Keras graph, TF oneDNN kernels limited to AVX2 (worker)"
+AVX2_STEP = "SKNet-50 Keras trainer step, TF oneDNN kernels limited to AVX2 (worker)"
 TIMM_MODELS = ("skresnext50_32x4d", "resnext50_32x4d")
 TIMM_SK = "timm skresnext50_32x4d eager"
 PEAK = "float32 matmul 4096^3 (peak)"
@@ -189,6 +199,7 @@ def main():
     timm = start_timm(threads)
     print(f"timm: {timm.versions if timm else 'not installed'}", flush=True)
     other = None if args.no_other_kernels or gpu else start_other_kernels()
+    avx2 = start_avx2_onednn() if other else None
     ours, theirs = kernel_library(), other.info["kernels"] if other else None
     print(f"kernels: {ours} here" + (f", {theirs} in a worker" if other else ""), flush=True)
 
@@ -223,6 +234,8 @@ def main():
                 runners[PEAK] = matmul_runner()
                 if other:
                     runners[f"{GRAPH}, TF {theirs} kernels (worker)"] = other.runner("infer/16")
+                if avx2:
+                    runners[AVX2_GRAPH] = avx2.runner("infer/16")
             print(f"batch {batch}: {len(runners)} runners, {rounds} interleaved rounds", flush=True)
             times = interleaved_timeit(runners, rounds=rounds, block_seconds=0.3 if batch == 1 else 0.0)
             for what, value in times.items():
@@ -238,6 +251,8 @@ def main():
         training_runners[f"SKNet-50 Keras trainer step, TF {theirs} kernels (worker)"] = other.runner(
             "train/16"
         )
+    if avx2:
+        training_runners[AVX2_STEP] = avx2.runner("train/16")
     training = interleaved_timeit(training_runners, rounds=args.train_rounds, block_seconds=0.0, warmup=1)
     if not args.no_xla:
         # Minutes per step on CPU: timed once after the compiling step, outside the rounds.
@@ -249,8 +264,9 @@ def main():
         print(f"{what}: {median:.2f} s", flush=True)
     if timm:
         timm.close()
-    if other:
-        other.close()
+    for worker in (other, avx2):
+        if worker:
+            worker.close()
 
     lines = [
         f"Peak: {peak:.0f} GMAC/s (4096^3 float32 matmul, timed in the batch-16 rounds). "
@@ -312,6 +328,17 @@ def main():
             f"fraction of oneDNN's, SKNet-50 at batch 16: inference (graph) {infer_ratio:.2f}x, "
             f"training step {train_ratio:.2f}x.",
         ]
+        if avx2:
+            eigen_graph = worker_graph if theirs == "Eigen" else here_graph
+            eigen_step = worker_step if theirs == "Eigen" else here_step
+            lines += [
+                "",
+                "On a CPU with AVX2 only TensorFlow alone runs Eigen; importing keras_sknet first runs oneDNN "
+                "(here limited to AVX2 by ONEDNN_MAX_CPU_ISA=AVX2, Eigen being the same AVX build on every "
+                "x86 CPU). oneDNN-AVX2 speed-up over Eigen, SKNet-50 at batch 16: inference (graph) "
+                f"{eigen_graph / rows[(AVX2_GRAPH, 16)][0]:.2f}x, training step "
+                f"{eigen_step / training[AVX2_STEP][0]:.2f}x.",
+            ]
     lines += ["", "int8 check: " + str(litert["int8"][1].checks[0])]
     if not gpu:
         lines += [

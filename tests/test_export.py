@@ -25,7 +25,10 @@ from keras_sknet.layers.conv import subsample
 from keras_sknet.utils import synthetic
 from tests.conftest import randomize_batch_norms
 
-pytestmark = pytest.mark.kernels
+# Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
+# second pass): those whose numbers depend on the kernels; files, command lines and
+# fault handling are the same code on both libraries.
+KERNELS = pytest.mark.kernels
 
 CLASSES = 10
 SIZE = 32
@@ -97,6 +100,7 @@ def test_float32_shufflenet_sk_builtin_ops_folded_bn_whole_graph_in_xnnpack():
     assert result.xnnpack.partitions == 1 and not result.xnnpack.outside
 
 
+@KERNELS
 @pytest.mark.parametrize("quantize", ["none", "float16", "dynamic", "int8"])
 def test_every_quantization_of_grouped_dilated_sk(fitted, quantize, tmp_path):
     model, images = fitted
@@ -153,6 +157,7 @@ def test_int8_check_fails_on_bad_calibration(fitted, tmp_path):
     assert path.read_bytes() == b"previous export" and os.listdir(tmp_path) == ["model.tflite"]
 
 
+@KERNELS
 def test_saved_model_is_batch_polymorphic_with_named_signature(tmp_path):
     model = tiny_sknet()
     randomize_batch_norms(model, np.random.default_rng(3))
@@ -175,6 +180,7 @@ def _graph_ops(concrete_function):
     return {op.type for op in concrete_function.graph.get_operations()}
 
 
+@KERNELS
 def test_frozen_function_matches_keras_and_holds_no_variables():
     model = tiny_sknet()
     randomize_batch_norms(model, np.random.default_rng(6))
@@ -194,6 +200,7 @@ def test_frozen_function_matches_keras_and_holds_no_variables():
     assert np.abs(model(x, training=False).numpy() - before).max() > 1e-3
 
 
+@KERNELS
 def test_frozen_function_fixed_batch_and_size_and_bad_input():
     model = SKNet((1, 1), include_top=False, pooling="avg")  # any size
     frozen = export.frozen_function(model, batch_size=2, input_size=(40, 48))
@@ -212,6 +219,7 @@ def test_frozen_function_fixed_batch_and_size_and_bad_input():
         export.frozen_function(model, batch_size=0)
 
 
+@KERNELS
 def test_frozen_saved_model(tmp_path):
     model = tiny_sknet()
     randomize_batch_norms(model, np.random.default_rng(7))
@@ -237,6 +245,7 @@ def test_frozen_exports_that_disagree_with_keras_fail_and_leave_nothing(tmp_path
     assert os.listdir(tmp_path) == []
 
 
+@KERNELS
 def test_backbone_export_at_a_given_size():
     """A size-free backbone exports at the size asked, its output named after its last layer."""
     model = SKNet((1, 1), include_top=False, pooling="avg")

@@ -27,7 +27,10 @@ from keras_sknet.weights import registry
 from keras_sknet.weights.__main__ import TIMM_REFERENCE_SCRIPT
 from keras_sknet.weights.__main__ import main as weights_cli
 
-pytestmark = pytest.mark.kernels
+# Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
+# second pass): those whose numbers depend on the kernels; files, command lines and
+# fault handling are the same code on both libraries.
+KERNELS = pytest.mark.kernels
 
 HAVE_TIMM = all(importlib.util.find_spec(m) is not None for m in ("torch", "timm", "safetensors", "PIL"))
 if not HAVE_TIMM:
@@ -67,6 +70,7 @@ def max_diff(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
 
+@KERNELS
 @pytest.mark.parametrize("name,arch", PAIRS, ids=[name for name, _ in PAIRS])
 def test_logits_and_features_match_timm(name, arch, timm_outputs):
     checkpoint = str(timm_outputs / f"{arch}.safetensors")

@@ -54,14 +54,45 @@ def _backend_conv(x, kernel, strides, dilation, pad, depthwise):
         # gradients work on TF's Eigen CPU kernels too.
         return tf_conv.conv2d(x, kernel, strides, dilation, padding, depthwise=depthwise)
     if dilation > 1 and x.shape[1] is not None and x.shape[2] is not None:
+        if keras.backend.backend() == "jax":
+            return _jax_dilated_conv(x, kernel, dilation, pad)
         return _dilated_over_phases(x, kernel, dilation, pad)
+    return _dilated_conv(x, kernel, strides, dilation, pad)
+
+
+def _dilated_conv(x, kernel, strides, dilation, pad):
+    """The backend's own convolution (cuDNN's, XLA's, PyTorch's), dilated or not."""
     if pad:
         x = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     return ops.conv(x, kernel, strides=strides, padding="valid", dilation_rate=dilation)
 
 
+def _jax_dilated_conv(x, kernel, dilation, pad):
+    """JAX: the dilated convolution forwards, its gradients over pixel phases.
+
+    Forwards, cuDNN's and XLA's own dilated convolution is the faster one (an H200:
+    0.20 vs 0.33 ms for a 56 x 56 x 128 grouped 3x3); their gradients are the slow
+    part (0.70 ms undilated, 27 ms dilated, 0.86 ms over phases).
+    """
+    import jax
+
+    @jax.custom_vjp
+    def convolve(x, kernel):
+        return _dilated_conv(x, kernel, 1, dilation, pad)
+
+    def forward(x, kernel):
+        return convolve(x, kernel), (x, kernel)
+
+    def backward(saved, grad):
+        _, pullback = jax.vjp(lambda x, k: _dilated_over_phases(x, k, dilation, pad), *saved)
+        return pullback(grad)
+
+    convolve.defvjp(forward, backward)
+    return convolve(x, kernel)
+
+
 def _dilated_over_phases(x, kernel, dilation, pad):
-    """A stride-1 dilated convolution as one undilated convolution (JAX, PyTorch).
+    """A stride-1 dilated convolution as one undilated convolution (PyTorch; JAX's gradients).
 
     Output row `i = d*a + r` reads padded rows `r + d*(a + t)`, taps `t`: the
     rows of phase `r` only, consecutively. So the d x d pixel phases become
