@@ -96,7 +96,8 @@ def test_a_run_end_to_end_then_evaluate(data_dir, tmp_path):
 
 def test_backup_restores_every_variable(tmp_path, rng):
     """Including the BatchNorm statistics of SK paths, which Keras keeps in lists."""
-    from training.trainer import TrainingState, build_model, compile_model
+    from training.state import TrainingState
+    from training.trainer import build_model, compile_model
 
     experiment = tiny()
 

@@ -19,15 +19,10 @@ import numpy as np
 import pytest
 
 from tests.training.test_trainer import tiny
+from training.state import FileTrainingState
 from training.train import HOST_DEVICES_FLAG, force_host_devices, keras_backend
 from training.train import main as train_main
-from training.trainer import (
-    FileTrainingState,
-    _pad_to_multiple,
-    build_model,
-    check_batch_divides,
-    compile_model,
-)
+from training.trainer import _pad_to_multiple, build_model, check_batch_divides, compile_model
 
 # The runs happen in subprocesses; this process only needs jax to be installed for them.
 pytest.importorskip("jax", reason="the trainer on JAX needs jax (pip install jax)")
