@@ -16,9 +16,13 @@ per process when TensorFlow is imported:
   (see `keras_sknet.layers.tf_conv`): the same numbers, slower.
 
 Importing `keras_sknet` before TensorFlow sets `TF_ENABLE_ONEDNN_OPTS=1`
-unless it is already set (`prefer_onednn`): on x86 our models run 2-3x faster
-on oneDNN than on Eigen (measured in BENCHMARKS.md, "Platforms"). Set
-`TF_ENABLE_ONEDNN_OPTS=0` to keep TensorFlow's Eigen kernels.
+unless it is already set, on x86 CPUs with AVX-512 (`prefer_onednn`): there
+TensorFlow alone turns oneDNN on only with VNNI, BF16 or AMX, and on AVX-512
+CPUs without them (Skylake-SP/X) oneDNN runs SKNet-50 1.57x faster than Eigen
+in inference and 2.2x in training. On AVX2-only CPUs oneDNN is no faster
+(0.98x inference, 1.09x training), so TensorFlow's own choice, Eigen, stands
+(measured in BENCHMARKS.md, "Kernels": `benchmarks/bench_kernels.py`). Set
+`TF_ENABLE_ONEDNN_OPTS` yourself to decide.
 
 This module imports nothing heavy at import time, so `keras_sknet` can call
 `prefer_onednn()` before Keras imports TensorFlow.
@@ -48,26 +52,33 @@ _TF_ONEDNN_DEFAULT_FEATURES = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_ti
 _ARM_FEATURES = ("asimd", "sve", "sve2", "bf16", "i8mm")
 
 
-def prefer_onednn():
-    """Turns TensorFlow's oneDNN kernels on if nobody has decided yet.
+def prefer_onednn(features=None):
+    """Turns TensorFlow's oneDNN kernels on where they pay and nobody has decided yet.
 
     Sets `TF_ENABLE_ONEDNN_OPTS=1` when the variable is unset, TensorFlow is
-    not imported yet (the setting is read once, at TensorFlow's import) and
-    the CPU is x86-64, where every TensorFlow wheel carries oneDNN. Arm is left
-    to TensorFlow's own default, which turns oneDNN on for the Arm server CPUs
-    it is tuned for.
+    not imported yet (the setting is read once, at TensorFlow's import) and the
+    CPU is x86-64 with AVX-512: TensorFlow would otherwise run Eigen on AVX-512
+    CPUs without VNNI/BF16/AMX, which oneDNN runs 1.6-2.2x faster. AVX2-only
+    CPUs and Arm keep TensorFlow's own default (on AVX2, oneDNN measured within
+    10% of Eigen; on Arm, TensorFlow turns oneDNN on for the server CPUs it is
+    tuned for).
+
+    Args:
+        features: as returned by `cpu_features()` (read from the machine if None).
 
     Returns:
         True if this call set the variable.
 
     Example:
-        >>> import keras_sknet          # before tensorflow or keras
+        >>> import keras_sknet          # before tensorflow or keras, on an AVX-512 CPU
         >>> os.environ["TF_ENABLE_ONEDNN_OPTS"]
         '1'
     """
     if ONEDNN_VARIABLE in os.environ or "tensorflow" in sys.modules:
         return False
     if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    if "avx512f" not in (cpu_features() if features is None else features):
         return False
     os.environ[ONEDNN_VARIABLE] = "1"
     return True

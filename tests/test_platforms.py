@@ -140,12 +140,46 @@ def test_importing_keras_sknet_first_turns_onednn_on_unless_told_otherwise():
     def probe(order, onednn):
         return json.loads(run_python(["-c", PROBE, order], onednn).strip().splitlines()[-1])
 
-    assert probe("keras-sknet-first", None) == ["1", True]
+    x86 = host.machine().lower() in ("x86_64", "amd64")
+    if x86 and "avx512f" in platform.cpu_features():
+        assert probe("keras-sknet-first", None) == ["1", True]
+    else:  # AVX2-only x86 and Arm: TensorFlow's own choice stands
+        assert probe("keras-sknet-first", None) == [None, platform.tensorflow_default_onednn()]
     assert probe("keras-sknet-first", False) == ["0", False]
     # TensorFlow already decided: the variable is left alone, and the package runs on what TF chose.
     variable, onednn = probe("tensorflow-first", None)
     assert variable is None
     assert onednn == platform.tensorflow_default_onednn()
+
+
+@pytest.mark.parametrize(
+    "features,sets",
+    [
+        ({"avx2", "fma"}, False),  # AVX2 only: oneDNN within 10% of Eigen, TF's Eigen stands
+        ({"avx2", "avx512f"}, True),  # Skylake-SP/X: TF alone runs Eigen, oneDNN 1.6-2.2x faster
+        ({"avx2", "avx512f", "avx512_vnni"}, True),  # TF would pick oneDNN anyway
+    ],
+)
+def test_prefer_onednn_only_where_it_pays(features, sets, monkeypatch):
+    monkeypatch.delenv(platform.ONEDNN_VARIABLE, raising=False)
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as before TensorFlow's import
+    monkeypatch.setattr(host, "machine", lambda: "x86_64")
+    assert platform.prefer_onednn(features) is sets
+    assert os.environ.get(platform.ONEDNN_VARIABLE) == ("1" if sets else None)
+    monkeypatch.setattr(host, "machine", lambda: "aarch64")
+    monkeypatch.delenv(platform.ONEDNN_VARIABLE, raising=False)
+    assert platform.prefer_onednn(features) is False
+
+
+def test_prefer_onednn_leaves_a_decision_alone(monkeypatch):
+    monkeypatch.setenv(platform.ONEDNN_VARIABLE, "0")
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    assert platform.prefer_onednn({"avx512f"}) is False
+    assert os.environ[platform.ONEDNN_VARIABLE] == "0"
+    monkeypatch.delenv(platform.ONEDNN_VARIABLE)
+    monkeypatch.setitem(sys.modules, "tensorflow", object())  # TensorFlow imported: too late
+    assert platform.prefer_onednn({"avx512f"}) is False
+    assert platform.ONEDNN_VARIABLE not in os.environ
 
 
 @pytest.mark.parametrize(
