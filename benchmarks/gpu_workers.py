@@ -374,22 +374,28 @@ def torch_sync(torch, device):
     return lambda _: None
 
 
+def torch_setup(torch, versions, results, tiny):
+    """A PyTorch worker's start: records versions and device, checks CUDA (unless tiny).
+
+    Returns:
+        `(device, classes, image size, sync, seeded generator)`.
+    """
+    device, meta = torch_device_meta(torch)
+    results.write(dict(kind="meta", versions=versions, **meta))
+    if not tiny and device != "cuda":
+        raise RuntimeError("PyTorch sees no CUDA device")
+    torch.backends.cudnn.benchmark = True
+    classes, size = (10, 32) if tiny else (1000, 224)
+    return device, classes, size, torch_sync(torch, device), torch.Generator().manual_seed(0)
+
+
 def keras_torch_worker(rows, results, budget, timing, tiny):
     """Keras on PyTorch: eager calls and Keras' own `train_on_batch`."""
     import keras
     import torch
 
-    device, meta = torch_device_meta(torch)
-    results.write(
-        dict(kind="meta", versions={"torch": torch.__version__, "keras": keras.__version__}, **meta)
-    )
-    if not tiny and device != "cuda":
-        raise RuntimeError("PyTorch sees no CUDA device")
-    torch.backends.cudnn.benchmark = True
-    classes = 10 if tiny else 1000
-    size = 32 if tiny else 224
-    sync = torch_sync(torch, device)
-    generator = torch.Generator().manual_seed(0)
+    versions = {"torch": torch.__version__, "keras": keras.__version__}
+    device, classes, size, sync, generator = torch_setup(torch, versions, results, tiny)
 
     def prepare(model, dtype, variant):
         start = time.time()
@@ -426,15 +432,8 @@ def timm_worker(rows, results, budget, timing, tiny, variants):
     import timm
     import torch
 
-    device, meta = torch_device_meta(torch)
-    results.write(dict(kind="meta", versions={"torch": torch.__version__, "timm": timm.__version__}, **meta))
-    if not tiny and device != "cuda":
-        raise RuntimeError("PyTorch sees no CUDA device")
-    torch.backends.cudnn.benchmark = True
-    classes = 10 if tiny else 1000
-    size = 32 if tiny else 224
-    sync = torch_sync(torch, device)
-    generator = torch.Generator().manual_seed(0)
+    versions = {"torch": torch.__version__, "timm": timm.__version__}
+    device, classes, size, sync, generator = torch_setup(torch, versions, results, tiny)
     channels_last = torch.channels_last
 
     def prepare(model, dtype, variant):

@@ -97,16 +97,14 @@ def weights_file(name):
 
 
 def randomize_batch_norms(model, seed):
-    """Gives every BatchNorm non-trivial statistics and affine parameters, so that they are compared."""
-    rng = np.random.RandomState(seed)
-    for weight in model.weights:
-        name = weight.path.rsplit("/", 1)[-1]
-        if name == "moving_variance":
-            weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
-        elif name in ("moving_mean", "beta"):
-            weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
-        elif name == "gamma":
-            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+    """Gives every BatchNorm non-trivial statistics and affine parameters, so that they are compared.
+
+    The draws of `tests.conftest.randomize_batch_norms` from a `RandomState(seed)`:
+    the same numbers on every backend, from a seed the reference files record.
+    """
+    from tests.conftest import randomize_batch_norms as randomize
+
+    randomize(model, np.random.RandomState(seed))
 
 
 def inputs(shape, seed, batch=BATCH):
