@@ -26,31 +26,6 @@ def pytest_report_header(config):
     return f"keras_sknet platform: {platform.describe()}"
 
 
-# The slowest files, slowest first (minutes each on 2 cores). pytest-xdist's `--dist loadfile`
-# hands whole files to workers in collection order: starting the long ones first keeps one
-# worker from running a long file alone at the end (longest-first scheduling).
-SLOWEST_FIRST = (
-    "tests/training/test_trainer.py",
-    "tests/test_platforms.py",
-    "tests/training/test_trainer_jax.py",
-    "tests/backends/test_tensorflow_side.py",
-    "tests/test_export.py",
-    "tests/test_applications.py",
-    "tests/test_gpu_check.py",
-    "tests/test_timm_parity.py",
-)
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {path: index for index, path in enumerate(SLOWEST_FIRST)}
-
-    def file_rank(item):
-        path = os.path.relpath(str(item.path), str(config.rootpath)).replace(os.sep, "/")
-        return rank.get(path, len(rank))
-
-    items.sort(key=file_rank)  # stable: tests keep their order within a file
-
-
 def pytest_sessionstart(session):
     expected = os.environ.get(EXPECT_KERNELS)
     if expected and keras.backend.backend() == "tensorflow" and expected != _kernels():
