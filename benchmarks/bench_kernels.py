@@ -25,14 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import append_markdown, interleaved_timeit  # noqa: E402
-from benchmarks.workers import Worker  # noqa: E402
+from benchmarks.workers import SKNET50_WORKER, Worker  # noqa: E402
 from keras_sknet import platform  # noqa: E402
 
-# The worker: SKNet-50 graph inference (`infer/16`) and trainer steps (`train/16`).
-WORKER = """
-from benchmarks.bench_peers import serve_sknet50
-serve_sknet50()
-"""
 # oneDNN's instruction-set caps, the CPU feature each needs, and the CPUs it stands for.
 ONEDNN_ISAS = (
     ("AVX2", "avx2", "AVX2-only CPUs: Zen 1-3, Haswell to Comet Lake"),
@@ -61,7 +56,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    workers = {label: Worker(WORKER, env=env) for label, env in configurations().items()}
+    workers = {label: Worker(SKNET50_WORKER, env=env) for label, env in configurations().items()}
     results = {}
     for task in ("infer", "train"):
         runners = {label: worker.runner(f"{task}/{args.batch}") for label, worker in workers.items()}

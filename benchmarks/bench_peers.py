@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import append_markdown, interleaved_timeit, start_timm, timeit  # noqa: E402
-from benchmarks.workers import Worker  # noqa: E402
+from benchmarks.workers import SKNET50_WORKER, Worker  # noqa: E402
 from keras_sknet import export, platform  # noqa: E402
 from keras_sknet.applications import ResNeXt50, SEResNeXt50, SKNet50  # noqa: E402
 from keras_sknet.utils import count_flops  # noqa: E402
@@ -129,14 +129,8 @@ def inference_runners(batch, models, litert, timm):
 
 
 # TensorFlow fixes its CPU kernel library (oneDNN or Eigen) at import, so the SKNet-50 rows
-# of the other library run in a worker process started with TF_ENABLE_ONEDNN_OPTS flipped,
-# timed in the same interleaved rounds: `infer/BATCH` (graph) or `train/BATCH` (trainer step).
-OTHER_KERNELS_WORKER = """
-from benchmarks.bench_peers import serve_sknet50
-serve_sknet50()
-"""
-
-
+# of the other library run in a worker process (`SKNET50_WORKER`) started with
+# TF_ENABLE_ONEDNN_OPTS flipped, timed in the same interleaved rounds.
 def serve_sknet50():
     """Worker loop: SKNet-50 graph inference and trainer steps on this process's kernels."""
     from benchmarks.workers import serve
@@ -160,7 +154,7 @@ def kernel_library():
 def start_other_kernels():
     """The worker on the kernel library this process does not run."""
     flipped = "0" if platform.onednn_enabled() else "1"
-    return Worker(OTHER_KERNELS_WORKER, env={platform.ONEDNN_VARIABLE: flipped})
+    return Worker(SKNET50_WORKER, env={platform.ONEDNN_VARIABLE: flipped})
 
 
 def start_avx2_onednn():
@@ -168,7 +162,7 @@ def start_avx2_onednn():
     `prefer_onednn` gives an AVX2-only CPU, where TensorFlow alone would run Eigen."""
     if "avx512f" not in platform.cpu_features():
         return None
-    return Worker(OTHER_KERNELS_WORKER, env={platform.ONEDNN_VARIABLE: "1", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    return Worker(SKNET50_WORKER, env={platform.ONEDNN_VARIABLE: "1", "ONEDNN_MAX_CPU_ISA": "AVX2"})
 
 
 AVX2_GRAPH = "SKNet-50 Keras graph, TF oneDNN kernels limited to AVX2 (worker)"

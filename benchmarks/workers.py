@@ -71,3 +71,11 @@ class Worker:
         self.process.stdin.close()
         self.process.wait(timeout=120)
         self.log.close()
+
+
+# A worker on whatever TensorFlow CPU kernels its environment picks (TensorFlow fixes them at
+# import): SKNet-50 graph inference (`infer/BATCH`) and trainer steps (`train/BATCH`).
+SKNET50_WORKER = """
+from benchmarks.bench_peers import serve_sknet50
+serve_sknet50()
+"""
