@@ -85,12 +85,14 @@ ABLATIONS = {
 }
 
 
+@pytest.mark.kernels  # the traced graph is the model's on oneDNN and on Eigen alike
 @pytest.mark.parametrize("name", sorted(ZOO_INPUTS))
 def test_layer_count_equals_the_traced_graph_on_the_zoo(name):
     model = getattr(applications, name)(input_shape=ZOO_INPUTS[name])
     assert count_flops(model, method="layers") == count_flops(model, method="graph") > 0
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("kwargs", ABLATIONS.values(), ids=ABLATIONS.keys())
 def test_layer_count_equals_the_traced_graph_on_ablations(kwargs):
     model = applications.SKNet((1, 1, 1, 1), input_shape=(64, 64, 3), **kwargs)

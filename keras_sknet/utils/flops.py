@@ -14,9 +14,11 @@ BatchNorm, activations, pooling and additions are not counted.
 
 Two ways to count, which agree on every model of the zoo (tested):
 
-- `"graph"` (TensorFlow backend): traces the model and adds up the ops
-  TensorFlow actually runs, so it also counts user layers and shows any
-  convolution work an implementation does beyond the nominal one.
+- `"graph"` (TensorFlow backend): traces the model and adds up the ops of
+  its graph, so it also counts user layers. The graph is traced with the
+  convolutions as the model writes them (`convolution_path("portable")`), not
+  as this CPU's kernel library runs them, so the count is the same on every
+  CPU, with oneDNN or Eigen.
 - `"layers"` (every backend): runs the model once on symbolic or one-image
   inputs and counts, from the shapes each layer sees, the convolutions and
   fully connected layers of Keras (`Conv1D/2D/3D`, `DepthwiseConv2D`,
@@ -133,8 +135,13 @@ def count_flops(model, input_shape=None, method=None):
     require_tensorflow_backend("count_flops(method='graph')")
     import tensorflow as tf
 
+    from keras_sknet.layers.tf_conv import convolution_path
+
     spec = tf.TensorSpec((1,) + input_shape, model.inputs[0].dtype)
-    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    # The model's convolutions as written, not as this CPU's kernel library gets them: on Eigen,
+    # small groups run over pixel blocks, which do more multiply-adds than the model needs.
+    with convolution_path("portable", gradients=False):
+        function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     return _graph_macs(function.graph)
 
 

@@ -24,15 +24,21 @@ from keras_sknet.weights.safetensors_io import save_safetensors
 REFERENCE_VARIABLE = "KERAS_SKNET_BACKEND_REFERENCE"  # the directory make_reference wrote
 OUTPUT_VARIABLE = "KERAS_SKNET_BACKEND_OUTPUT"  # where a backend leaves .keras files for TensorFlow
 REQUIRE_VARIABLE = "KERAS_SKNET_REQUIRE_REFERENCE"  # "1": a missing reference fails instead of skipping
-FORMAT = 1  # of the reference directory; make_reference and the tests must agree
+FORMAT = 2  # of the reference directory; make_reference and the tests must agree
 
 TOLERANCE = 1e-5  # float32 forward parity with TensorFlow (issue 14)
 GRADIENT_TOLERANCE = 1e-5  # absolute, on gradients of a mean squared error (values ~1e-2..1)
-# Training-mode BatchNorm over a batch of 4 makes this tiny model's gradients ill-conditioned in
-# float32: TensorFlow's own two BatchNorm implementations (fused, and Keras' synchronized one) give
-# updates 5e-3 apart, relative. A fit step's update is held to 1% of its size; its loss and the
-# moving statistics (forward only) to TOLERANCE.
-UPDATE_TOLERANCE = 1e-2
+# A fit step's update, BatchNorm in training mode, is ill-conditioned in float32 (the batch
+# statistics of 4 images; the SK attention's BatchNorm sees 4 numbers per channel), so two float32
+# implementations cannot be held to each other by a fixed bound: each is held to the float64 step
+# that make_reference computes. A backend's float32 update may sit at most UPDATE_ERROR_FACTOR
+# times as far from float64 as TensorFlow's own float32 update does on the same machine (measured
+# in the reference), and never has to beat UPDATE_ERROR_FLOOR (a few float32 roundings
+# amplified by the BatchNorm of 4 samples). Measured on a Zen 3 (AVX2): TensorFlow oneDNN 1.2e-3,
+# Eigen 1.2e-4, PyTorch 1.0e-4, JAX 1.0e-4 (before the two-pass variance of FusedBatchNorm,
+# PyTorch was at 1.9e-2: Keras' E[x^2] - E[x]^2).
+UPDATE_ERROR_FACTOR = 4.0
+UPDATE_ERROR_FLOOR = 1e-4
 ATTENTION_TOLERANCE = 1e-5
 # mixed_bfloat16 against float32: bfloat16 keeps 8 bits of mantissa (relative step 2^-8 = 0.4%),
 # and the error grows through the layers; bounded relative to the largest logit.
@@ -254,6 +260,23 @@ def fit_one_step(model, x, y):
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="mse")
     history = model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
     return history.history["loss"][0]
+
+
+def update_error(before, after, after_float64):
+    """How far a float32 step's update is from the float64 step's, relative to the largest change.
+
+    Args:
+        before: a variable's value before the step.
+        after: its value after the float32 step.
+        after_float64: its value after the same step in float64.
+
+    Returns:
+        `max |(after - before) - (after64 - before)| / max |after64 - before|`.
+    """
+    before, after, after_float64 = (np.asarray(v, "float64") for v in (before, after, after_float64))
+    step = np.abs(after_float64 - before).max()
+    assert step > 0, "the float64 step does not change this variable"
+    return float(np.abs(after - after_float64).max() / step)
 
 
 def max_abs_diff(a, b):

@@ -77,15 +77,41 @@ def _training_reference(model, weights_path, manifest, arrays):
     for i, gradient in enumerate(gradients):
         arrays[f"train.gradient.{i}"] = gradient
     model.load_weights(weights_path)
+    before = [keras.ops.convert_to_numpy(v) for v in model.weights]
     fit_loss = common.fit_one_step(model, x, y)
+    after = [keras.ops.convert_to_numpy(v) for v in model.weights]
+    for i, value in enumerate(after):
+        arrays[f"train.after_fit.{i}"] = value
+    after_float64 = _fit_step_in_float64(model, weights_path, x, y)
+    trainable = {v.path for v in model.trainable_variables}
+    errors = []
     for i, variable in enumerate(model.weights):
-        arrays[f"train.after_fit.{i}"] = keras.ops.convert_to_numpy(variable)
+        if variable.path in trainable:
+            arrays[f"train.after_fit_float64.{i}"] = after_float64[i]
+            errors.append(common.update_error(before[i], after[i], after_float64[i]))
     manifest["train"] = {
         "loss": loss,
         "fit_loss": fit_loss,
         "trainable": [v.path for v in model.trainable_variables],
         "weights": [v.path for v in model.weights],
+        # How far TensorFlow's own float32 step is from the float64 one, on this machine's kernels:
+        # the yardstick for the other backends' float32 steps (common.update_error).
+        "fit_float32_update_error": max(errors),
     }
+
+
+def _fit_step_in_float64(model, weights_path, x, y):
+    """The same fit step computed in float64 (the ground truth the float32 steps approximate)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        model64 = common.MODELS["sknet_tiny"][0]()
+        model64.load_weights(weights_path)
+        assert [v.path for v in model64.weights] == [v.path for v in model.weights]
+        common.fit_one_step(model64, x.astype("float64"), y.astype("float64"))
+        return [keras.ops.convert_to_numpy(v) for v in model64.weights]
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _imagenet_reference(directory, manifest, arrays):

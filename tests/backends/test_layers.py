@@ -175,3 +175,25 @@ class LayerHarnessTest(TestCase):
             expected_num_trainable_weights=3 * 3 + 4,
             expected_num_non_trainable_weights=3 * 2,
         )
+
+
+
+def test_batch_norm_statistics_where_the_mean_dwarfs_the_spread():
+    """Training-mode batch statistics in two passes: E[x^2] - E[x]^2 would lose them here.
+
+    Channels of mean 100 and standard deviation 0.01, in float32: x^2 ~ 1e4 carries a
+    rounding error of ~6e-4, six times the variance itself; the two-pass variance keeps
+    it to float32's rounding of the mean. Checked against NumPy in float64 on the same
+    float32 numbers.
+    """
+    import keras
+    import numpy as np
+
+    x = (100.0 + 0.01 * np.random.RandomState(3).normal(size=(4, 5, 5, 3))).astype("float32")
+    layer = FusedBatchNorm(momentum=0.0)  # the moving statistics become the batch's
+    layer(keras.ops.convert_to_tensor(x), training=True)
+    x64 = x.astype("float64")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.moving_variance), x64.var(axis=(0, 1, 2)), rtol=1e-2
+    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), x64.mean(axis=(0, 1, 2)), rtol=1e-6)

@@ -136,7 +136,11 @@ def test_gradients_match_tensorflow(reference, loaded, measured):
 
 
 def test_fit_step_matches_tensorflow(reference, loaded, measured):
-    """One step of this backend's `fit` (jitted on JAX, eager on PyTorch), BatchNorm in training mode."""
+    """One step of this backend's `fit` (jitted on JAX, eager on PyTorch), BatchNorm in training mode.
+
+    The update is ill-conditioned in float32, so it is held to the float64 step, as
+    closely as TensorFlow's own float32 step is (see common.UPDATE_ERROR_FACTOR).
+    """
     model = loaded("sknet_tiny")
     expected = reference.manifest["train"]
     assert [v.path for v in model.weights] == expected["weights"]
@@ -144,19 +148,22 @@ def test_fit_step_matches_tensorflow(reference, loaded, measured):
     loss = common.fit_one_step(model, reference["train.inputs"], reference["train.targets"])
     assert abs(loss - expected["fit_loss"]) <= common.TOLERANCE * max(1.0, abs(expected["fit_loss"]))
     trainable = {v.path for v in model.trainable_variables}
-    statistics, updates = [], []
+    statistics, errors = [], []
     for i, (variable, start) in enumerate(zip(model.weights, before)):
-        after, after_tf = keras.ops.convert_to_numpy(variable), reference[f"train.after_fit.{i}"]
+        after = keras.ops.convert_to_numpy(variable)
         if variable.path in trainable:
-            step_tf = np.abs(after_tf - start).max()
-            assert step_tf > 0, variable.path
-            updates.append(common.max_abs_diff(after - start, after_tf - start) / step_tf)
+            errors.append(common.update_error(start, after, reference[f"train.after_fit_float64.{i}"]))
         else:  # moving mean and variance: from the batch statistics of the forward pass
-            statistics.append(common.max_abs_diff(after, after_tf))
+            statistics.append(common.max_abs_diff(after, reference[f"train.after_fit.{i}"]))
+    bound = common.UPDATE_ERROR_FACTOR * max(expected["fit_float32_update_error"], common.UPDATE_ERROR_FLOOR)
     measured["fit_step/moving_statistics"] = max(statistics)
-    measured["fit_step/update_relative"] = max(updates)
+    measured["fit_step/update_error_vs_float64"] = max(errors)
+    measured["fit_step/tensorflow_update_error_vs_float64"] = expected["fit_float32_update_error"]
     assert max(statistics) <= common.TOLERANCE
-    assert max(updates) <= common.UPDATE_TOLERANCE
+    assert max(errors) <= bound, (
+        f"{BACKEND}'s float32 update is {max(errors):.2e} from float64 (relative); TensorFlow's is "
+        f"{expected['fit_float32_update_error']:.2e}, bound {bound:.2e}"
+    )
 
 
 @pytest.mark.parametrize("name", ATTENTION_MODELS)
