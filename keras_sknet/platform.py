@@ -16,12 +16,15 @@ per process when TensorFlow is imported:
   (see `keras_sknet.layers.tf_conv`): the same numbers, slower.
 
 Importing `keras_sknet` before TensorFlow sets `TF_ENABLE_ONEDNN_OPTS=1`
-unless it is already set, on x86 CPUs with AVX-512 (`prefer_onednn`): there
-TensorFlow alone turns oneDNN on only with VNNI, BF16 or AMX, and on AVX-512
-CPUs without them (Skylake-SP/X) oneDNN runs SKNet-50 1.57x faster than Eigen
-in inference and 2.2x in training. On AVX2-only CPUs oneDNN is no faster
-(0.98x inference, 1.09x training), so TensorFlow's own choice, Eigen, stands
-(measured in BENCHMARKS.md, "Kernels": `benchmarks/bench_kernels.py`). Set
+unless it is already set, on x86 CPUs with AVX2 or AVX-512 (`prefer_onednn`),
+where TensorFlow alone turns oneDNN on only with VNNI, BF16 or AMX. Measured
+on real CPUs (docs/platforms.md, BENCHMARKS.md "Kernels"): on an AVX2-only
+AMD Zen 3, oneDNN trains SKNet-50 1.7x faster than Eigen and infers at batch
+16 1.3x faster, and at batch 1 as fast (once the convolution + BatchNorm fusion
+that oneDNN runs slowly there is avoided, `tf_conv.affine_inference_batch_norm`);
+on AVX-512 CPUs without VNNI (Skylake-SP/X, stood in for by a Sapphire Rapids
+capped with ONEDNN_MAX_CPU_ISA) 1.6x in inference and 2.2x in training.
+Arm keeps TensorFlow's own choice (not measured here). Set
 `TF_ENABLE_ONEDNN_OPTS` yourself to decide.
 
 This module imports nothing heavy at import time, so `keras_sknet` can call
@@ -57,11 +60,11 @@ def prefer_onednn(features=None):
 
     Sets `TF_ENABLE_ONEDNN_OPTS=1` when the variable is unset, TensorFlow is
     not imported yet (the setting is read once, at TensorFlow's import) and the
-    CPU is x86-64 with AVX-512: TensorFlow would otherwise run Eigen on AVX-512
-    CPUs without VNNI/BF16/AMX, which oneDNN runs 1.6-2.2x faster. AVX2-only
-    CPUs and Arm keep TensorFlow's own default (on AVX2, oneDNN measured within
-    10% of Eigen; on Arm, TensorFlow turns oneDNN on for the server CPUs it is
-    tuned for).
+    CPU is x86-64 with AVX2 or AVX-512: TensorFlow would otherwise run Eigen
+    on CPUs without VNNI/BF16/AMX (AMD Zen 1-3, Intel Haswell to Skylake),
+    where oneDNN trains the SK models 1.7-2.2x faster and infers as fast or
+    faster at every batch size. Arm and x86 CPUs without AVX2 keep
+    TensorFlow's own default (not measured).
 
     Args:
         features: as returned by `cpu_features()` (read from the machine if None).
@@ -70,7 +73,7 @@ def prefer_onednn(features=None):
         True if this call set the variable.
 
     Example:
-        >>> import keras_sknet          # before tensorflow or keras, on an AVX-512 CPU
+        >>> import keras_sknet          # before tensorflow or keras, on an AVX2 or AVX-512 CPU
         >>> os.environ["TF_ENABLE_ONEDNN_OPTS"]
         '1'
     """
@@ -78,7 +81,8 @@ def prefer_onednn(features=None):
         return False
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    if "avx512f" not in (cpu_features() if features is None else features):
+    features = cpu_features() if features is None else features
+    if "avx2" not in features and "avx512f" not in features:
         return False
     os.environ[ONEDNN_VARIABLE] = "1"
     return True

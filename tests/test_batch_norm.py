@@ -82,3 +82,28 @@ def test_synchronized_default_comes_from_the_context():
         layer = FusedBatchNorm()
     assert layer.synchronized and FusedBatchNorm.from_config(layer.get_config()).synchronized
     assert not FusedBatchNorm().synchronized
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_inference_as_multiply_and_bias_add_gives_the_fused_results(affine, rng, monkeypatch):
+    """The inference form used on oneDNN without AVX-512 (and the fused op elsewhere), forced either way.
+
+    Also inside a tf.function with a convolution before it, where grappler would fuse the
+    fused op into the convolution.
+    """
+    from keras_sknet.layers import tf_conv
+
+    monkeypatch.setattr(tf_conv, "_onednn_without_avx512", lambda: affine)
+    ours, theirs = pair((2, 6, 6, 8), rng, epsilon=1e-3)
+    x = rng.normal(2.0, 3.0, size=(2, 6, 6, 8)).astype("float32")
+    kernel = tf.constant(rng.normal(size=(1, 1, 8, 8)).astype("float32"))
+
+    @tf.function
+    def conv_bn(layer, x):
+        return tf.nn.relu(layer(tf.nn.conv2d(x, kernel, 1, "SAME"), training=False))
+
+    assert tf_conv.affine_inference_batch_norm(tf.constant(x)) is affine
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), atol=1e-5)
+    np.testing.assert_allclose(conv_bn(ours, x), conv_bn(theirs, x), atol=1e-4)
+    with tf_conv.convolution_path("portable", gradients=False):  # exports keep the fused op
+        assert tf_conv.affine_inference_batch_norm(tf.constant(x)) is False

@@ -141,9 +141,9 @@ def test_importing_keras_sknet_first_turns_onednn_on_unless_told_otherwise():
         return json.loads(run_python(["-c", PROBE, order], onednn).strip().splitlines()[-1])
 
     x86 = host.machine().lower() in ("x86_64", "amd64")
-    if x86 and "avx512f" in platform.cpu_features():
+    if x86 and {"avx2", "avx512f"}.intersection(platform.cpu_features()):
         assert probe("keras-sknet-first", None) == ["1", True]
-    else:  # AVX2-only x86 and Arm: TensorFlow's own choice stands
+    else:  # x86 without AVX2, and Arm: TensorFlow's own choice stands
         assert probe("keras-sknet-first", None) == [None, platform.tensorflow_default_onednn()]
     assert probe("keras-sknet-first", False) == ["0", False]
     # TensorFlow already decided: the variable is left alone, and the package runs on what TF chose.
@@ -155,7 +155,9 @@ def test_importing_keras_sknet_first_turns_onednn_on_unless_told_otherwise():
 @pytest.mark.parametrize(
     "features,sets",
     [
-        ({"avx2", "fma"}, False),  # AVX2 only: oneDNN within 10% of Eigen, TF's Eigen stands
+        (set(), False),  # no AVX2 (or unreadable features): TensorFlow's choice stands
+        ({"avx", "fma"}, False),
+        ({"avx2", "fma"}, True),  # AVX2 only (Zen 3 measured): oneDNN trains 1.7x faster than Eigen
         ({"avx2", "avx512f"}, True),  # Skylake-SP/X: TF alone runs Eigen, oneDNN 1.6-2.2x faster
         ({"avx2", "avx512f", "avx512_vnni"}, True),  # TF would pick oneDNN anyway
     ],

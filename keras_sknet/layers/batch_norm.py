@@ -95,6 +95,8 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
+        from keras_sknet.layers import tf_conv
+
         shape = ops.shape(inputs)
         x = inputs if len(inputs.shape) == 4 else ops.reshape(inputs, (-1, 1, 1, shape[-1]))
         channels = inputs.shape[-1]
@@ -117,6 +119,12 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
                 self.moving_variance * self.momentum
                 + ops.cast(variance, self.moving_variance.dtype) * (1.0 - self.momentum)
             )
+        elif x.dtype == tf.float32 and tf_conv.affine_inference_batch_norm(x):
+            # y = x * scale + offset: what the fused kernel computes, without the fusion into
+            # the convolution before it that oneDNN runs slowly at batch 1 on AVX2 CPUs.
+            scale = gamma * tf.math.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
+            offset = beta - ops.cast(self.moving_mean, "float32") * scale
+            y = tf.nn.bias_add(x * scale, offset)
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 x,

@@ -137,6 +137,31 @@ def _current_settings():
     return getattr(_settings, "value", (None, True))
 
 
+@functools.cache
+def _onednn_without_avx512():
+    from keras_sknet import platform
+
+    return platform.onednn_enabled() and "avx512f" not in platform.cpu_features()
+
+
+def affine_inference_batch_norm(x):
+    """Whether an inference BatchNorm of `x` should be a multiply and a bias add, not the fused op.
+
+    On oneDNN without AVX-512 (AVX2 CPUs), grappler fuses a convolution with the
+    fused BatchNorm after it, and oneDNN runs the fused 1x1 convolutions at batch 1
+    through its gemm kernel with four per-channel post-ops: SKNet-50 at batch 1
+    then takes ten times as long as unfused. The same scale and offset as a
+    multiply and `bias_add` are not fused that way and cost nothing at larger
+    batches. Only in the default path: exported graphs keep the fused op, which
+    converters fold into the convolution.
+
+    Args:
+        x: the BatchNorm's input.
+    """
+    path, _ = _current_settings()
+    return path is None and _device_type(x) == "CPU" and _onednn_without_avx512()
+
+
 def path_for(x, groups, dilation):
     """How `conv2d` computes a convolution of `x`: `"native"`, `"portable"` or `"blocked"`."""
     if groups == 1 and dilation == 1:
