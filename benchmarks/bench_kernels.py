@@ -12,9 +12,13 @@ process of its own, and all are timed in the same interleaved rounds:
   stands in for AVX2-only CPUs (Zen 1-3, Haswell to Skylake clients), AVX512_CORE
   for AVX-512 CPUs without VNNI (Skylake-SP/X), where TensorFlow alone runs Eigen.
 
-Rows: SKNet-50 inference (the model in a `tf.function`, batch 16) and a training
-step (the trainer's compiled step, SGD, batch 16), 224 x 224. These decide what
-`keras_sknet.platform.prefer_onednn` does on each kind of CPU.
+Rows: SKNet-50 inference (the model in a `tf.function`) at batch 1 and 16, a
+SKNet-50 training step (the trainer's compiled step, SGD, batch 16), 224 x 224,
+and a training step of the demo's model and recipe (`scales_demo`, batch 64,
+64 x 64). These decide what `keras_sknet.platform.prefer_onednn` does on each
+kind of CPU. Rows with ONEDNN_MAX_CPU_ISA below this CPU's own are emulation:
+the numbers are this CPU's, running narrower instructions, not those of the CPU
+the cap stands in for, and are labelled so.
 """
 
 import argparse
@@ -35,32 +39,40 @@ ONEDNN_ISAS = (
 )
 
 
-def configurations():
-    """{row label: worker environment} for Eigen and every oneDNN cap this CPU can run."""
+def configurations(features=None):
+    """{row label: worker environment} for Eigen, oneDNN as is, and every lower oneDNN cap."""
+    features = platform.cpu_features() if features is None else features
     configs = {"Eigen (TF_ENABLE_ONEDNN_OPTS=0)": {platform.ONEDNN_VARIABLE: "0"}}
-    features = platform.cpu_features()
-    for isa, feature, stands_for in ONEDNN_ISAS:
-        if feature in features:
-            configs[f"oneDNN, ONEDNN_MAX_CPU_ISA={isa} ({stands_for})"] = {
-                platform.ONEDNN_VARIABLE: "1",
-                "ONEDNN_MAX_CPU_ISA": isa,
-            }
-    if platform.tensorflow_default_onednn(features):
-        configs["oneDNN, this CPU's full instruction set"] = {platform.ONEDNN_VARIABLE: "1"}
+    configs[f"oneDNN, this CPU's own instruction set ({platform.vector_isa(features)})"] = {
+        platform.ONEDNN_VARIABLE: "1"
+    }
+    widest = max((i for i, (_, feature, _) in enumerate(ONEDNN_ISAS) if feature in features), default=-1)
+    for isa, _, stands_for in ONEDNN_ISAS[:widest]:  # caps below this CPU's widest
+        configs[f"oneDNN, ONEDNN_MAX_CPU_ISA={isa} (emulates {stands_for})"] = {
+            platform.ONEDNN_VARIABLE: "1",
+            "ONEDNN_MAX_CPU_ISA": isa,
+        }
     return configs
+
+
+TASKS = (
+    ("infer/1", "SKNet-50 inference, batch 1"),
+    ("infer/16", "SKNet-50 inference, batch 16"),
+    ("train/16", "SKNet-50 training step, batch 16"),
+    ("demo/64", "demo model training step, batch 64"),
+)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per task")
-    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     workers = {label: Worker(SKNET50_WORKER, env=env) for label, env in configurations().items()}
     results = {}
-    for task in ("infer", "train"):
-        runners = {label: worker.runner(f"{task}/{args.batch}") for label, worker in workers.items()}
-        print(f"{task}: {len(runners)} configurations, {args.rounds} interleaved rounds", flush=True)
+    for task, title in TASKS:
+        runners = {label: worker.runner(task) for label, worker in workers.items()}
+        print(f"{title}: {len(runners)} configurations, {args.rounds} interleaved rounds", flush=True)
         results[task] = interleaved_timeit(runners, rounds=args.rounds, block_seconds=0.0, warmup=1)
         for label, (median, _) in results[task].items():
             print(f"  {label}: {median:.3f} s", flush=True)
@@ -69,18 +81,18 @@ def main():
 
     eigen = next(label for label in workers if label.startswith("Eigen"))
     lines = [
-        f"SKNet-50, 224 x 224, batch {args.batch}; every configuration in a worker process of its own, "
-        f"timed in the same {args.rounds} interleaved rounds (median).",
+        f"{platform.describe().split(';')[0]}; every configuration in a worker process of its own, "
+        f"timed in the same {args.rounds} interleaved rounds (median seconds; x = Eigen's time / this one's).",
         "",
-        "| TensorFlow CPU kernels | inference s | vs Eigen | training step s | vs Eigen |",
-        "|---|---:|---:|---:|---:|",
+        "| TensorFlow CPU kernels | " + " | ".join(f"{title} | vs Eigen" for _, title in TASKS) + " |",
+        "|---|" + "---:|---:|" * len(TASKS),
     ]
     for label in workers:
-        infer, train = results["infer"][label][0], results["train"][label][0]
-        lines.append(
-            f"| {label} | {infer:.3f} | {results['infer'][eigen][0] / infer:.2f}x | {train:.2f} | "
-            f"{results['train'][eigen][0] / train:.2f}x |"
-        )
+        cells = []
+        for task, _ in TASKS:
+            seconds = results[task][label][0]
+            cells.append(f"{seconds:.3f} | {results[task][eigen][0] / seconds:.2f}x")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     if not args.no_write:
         append_markdown(

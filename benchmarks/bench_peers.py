@@ -140,11 +140,29 @@ def serve_sknet50():
     def run(key):
         mode, batch = key.split("/")
         if key not in runners:  # built on first use (a warm-up call)
-            build = graph_runner if mode == "infer" else lambda m, b: train_step_runner(m, b, False)
-            runners[key] = build(SKNet50(), int(batch))
+            if mode == "demo":
+                runners[key] = demo_step_runner(int(batch))
+            else:
+                build = graph_runner if mode == "infer" else lambda m, b: train_step_runner(m, b, False)
+                runners[key] = build(SKNet50(), int(batch))
         runners[key]()
 
     serve(run, {"kernels": kernel_library(), "platform": platform.describe()})
+
+
+def demo_step_runner(batch):
+    """A trainer step of the scales_demo experiment (`bash scripts/demo.sh`'s model and recipe), 64 x 64."""
+    from training.experiments import get_experiment, override
+    from training.trainer import build_model, compile_model
+
+    experiment = override(get_experiment("scales_demo"), [f"batch_size={batch}"])
+    model = build_model(experiment, num_classes=10)
+    compile_model(model, experiment, steps_per_epoch=100)
+    x = tf.constant(np.random.default_rng(0).uniform(-2, 2, (batch, 64, 64, 3)).astype("float32"))
+    y = tf.one_hot(np.random.default_rng(1).integers(0, 10, batch), 10)
+    model.make_train_function()
+    data = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    return lambda: model.train_function(data)
 
 
 def kernel_library():

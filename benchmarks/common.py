@@ -4,6 +4,7 @@ import datetime
 import importlib.util
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -64,21 +65,42 @@ def machine_description():
 
 
 def append_markdown(title, lines, notes=()):
-    """Appends a dated section (title, machine, table lines, notes) to BENCHMARKS.md."""
+    """Writes a dated section (title, machine, table lines, notes) into BENCHMARKS.md.
+
+    BENCHMARKS.md keeps the latest run of each benchmark: a section with the same
+    title is replaced where it stands; a new title is appended. Older runs live in
+    git history (and benchmarks/history/).
+    """
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = [f"## {title}", "", f"{stamp}; {machine_description()}", "", *lines, ""]
     if notes:
         section += [*notes, ""]
-    new_file = not os.path.exists(BENCHMARKS_MD)
+    if os.path.exists(BENCHMARKS_MD):
+        with open(BENCHMARKS_MD) as f:
+            text = f.read()
+    else:
+        text = "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
     with atomic_path(BENCHMARKS_MD) as tmp, open(tmp, "w") as f:
-        if new_file:
-            f.write(
-                "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
-            )
-        else:
-            with open(BENCHMARKS_MD) as old:
-                f.write(old.read())
-        f.write("\n".join(section) + "\n")
+        f.write(replace_section(text, title, "\n".join(section) + "\n"))
+
+
+def replace_section(text, title, section):
+    """`text` (markdown) with its `## title` sections replaced by one `section`, or `section` appended."""
+    heading = f"## {title}"
+    parts = re.split(r"(?m)^(?=## )", text)
+    kept, placed = [], False
+    for part in parts:
+        if part.splitlines()[:1] == [heading]:
+            if not placed:
+                kept.append(section + ("\n" if not section.endswith("\n\n") else ""))
+                placed = True
+            continue
+        kept.append(part)
+    if not placed:
+        if kept and not kept[-1].endswith("\n\n"):
+            kept[-1] = kept[-1].rstrip("\n") + "\n\n"
+        kept.append(section)
+    return "".join(kept).rstrip("\n") + "\n"
 
 
 def interleaved_timeit(runners, rounds=20, block_seconds=0.1, warmup=2):

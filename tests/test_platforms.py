@@ -76,6 +76,7 @@ def both_libraries(tmp_path_factory):
         return ours, dict(theirs)
 
 
+@pytest.mark.numerics  # rerun with the instruction sets capped (scripts/test.sh)
 def test_the_other_process_ran_the_other_library(both_libraries):
     _, theirs = both_libraries
     assert bool(theirs["onednn"]) == (not platform.onednn_enabled())
@@ -83,6 +84,7 @@ def test_the_other_process_ran_the_other_library(both_libraries):
     assert bool(theirs["portable_float32"]) == (not theirs["onednn"])
 
 
+@pytest.mark.numerics  # rerun with the instruction sets capped (scripts/test.sh)
 @pytest.mark.parametrize("family", list(platform_worker.families()))
 def test_every_path_gives_the_same_numbers(both_libraries, family):
     ours, theirs = both_libraries
@@ -97,6 +99,7 @@ def test_every_path_gives_the_same_numbers(both_libraries, family):
     np.testing.assert_allclose(theirs[f"{family}/losses"], ours[f"{family}/losses"], rtol=1e-5)
 
 
+@pytest.mark.numerics  # rerun with the instruction sets capped (scripts/test.sh)
 @pytest.mark.parametrize("policy", platform_worker.MIXED_POLICIES)
 def test_mixed_precision_trains_on_both(both_libraries, policy):
     """16-bit convolutions and their gradients on either library (bfloat16 without native support too)."""
@@ -109,12 +112,14 @@ def test_mixed_precision_trains_on_both(both_libraries, policy):
     np.testing.assert_allclose(theirs[f"{policy}/losses"], ours[f"{policy}/losses"], rtol=0.02)
 
 
+@pytest.mark.numerics  # rerun with the instruction sets capped (scripts/test.sh)
 def test_sk_families_read_their_attention_on_both(both_libraries):
     ours, _ = both_libraries
     for family in platform_worker.SK_FAMILIES:
         assert any(key.startswith(f"{family}/attention/") for key in ours), family
 
 
+@pytest.mark.numerics  # rerun with the instruction sets capped (scripts/test.sh)
 def test_saved_models_run_on_the_other_library(both_libraries):
     """A SavedModel written with one kernel library runs with the other (portable export graphs)."""
     ours, theirs = both_libraries

@@ -29,9 +29,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 REQUIRE_BACKENDS = "KERAS_SKNET_REQUIRE_BACKENDS"
 TIMEOUT_S = 900
 
-pytestmark = pytest.mark.skipif(
-    BACKEND != "tensorflow", reason="writes the TensorFlow reference: runs on Keras' TensorFlow backend"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        BACKEND != "tensorflow", reason="writes the TensorFlow reference: runs on Keras' TensorFlow backend"
+    ),
+    pytest.mark.numerics,  # scripts/test.sh reruns it with the instruction sets capped
+]
 
 
 def _installed(backend):

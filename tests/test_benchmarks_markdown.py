@@ -1,0 +1,21 @@
+"""BENCHMARKS.md keeps the latest run of each benchmark: a rerun replaces its section in place."""
+
+from benchmarks.common import replace_section
+
+TEXT = "# Benchmarks\n\nintro\n\n## Peers\n\nold run\n\n## Kernels\n\nk\n\n## Peers\n\nolder run\n"
+
+
+def test_a_rerun_replaces_every_section_of_its_title_where_the_first_stood():
+    out = replace_section(TEXT, "Peers", "## Peers\n\nnew run\n")
+    assert out == "# Benchmarks\n\nintro\n\n## Peers\n\nnew run\n\n## Kernels\n\nk\n"
+
+
+def test_a_new_benchmark_is_appended_and_the_rest_is_kept():
+    out = replace_section(TEXT, "GPU", "## GPU\n\ng\n")
+    assert out.startswith(TEXT.rstrip("\n") + "\n\n## GPU\n\ng\n")
+    assert out.count("## Peers") == 2
+
+
+def test_a_title_that_only_starts_like_another_is_not_replaced():
+    out = replace_section("## Peers (old)\n\nx\n", "Peers", "## Peers\n\ny\n")
+    assert out == "## Peers (old)\n\nx\n\n## Peers\n\ny\n"
