@@ -25,7 +25,7 @@ About the pins (read before relying on them):
 import dataclasses
 import os
 
-from keras_sknet.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
+from keras_sknet.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
