@@ -50,7 +50,7 @@ from keras_sknet.applications import (  # noqa: E402
     ShuffleNetV2SK,
     SKNet50,
 )
-from keras_sknet.utils.synthetic import class_images, fit_classifier  # noqa: E402
+from benchmarks.synthetic import class_images, fit_classifier  # noqa: E402
 
 MODELS = {
     "shufflenetv2_0.5x": lambda: ShuffleNetV2(0.5),
