@@ -25,7 +25,7 @@ if configured_backend() == "tensorflow" and importlib.util.find_spec("tensorflow
         "says so or is unset) and TensorFlow is not installed. Install it with "
         "`pip install keras-sknet[cpu]` (CPU wheel) or `pip install keras-sknet[gpu]`, or run "
         "keras_sknet on JAX or PyTorch: KERAS_BACKEND=jax (`pip install keras-sknet[jax]`) or "
-        "KERAS_BACKEND=torch (`pip install keras-sknet[torch]`), or \"backend\" in keras.json."
+        'KERAS_BACKEND=torch (`pip install keras-sknet[torch]`), or "backend" in keras.json.'
     )
 
 from keras_sknet import applications, layers, utils, weights  # noqa: E402

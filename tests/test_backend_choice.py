@@ -59,7 +59,11 @@ def _run(code, keras_json=None, tmp_path=None, **variables):
         env["KERAS_HOME"] = str(home)
     return subprocess.run(
         [sys.executable, "-c", HIDE_TENSORFLOW + CHECK_HIDDEN + code],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -67,8 +71,8 @@ def test_keras_json_jax_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     result = _run(
         "import keras_sknet, keras, sys\n"
-        "assert keras_sknet.__file__.startswith(%r), keras_sknet.__file__\n"
-        "print(keras.config.backend(), 'tensorflow' in sys.modules)\n" % REPO,
+        f"assert keras_sknet.__file__.startswith({REPO!r}), keras_sknet.__file__\n"
+        "print(keras.config.backend(), 'tensorflow' in sys.modules)\n",
         keras_json={"backend": "jax"},
         tmp_path=tmp_path,
     )

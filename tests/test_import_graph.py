@@ -134,8 +134,7 @@ def test_every_part_has_a_level():
 
 def test_no_import_goes_up_a_level():
     upward = [
-        f"{where}: {source} (level {_level(source)}) imports {imported} "
-        f"({target}, level {_level(target)})"
+        f"{where}: {source} (level {_level(source)}) imports {imported} ({target}, level {_level(target)})"
         for source, target, where, imported in _edges()
         if _level(target) > _level(source)
     ]
