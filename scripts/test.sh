@@ -13,6 +13,8 @@
 # CPU would pick. Each pass checks that it got the library it asked for.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,analysis,jax,torch"
+python -m ruff check .
+python -m ruff format --check .
 export KERAS_SKNET_REQUIRE_INTEROP=1
 export KERAS_SKNET_REQUIRE_BACKENDS=1
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
