@@ -9,24 +9,23 @@ Keras' TensorFlow, JAX and PyTorch backends (`KERAS_BACKEND`); the exporters
 """
 
 import importlib.util
-import os
 
 from keras_sknet import platform
+from keras_sknet._keras_config import configured_backend
 
 # Before Keras imports TensorFlow: on AVX-512 CPUs oneDNN runs the SK models 1.6-2.2x
 # faster than Eigen (see keras_sknet.platform). Setting TF_ENABLE_ONEDNN_OPTS decides instead.
 platform.prefer_onednn()
 
-if (
-    os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
-    and importlib.util.find_spec("tensorflow") is None
-):
+# Asked without importing Keras, which would import TensorFlow (or fail without it) at once:
+# KERAS_BACKEND, else keras.json in $KERAS_HOME or ~/.keras, else TensorFlow, as Keras decides.
+if configured_backend() == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
     raise ImportError(
-        "Keras' backend is TensorFlow (KERAS_BACKEND unset or 'tensorflow') and TensorFlow is not "
-        "installed. Install it with `pip install keras-sknet[cpu]` (CPU wheel) or "
-        "`pip install keras-sknet[gpu]`, or run keras_sknet on JAX or PyTorch: "
-        "KERAS_BACKEND=jax (`pip install keras-sknet[jax]`) or KERAS_BACKEND=torch "
-        "(`pip install keras-sknet[torch]`)."
+        "Keras' backend is TensorFlow (KERAS_BACKEND, or keras.json in $KERAS_HOME or ~/.keras, "
+        "says so or is unset) and TensorFlow is not installed. Install it with "
+        "`pip install keras-sknet[cpu]` (CPU wheel) or `pip install keras-sknet[gpu]`, or run "
+        "keras_sknet on JAX or PyTorch: KERAS_BACKEND=jax (`pip install keras-sknet[jax]`) or "
+        'KERAS_BACKEND=torch (`pip install keras-sknet[torch]`), or "backend" in keras.json.'
     )
 
 from keras_sknet import applications, layers, utils, weights  # noqa: E402

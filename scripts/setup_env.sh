@@ -8,5 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e ".[${1:-cpu}]"
+# requirements/ci.txt: the exact versions CI needs (torch with its torchvision, ruff) within
+# the extras' ranges; constraints pin only what the extras install.
+python -m pip install --quiet -e ".[${1:-cpu}]" -c requirements/ci.txt
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

@@ -14,6 +14,8 @@
 # numerical comparisons between backends and kernel libraries with the instruction sets capped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,analysis,jax,torch"
+python -m ruff check .
+python -m ruff format --check .
 export KERAS_SKNET_REQUIRE_INTEROP=1
 export KERAS_SKNET_REQUIRE_BACKENDS=1
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \

@@ -9,7 +9,7 @@ import pytest
 from keras_sknet.analysis import attention_weights, enlarge_center, scale_experiment, unit_name
 from keras_sknet.applications import ResNeXt29, ShuffleNetV2SK, SKNet, SKNet50
 from keras_sknet.layers import SKConv
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 pytestmark = pytest.mark.kernels
 

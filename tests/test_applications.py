@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_sknet import applications
 from keras_sknet.layers import record_attention
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 # (function, kwargs, small input size, channels of the last feature map, default classes)
 MODELS = [

@@ -6,8 +6,7 @@ import pytest
 
 from keras_sknet.layers import ResNeXtBlock, ShuffleNetV2Unit, SKBlock, SqueezeExcite
 from tests import reference
-from tests.conftest import randomize_batch_norms
-from tests.test_selective_kernel import reference_sk
+from tests.helpers import randomize_batch_norms, reference_sk
 
 pytestmark = pytest.mark.kernels
 

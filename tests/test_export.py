@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import synthetic
 from keras_sknet import export
 from keras_sknet.applications import ShuffleNetV2SK, SKNet, SKNet50, preprocess_input
 from keras_sknet.export.__main__ import main as cli_main
 from keras_sknet.layers.conv import subsample
-from keras_sknet.utils import synthetic
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 # Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
 # second pass): those whose numbers depend on the kernels; files, command lines and

@@ -6,13 +6,15 @@ ablations of Tables 6 and 7; tests/backends checks the layer count on JAX and
 PyTorch against TensorFlow's numbers.
 """
 
+import math
+
 import keras
 import numpy as np
 import pytest
 
 from keras_sknet import applications
 from keras_sknet.layers import GroupConv2D, SKConv, SqueezeExcite
-from keras_sknet.utils import count_flops, count_params
+from keras_sknet.utils import count_flops, count_params, register_macs
 
 
 def model_of(layer, shape):
@@ -106,6 +108,27 @@ def test_layer_count_refuses_layers_it_cannot_count():
         count_flops(model, method="layers")
     with pytest.raises(ValueError, match="method"):
         count_flops(model, method="trace")
+
+
+class _Scale(keras.layers.Layer):
+    """A layer with a weight of its own that count_flops does not know."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.scale
+
+
+def test_register_macs_teaches_the_layer_count_a_layer(monkeypatch):
+    from keras_sknet.utils import flops
+
+    model = model_of(_Scale(), (8, 8, 4))
+    with pytest.raises(ValueError, match="_Scale"):
+        count_flops(model, method="layers")
+    monkeypatch.setattr(flops, "_RULES", dict(flops._RULES))  # the registration ends with the test
+    register_macs(_Scale, lambda layer, inputs, outputs: math.prod(outputs))
+    assert count_flops(model, method="layers") == 8 * 8 * 4
 
 
 def test_count_params_excludes_batch_norm_statistics():

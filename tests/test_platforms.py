@@ -20,7 +20,7 @@ import pytest
 from keras_sknet import platform
 from keras_sknet.export import to_saved_model
 from tests import platform_worker
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT_TOLERANCE = 1e-4  # the bound between the two libraries

@@ -7,28 +7,9 @@ import tensorflow as tf
 
 from keras_sknet.layers import SKAttention, SKConv, record_attention
 from tests import reference
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms, reference_sk
 
 pytestmark = pytest.mark.kernels
-
-
-def reference_sk(sk, x, training=False):
-    paths = [
-        (conv.kernel.numpy(), conv.dilation_rate, reference.bn_weights(bn))
-        for conv, bn in zip(sk.path_convs, sk.path_bns)
-    ]
-    attention = sk.attention_layer
-    return reference.sk_conv(
-        x,
-        paths,
-        attention.fc_reduce.kernel.numpy() if attention else None,
-        reference.bn_weights(attention.bn) if attention else None,
-        attention.fc_select.kernel.numpy() if attention else None,
-        sk.strides,
-        relu=sk.activation is not None,
-        attention=sk.attention,
-        training=training,
-    )
 
 
 def built_sk(rng, x, **kwargs):

@@ -8,7 +8,7 @@ from keras_sknet import applications
 from keras_sknet.layers import SKBasicBlock, SKConv
 from keras_sknet.utils import count_params
 from tests import reference
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 pytestmark = pytest.mark.kernels
 

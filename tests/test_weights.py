@@ -16,7 +16,7 @@ import pytest
 from keras_sknet import applications, weights
 from keras_sknet.weights import registry
 from keras_sknet.weights.safetensors_io import load_safetensors, save_safetensors
-from tests.conftest import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 SKRESNET18 = registry.PRETRAINED["SKResNet18"]
 

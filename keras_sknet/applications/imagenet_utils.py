@@ -3,6 +3,8 @@
 The models carry no normalisation layer: feed them `preprocess_input(images)`,
 RGB in [0, 255] scaled to [0, 1] and standardised with the ImageNet mean and
 standard deviation (the statistics timm's and torchvision's checkpoints use).
+`preprocess_input` and the statistics are defined in `keras_sknet.utils.imagenet`
+(image loading and the weights' evaluation transform use them too).
 """
 
 import json
@@ -11,47 +13,23 @@ import os
 import keras
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from keras_sknet.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
+
+__all__ = [
+    "CLASS_INDEX_MD5",
+    "CLASS_INDEX_URL",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NUM_CLASSES",
+    "decode_predictions",
+    "load_class_index",
+    "preprocess_input",
+]
 
 # The class index keras.applications uses: {"0": ["n01440764", "tench"], ...}.
 CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
 CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 NUM_CLASSES = 1000
-
-
-def preprocess_input(x, data_format=None):
-    """Scales RGB images in [0, 255] to ImageNet-standardised floats.
-
-    `(x / 255 - mean) / std` per channel, with the ImageNet statistics
-    (Section 4.1: "mean channel subtraction"; the std division matches the
-    public checkpoints).
-
-    Args:
-        x: images, channels last, `(..., 3)`: a NumPy array or a tensor.
-        data_format: None or `"channels_last"` (the only layout supported).
-
-    Returns:
-        float32 images of the same shape, NumPy in -> NumPy out.
-
-    Example:
-        >>> preprocess_input(np.full((1, 2, 2, 3), 255.0))[0, 0, 0]
-        array([2.2489083, 2.4285717, 2.64     ], dtype=float32)
-    """
-    if data_format not in (None, "channels_last"):
-        raise ValueError(
-            f"`data_format` must be None or 'channels_last'. Received: data_format={data_format!r}"
-        )
-    shape = tuple(x.shape)
-    if not shape or shape[-1] != 3:
-        raise ValueError(f"preprocess_input expects RGB images with 3 channels last. Received shape {shape}")
-    mean = np.array(IMAGENET_MEAN, dtype="float32") * 255.0
-    std = np.array(IMAGENET_STD, dtype="float32") * 255.0
-    if isinstance(x, np.ndarray) or np.isscalar(x):
-        return ((np.asarray(x, dtype="float32") - mean) / std).astype("float32")
-    # keras.ops puts the statistics beside x (a CUDA tensor cannot meet a NumPy array).
-    x = keras.ops.cast(x, "float32")
-    return keras.ops.divide(keras.ops.subtract(x, mean), std)
 
 
 def load_class_index(path=None, origin=CLASS_INDEX_URL, file_hash=CLASS_INDEX_MD5, cache_dir=None):

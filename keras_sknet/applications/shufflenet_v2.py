@@ -10,9 +10,8 @@ unit has stride 2, a 1x1 conv to 1024 (2048 at 2.0x) channels, global pool, fc.
 import keras
 
 from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model
-from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
-from keras_sknet.layers.selective_kernel import BN_EPSILON, BN_MOMENTUM
 from keras_sknet.layers.shufflenet import ShuffleNetV2Unit
 from keras_sknet.utils.validation import check_positive_int
 

@@ -20,10 +20,9 @@ three stages of three units with 256, 512, 1024 output channels and
 import keras
 
 from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, model_variant
-from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
-from keras_sknet.layers.selective_kernel import BN_EPSILON, BN_MOMENTUM
 from keras_sknet.utils.validation import check_positive_int
 
 BLOCK_TYPES = ("sk", "resnext")

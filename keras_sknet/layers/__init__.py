@@ -9,6 +9,7 @@
 - `record_attention()`: read the selection weights of every SK unit.
 """
 
+from keras_sknet.layers import counting  # noqa: F401  (count_flops' rules for these layers)
 from keras_sknet.layers.basic_block import SKBasicBlock
 from keras_sknet.layers.batch_norm import FusedBatchNorm
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock

@@ -11,9 +11,9 @@ reproduces that unit so that timm's ImageNet checkpoints of those models load.
 
 import keras
 
-from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
-from keras_sknet.layers.selective_kernel import BN_EPSILON, BN_MOMENTUM, SKConv
+from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.utils.validation import check_positive_int
 
 

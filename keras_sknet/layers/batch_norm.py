@@ -15,6 +15,12 @@ import threading
 import keras
 from keras import ops
 
+# The BatchNorm settings of every keras_sknet layer and model: PyTorch's defaults, which the
+# checkpoints we convert were trained with: eps 1e-5, running-average momentum 0.1 (Keras
+# counts momentum the other way).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
 _defaults = threading.local()
 
 

@@ -21,7 +21,7 @@ import threading
 import keras
 from keras import ops
 
-from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
 from keras_sknet.utils.validation import (
     check_kernel_sizes,
@@ -29,11 +29,6 @@ from keras_sknet.utils.validation import (
     check_positive_number,
     per_path,
 )
-
-# PyTorch's BatchNorm defaults (the checkpoints we convert were trained with them):
-# eps 1e-5, running-average momentum 0.1 (Keras counts momentum the other way).
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9
 
 _recording = threading.local()
 

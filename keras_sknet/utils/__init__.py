@@ -1,5 +1,8 @@
-"""Model accounting: multiply-adds and trainable parameters, counted as the paper does."""
+"""Model accounting: multiply-adds and trainable parameters, counted as the paper does.
 
-from keras_sknet.utils.flops import count_flops, count_params
+`register_macs` teaches `count_flops(method="layers")` a layer class of your own.
+"""
 
-__all__ = ["count_flops", "count_params"]
+from keras_sknet.utils.flops import count_flops, count_params, register_macs
+
+__all__ = ["count_flops", "count_params", "register_macs"]

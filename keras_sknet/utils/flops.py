@@ -22,8 +22,9 @@ Two ways to count, which agree on every model of the zoo (tested):
 - `"layers"` (every backend): runs the model once on symbolic or one-image
   inputs and counts, from the shapes each layer sees, the convolutions and
   fully connected layers of Keras (`Conv1D/2D/3D`, `DepthwiseConv2D`,
-  `Dense`) and keras_sknet's layers. A layer with weights of its own that it
-  cannot count (a user layer, say) raises an error instead of being left out.
+  `Dense`) and keras_sknet's layers (their rules: keras_sknet/layers/counting.py),
+  and any layer class given to `register_macs`. A layer with weights of its own
+  that it cannot count (a user layer, say) raises an error instead of being left out.
 """
 
 import math
@@ -155,46 +156,57 @@ _UNCOUNTED_WEIGHTED = (
 )
 
 
-def _counted_layers():
-    """`(layer type, macs(layer, inputs shape, outputs shape))`, most specific first."""
-    from keras_sknet.layers import GroupConv2D, SKAttention, SKConv, SqueezeExcite
+# `macs(layer, inputs shape, outputs shape)` per layer class; a layer takes the rule of the
+# nearest class of its MRO that has one. Keras' layers are registered here; keras_sknet's own
+# in keras_sknet/layers/counting.py, beside the layers (this module is below them).
+_RULES = {}
 
-    def conv(layer, _, out):
-        # Kernels are (k..., input channels per group, filters): each output reads k... * C/groups.
-        return math.prod(out) * math.prod(layer.kernel.shape[:-1])
 
-    def depthwise(layer, _, out):
-        return math.prod(out) * math.prod(layer.kernel.shape[:-2])
+def register_macs(layer_class, macs):
+    """Tells `count_flops(method="layers")` how to count the layers of `layer_class`.
 
-    def dense(layer, _, out):
-        return math.prod(out) * layer.kernel.shape[0]
+    Subclasses inherit the rule unless they register their own. Multiply-adds
+    of sublayers are counted by their own rules: count only what the layer
+    computes itself.
 
-    def sk_attention(layer, squeezed, _):
-        if layer.num_paths == 2 and layer._plain_fc_select():
-            # fc_select is not called: one matmul with the difference of its kernel halves.
-            return squeezed[0] * layer.attention_dim * layer.channels
-        return 0  # fc_reduce and fc_select count as the Dense layers they are
+    Args:
+        layer_class: a `keras.layers.Layer` subclass.
+        macs: `macs(layer, inputs_shape, outputs_shape)`, the multiply-adds of
+            one call, from the (fully known, batch-1) shapes of its first input
+            and first output.
 
-    def sk_conv(layer, _, out):
-        if not layer.attention:
-            return 0
-        # Two paths: U2 + a * (U1 - U2), one multiply per element; else a_m * U_m per path.
-        return math.prod(out) * (1 if layer.num_paths <= 2 else layer.num_paths)
+    Returns:
+        `macs`, so that it can decorate a function.
 
-    def squeeze_excite(_, inputs, __):
-        return math.prod(inputs)
+    Example:
+        >>> register_macs(MyConv, lambda layer, inputs, outputs: math.prod(outputs) * 9)
+    """
+    _RULES[layer_class] = macs
+    return macs
 
-    return (
-        (GroupConv2D, conv),
-        (keras.layers.DepthwiseConv2D, depthwise),
-        (keras.layers.Conv1D, conv),
-        (keras.layers.Conv2D, conv),
-        (keras.layers.Conv3D, conv),
-        (keras.layers.Dense, dense),
-        (SKAttention, sk_attention),
-        (SKConv, sk_conv),
-        (SqueezeExcite, squeeze_excite),
-    )
+
+def _rule(layer):
+    return next((_RULES[kind] for kind in type(layer).__mro__ if kind in _RULES), None)
+
+
+def conv_macs(layer, _, out):
+    """A convolution with a `(k..., input channels per group, filters)` kernel."""
+    # Each output reads k... * C/groups inputs.
+    return math.prod(out) * math.prod(layer.kernel.shape[:-1])
+
+
+def _depthwise_macs(layer, _, out):
+    return math.prod(out) * math.prod(layer.kernel.shape[:-2])
+
+
+def _dense_macs(layer, _, out):
+    return math.prod(out) * layer.kernel.shape[0]
+
+
+for _kind in (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D):
+    register_macs(_kind, conv_macs)
+register_macs(keras.layers.DepthwiseConv2D, _depthwise_macs)
+register_macs(keras.layers.Dense, _dense_macs)
 
 
 def _own_weights(layer):
@@ -218,17 +230,16 @@ def _shape(tensor, layer):
 
 
 def _layer_macs(model, input_shape):
-    rules = _counted_layers()
     recorded = []
     patched = []
     for layer in model._flatten_layers(include_self=True, recursive=True):
-        rule = next((macs for kind, macs in rules if isinstance(layer, kind)), None)
+        rule = _rule(layer)
         if rule is None:
             if _own_weights(layer) and not isinstance(layer, _UNCOUNTED_WEIGHTED):
                 raise ValueError(
                     f"count_flops(method='layers') cannot count layer {layer.name!r} of type "
-                    f"{type(layer).__name__}: it counts Keras' Conv1D/2D/3D, DepthwiseConv2D and Dense "
-                    "and keras_sknet's layers. Count on the TensorFlow backend (KERAS_BACKEND=tensorflow, "
+                    f"{type(layer).__name__}: it counts Keras' Conv1D/2D/3D, DepthwiseConv2D and Dense, "
+                    "keras_sknet's layers and those given to register_macs. Count on the TensorFlow backend (KERAS_BACKEND=tensorflow, "
                     "method='graph'), which traces every op."
                 )
             continue

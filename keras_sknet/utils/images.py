@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 from keras_sknet.utils.backend import import_tensorflow
+from keras_sknet.utils.imagenet import preprocess_input
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NPZ_KEYS = ("images", "x")
@@ -32,8 +33,6 @@ NPZ_LABEL_KEYS = ("labels", "y")
 
 
 def _default_preprocess(images):
-    from keras_sknet.applications import preprocess_input
-
     return preprocess_input(images)
 
 

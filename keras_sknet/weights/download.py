@@ -23,7 +23,7 @@ import keras
 
 from keras_sknet.utils.files import write_json_atomically
 from keras_sknet.weights.checkpoint import read_checkpoint, sha256_of
-from keras_sknet.weights.registry import pretrained_config
+from keras_sknet.weights.registry import model_function, pretrained_config
 from keras_sknet.weights.timm_converter import CheckpointMismatchError, load_timm_state_dict
 
 CACHE_SUBDIR = os.path.join("models", "keras_sknet")
@@ -110,7 +110,7 @@ def pretrained_weights_path(model, cache_root=None, force_download=False):
 
     Args:
         model: the model function name, e.g. `"SKNet50"` (see
-            `keras_sknet.weights.PRETRAINED`).
+            `keras_sknet.weights.PRETRAINED`), or the model function itself.
         cache_root: the Keras home to cache under; default `$KERAS_HOME` or
             `~/.keras`.
         force_download: fetch and convert again even if cached.
@@ -152,9 +152,8 @@ def pretrained_weights_path(model, cache_root=None, force_download=False):
         if source is None:
             source, digest = _download(config, checkpoint_path, expected, work_dir)
 
-        from keras_sknet import applications
-
-        net = getattr(applications, config.model)(weights=None)
+        build = model if callable(model) else model_function(config.model)
+        net = build(weights=None)
         try:
             load_timm_state_dict(net, read_checkpoint(source), source=f"The download of {config.url}")
         except (CheckpointMismatchError, ValueError):

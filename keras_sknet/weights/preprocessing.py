@@ -11,8 +11,8 @@ installed whichever Keras backend runs the model.
 
 import math
 
-from keras_sknet.applications.imagenet_utils import preprocess_input
 from keras_sknet.utils.backend import import_tensorflow
+from keras_sknet.utils.imagenet import preprocess_input
 from keras_sknet.weights.registry import PretrainedConfig, pretrained_config
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "area")

@@ -25,7 +25,7 @@ About the pins (read before relying on them):
 import dataclasses
 import os
 
-from keras_sknet.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
+from keras_sknet.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -163,3 +163,36 @@ def pretrained_config(model):
         f"No pretrained weights are registered for {name!r}. Models with weights='imagenet': "
         f"{sorted(PRETRAINED)}."
     )
+
+
+# The model functions that `pretrained_weights_path` builds a checkpoint into, by name.
+# keras_sknet.applications registers its own at import: it is above this package (its
+# `weights="imagenet"` comes here), so this package does not import it.
+_MODEL_FUNCTIONS = {}
+
+
+def register_model_function(name, function):
+    """Makes `function` the model that `pretrained_weights_path(name)` converts into.
+
+    Args:
+        name: the model function name of `PRETRAINED`, e.g. `"SKNet50"`.
+        function: builds the model; called as `function(weights=None)`.
+    """
+    _MODEL_FUNCTIONS[name] = function
+
+
+def model_function(name):
+    """The model function registered for `name` (see `register_model_function`).
+
+    Raises:
+        LookupError: none is; keras_sknet.applications registers the zoo's
+            when imported, which `import keras_sknet` does.
+    """
+    try:
+        return _MODEL_FUNCTIONS[name]
+    except KeyError:
+        raise LookupError(
+            f"No model function is registered for {name!r}: import keras_sknet (or "
+            "keras_sknet.applications), which registers the zoo's. Registered: "
+            f"{sorted(_MODEL_FUNCTIONS)}."
+        ) from None

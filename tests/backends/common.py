@@ -108,7 +108,7 @@ def randomize_batch_norms(model, seed):
     The draws of `tests.conftest.randomize_batch_norms` from a `RandomState(seed)`:
     the same numbers on every backend, from a seed the reference files record.
     """
-    from tests.conftest import randomize_batch_norms as randomize
+    from tests.helpers import randomize_batch_norms as randomize
 
     randomize(model, np.random.RandomState(seed))
 

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 import training.data  # noqa: F401  (registers scales_demo)
 from tests.training import builders
+from tests.training.helpers import BAD_FILES, FOLDER_FILES
 
 
 @pytest.fixture(scope="session")
@@ -27,22 +28,6 @@ def write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
-
-
-# name -> (class, how the file is made); the class colour is recoverable after decoding.
-FOLDER_FILES = {
-    "red/rgb.jpg": (0, "jpeg"),
-    "red/gray.jpeg": (0, "gray_jpeg"),
-    "red/rgba.png": (0, "rgba_png"),
-    "red/gray_alpha.png": (0, "gray_alpha_png"),
-    "red/nested/deeper.PNG": (0, "png"),
-    "green/rgb.jpg": (1, "jpeg"),
-    "green/rgb2.jpg": (1, "jpeg"),
-    "green/rgb.png": (1, "png"),
-    "blue/rgb.jpg": (2, "jpeg"),
-    "blue/gray.png": (2, "gray_png"),
-}
-BAD_FILES = ("red/truncated.jpg", "green/empty.png", "blue/not_an_image.jpg")
 
 
 def encode(kind, image):

@@ -9,7 +9,7 @@ import requests
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.training.conftest import BAD_FILES, FOLDER_FILES
+from tests.training.helpers import BAD_FILES, FOLDER_FILES
 from training.data import SUPPORTED_DATASETS, DatasetUnavailableError, dataset_info, make_dataset
 from training.data import folder as folder_lib
 from training.data.catalog import resolve

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.experiments import get_experiment, override
+from tests.training.helpers import TINY, tiny
 from training.trainer import TrainingDiverged, train
 
 # Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
@@ -23,18 +23,6 @@ from training.trainer import TrainingDiverged, train
 KERNELS = pytest.mark.kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# A small SK net and the 96-image configuration of the embedded dataset: seconds per run.
-TINY = [
-    "dataset=scales_demo/tiny",
-    'model_kwargs={"stage_depths": [1, 1], "stem": "imagenet", "cardinality": 4, "bottleneck_width": 4, '
-    '"min_dim": 8}',
-    "batch_size=16",
-    "epochs=2",
-]
-
-
-def tiny(*assignments):
-    return override(get_experiment("scales_demo"), TINY + list(assignments))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.training.test_trainer import tiny
+from tests.training.helpers import tiny
 from training.state import FileTrainingState
 from training.train import HOST_DEVICES_FLAG, force_host_devices, keras_backend
 from training.train import main as train_main

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_sknet.applications.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
+from keras_sknet.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from training.data import catalog
 from training.data import folder as folder_lib
 from training.data import preprocessing as pre

@@ -11,7 +11,7 @@ images. The export tests and `benchmarks/bench_export.py` use both.
 import keras
 import numpy as np
 
-from keras_sknet.applications.imagenet_utils import preprocess_input
+from keras_sknet.utils.imagenet import preprocess_input
 
 NUM_CLASSES = 10
 
