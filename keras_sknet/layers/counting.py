@@ -10,7 +10,7 @@ import math
 from keras_sknet.layers.conv import GroupConv2D
 from keras_sknet.layers.selective_kernel import SKAttention, SKConv
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
-from keras_sknet.utils.flops import conv_macs, register_macs
+from keras_sknet.utils.flops import conv_macs, register_graph_context, register_macs
 
 
 def _sk_attention(layer, squeezed, _):
@@ -35,3 +35,13 @@ register_macs(GroupConv2D, conv_macs)
 register_macs(SKAttention, _sk_attention)
 register_macs(SKConv, _sk_conv)
 register_macs(SqueezeExcite, _squeeze_excite)
+
+
+def _model_convolutions():
+    """The traced graph's convolutions as the model writes them, whatever this CPU's kernels (TensorFlow)."""
+    from keras_sknet.layers import tf_conv
+
+    return tf_conv.convolution_path("portable", gradients=False)
+
+
+register_graph_context(_model_convolutions)

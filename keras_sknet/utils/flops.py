@@ -27,6 +27,7 @@ Two ways to count, which agree on every model of the zoo (tested):
   that it cannot count (a user layer, say) raises an error instead of being left out.
 """
 
+import contextlib
 import math
 
 import keras
@@ -136,14 +137,27 @@ def count_flops(model, input_shape=None, method=None):
     require_tensorflow_backend("count_flops(method='graph')")
     import tensorflow as tf
 
-    from keras_sknet.layers.tf_conv import convolution_path
-
     spec = tf.TensorSpec((1,) + input_shape, model.inputs[0].dtype)
-    # The model's convolutions as written, not as this CPU's kernel library gets them: on Eigen,
-    # small groups run over pixel blocks, which do more multiply-adds than the model needs.
-    with convolution_path("portable", gradients=False):
+    with contextlib.ExitStack() as stack:
+        for context in _GRAPH_CONTEXTS:
+            stack.enter_context(context())
         function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     return _graph_macs(function.graph)
+
+
+# Context managers (factories) the graph count traces inside: keras_sknet.layers registers one
+# that builds the convolutions as the model writes them, not as this CPU's kernel library gets
+# them (on Eigen, small groups run over pixel blocks, which do more multiply-adds than the model).
+_GRAPH_CONTEXTS = []
+
+
+def register_graph_context(factory):
+    """Has `count_flops(method="graph")` trace models inside `factory()`, a context manager.
+
+    Args:
+        factory: a callable returning a context manager.
+    """
+    _GRAPH_CONTEXTS.append(factory)
 
 
 # --- counting from the layers (every backend) ----------------------------------------------------

@@ -177,7 +177,6 @@ class LayerHarnessTest(TestCase):
         )
 
 
-
 def test_batch_norm_statistics_where_the_mean_dwarfs_the_spread():
     """Training-mode batch statistics in two passes: E[x^2] - E[x]^2 would lose them here.
 
@@ -196,4 +195,6 @@ def test_batch_norm_statistics_where_the_mean_dwarfs_the_spread():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(layer.moving_variance), x64.var(axis=(0, 1, 2)), rtol=1e-2
     )
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), x64.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.moving_mean), x64.mean(axis=(0, 1, 2)), rtol=1e-6
+    )
