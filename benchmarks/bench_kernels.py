@@ -16,7 +16,7 @@ Rows: SKNet-50 inference (the model in a `tf.function`) at batch 1 and 16, a
 SKNet-50 training step (the trainer's compiled step, SGD, batch 16), 224 x 224,
 and a training step of the demo's model and recipe (`scales_demo`, batch 64,
 64 x 64). These decide what `keras_sknet.platform.prefer_onednn` does on each
-kind of CPU. Rows with ONEDNN_MAX_CPU_ISA below this CPU's own are emulation:
+kind of CPU; timm's SKNet-50 (PyTorch eager) runs beside them as the peer. Rows with ONEDNN_MAX_CPU_ISA below this CPU's own are emulation:
 the numbers are this CPU's, running narrower instructions, not those of the CPU
 the cap stands in for, and are labelled so.
 """
@@ -28,7 +28,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import append_markdown, interleaved_timeit  # noqa: E402
+from benchmarks.common import append_markdown, interleaved_timeit, start_timm  # noqa: E402
 from benchmarks.workers import SKNET50_WORKER, Worker  # noqa: E402
 from keras_sknet import platform  # noqa: E402
 
@@ -55,6 +55,7 @@ def configurations(features=None):
     return configs
 
 
+TIMM_MODEL = "skresnext50_32x4d"  # timm's SKNet-50, the same network (tests/test_timm_parity.py)
 TASKS = (
     ("infer/1", "SKNet-50 inference, batch 1"),
     ("infer/16", "SKNet-50 inference, batch 16"),
@@ -66,17 +67,23 @@ TASKS = (
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per task")
+    parser.add_argument("--no-timm", action="store_true", help="skip the timm rows")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     workers = {label: Worker(SKNET50_WORKER, env=env) for label, env in configurations().items()}
+    timm = None if args.no_timm else start_timm(os.cpu_count())
+    timm_label = f"timm {TIMM_MODEL} eager (PyTorch {timm.versions['torch']})" if timm else None
     results = {}
     for task, title in TASKS:
         runners = {label: worker.runner(task) for label, worker in workers.items()}
+        if timm and not task.startswith("demo"):
+            mode, batch = task.split("/")
+            runners[timm_label] = timm.runner(f"{TIMM_MODEL}/{mode}/{batch}")
         print(f"{title}: {len(runners)} configurations, {args.rounds} interleaved rounds", flush=True)
         results[task] = interleaved_timeit(runners, rounds=args.rounds, block_seconds=0.0, warmup=1)
         for label, (median, _) in results[task].items():
             print(f"  {label}: {median:.3f} s", flush=True)
-    for worker in workers.values():
+    for worker in [*workers.values(), *([timm] if timm else [])]:
         worker.close()
 
     eigen = next(label for label in workers if label.startswith("Eigen"))
@@ -87,9 +94,12 @@ def main():
         "| TensorFlow CPU kernels | " + " | ".join(f"{title} | vs Eigen" for _, title in TASKS) + " |",
         "|---|" + "---:|---:|" * len(TASKS),
     ]
-    for label in workers:
+    for label in [*workers, *([timm_label] if timm else [])]:
         cells = []
         for task, _ in TASKS:
+            if label not in results[task]:
+                cells.append("- | -")
+                continue
             seconds = results[task][label][0]
             cells.append(f"{seconds:.3f} | {results[task][eigen][0] / seconds:.2f}x")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
