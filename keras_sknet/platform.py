@@ -226,8 +226,8 @@ def slow_mixed_precision_reason(policy, onednn=None, features=None):
 
     Mixed precision works on every CPU (`keras_sknet.layers` computes what
     TensorFlow's kernels refuse), but only some CPUs compute 16-bit floats
-    natively. Measured on SKNet-50 (training step, batch 8, 112 x 112; BENCHMARKS.md,
-    "Platforms"): on Eigen, mixed_bfloat16 took 6.4x and mixed_float16 2.3x the
+    natively. Measured on SKNet-50 (training step, batch 8, 112 x 112; docs/platforms.md,
+    "Mixed precision"): on Eigen, mixed_bfloat16 took 6.4x and mixed_float16 2.3x the
     float32 time; on oneDNN with AMX, mixed_bfloat16 1.04x but mixed_float16
     195x (oneDNN's float16 filter gradient of a grouped convolution).
 

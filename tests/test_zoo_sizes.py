@@ -20,7 +20,7 @@ def test_matches_the_paper(row):
 
 
 def test_senet29_as_described_has_the_documented_size():
-    """The README reports 25.7M for SENet-29 as the text describes it (the paper prints 35.0M)."""
+    """docs/paper.md reports 25.7M for SENet-29 as the text describes it (the paper prints 35.0M)."""
     (row,) = [r for r in zoo.PAPER_SIZES if r.label == "SENet-29"]
     (measured,) = zoo.measure([row])
     assert measured.within_tolerance is None

@@ -37,7 +37,7 @@ def inference_graphs(portable):
     also runs where TensorFlow runs its Eigen kernels (CPUs without AVX-512,
     Apple silicon): grappler would otherwise fuse each grouped convolution
     with its BatchNorm into an op Eigen lacks. That costs 2-6% on oneDNN
-    (BENCHMARKS.md, "Platforms"); TFLite drops the barrier and is unaffected.
+    (docs/platforms.md); TFLite drops the barrier and is unaffected.
 
     Args:
         portable: True for graphs that leave this process.
