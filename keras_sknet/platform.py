@@ -17,14 +17,12 @@ per process when TensorFlow is imported:
 
 Importing `keras_sknet` before TensorFlow sets `TF_ENABLE_ONEDNN_OPTS=1`
 unless it is already set, on x86 CPUs with AVX2 or AVX-512 (`prefer_onednn`),
-where TensorFlow alone turns oneDNN on only with VNNI, BF16 or AMX. Measured
-on real CPUs (docs/platforms.md, BENCHMARKS.md "Kernels"): on an AVX2-only
-AMD Zen 3, oneDNN trains SKNet-50 1.7x faster than Eigen and infers at batch
-16 1.3x faster, and at batch 1 as fast (once the convolution + BatchNorm fusion
-that oneDNN runs slowly there is avoided, `tf_conv.affine_inference_batch_norm`);
-on AVX-512 CPUs without VNNI (Skylake-SP/X, stood in for by a Sapphire Rapids
-capped with ONEDNN_MAX_CPU_ISA) 1.6x in inference and 2.2x in training.
-Arm keeps TensorFlow's own choice (not measured here). Set
+where TensorFlow alone turns oneDNN on only with VNNI, BF16 or AMX: there
+oneDNN trains and infers the SK models faster than Eigen at every batch size
+(once the convolution + BatchNorm fusion that oneDNN runs slowly at batch 1 on
+AVX2 is avoided, `tf_conv.affine_inference_batch_norm`). The measurements per
+CPU are in docs/platforms.md and BENCHMARKS.md ("Kernels"). Arm keeps
+TensorFlow's own choice (not measured). Set
 `TF_ENABLE_ONEDNN_OPTS` yourself to decide.
 
 This module imports nothing heavy at import time, so `keras_sknet` can call
@@ -62,8 +60,8 @@ def prefer_onednn(features=None):
     not imported yet (the setting is read once, at TensorFlow's import) and the
     CPU is x86-64 with AVX2 or AVX-512: TensorFlow would otherwise run Eigen
     on CPUs without VNNI/BF16/AMX (AMD Zen 1-3, Intel Haswell to Skylake),
-    where oneDNN trains the SK models 1.7-2.2x faster and infers as fast or
-    faster at every batch size. Arm and x86 CPUs without AVX2 keep
+    where oneDNN trains the SK models faster and infers as fast or faster at
+    every batch size (docs/platforms.md). Arm and x86 CPUs without AVX2 keep
     TensorFlow's own default (not measured).
 
     Args:
@@ -226,10 +224,10 @@ def slow_mixed_precision_reason(policy, onednn=None, features=None):
 
     Mixed precision works on every CPU (`keras_sknet.layers` computes what
     TensorFlow's kernels refuse), but only some CPUs compute 16-bit floats
-    natively. Measured on SKNet-50 (training step, batch 8, 112 x 112; docs/platforms.md,
-    "Mixed precision"): on Eigen, mixed_bfloat16 took 6.4x and mixed_float16 2.3x the
-    float32 time; on oneDNN with AMX, mixed_bfloat16 1.04x but mixed_float16
-    195x (oneDNN's float16 filter gradient of a grouped convolution).
+    natively: on Eigen both 16-bit policies train slower than float32; on
+    oneDNN, mixed_bfloat16 is fast only with AVX-512 BF16 or AMX, and
+    mixed_float16 is slow everywhere (oneDNN's float16 filter gradient of a
+    grouped convolution). Measured in docs/platforms.md, "Mixed precision".
 
     Args:
         policy: a Keras dtype policy name.

@@ -70,9 +70,9 @@ def _dilated_conv(x, kernel, strides, dilation, pad):
 def _jax_dilated_conv(x, kernel, dilation, pad):
     """JAX: the dilated convolution forwards, its gradients over pixel phases.
 
-    Forwards, cuDNN's and XLA's own dilated convolution is the faster one (an H200:
-    0.20 vs 0.33 ms for a 56 x 56 x 128 grouped 3x3); their gradients are the slow
-    part (0.70 ms undilated, 27 ms dilated, 0.86 ms over phases).
+    Forwards, cuDNN's and XLA's own dilated convolution is the faster one; their
+    gradients are the slow part, an order of magnitude slower than over phases
+    (measured on a GPU: docs/backends.md).
     """
     import jax
 
@@ -99,7 +99,7 @@ def _dilated_over_phases(x, kernel, dilation, pad):
     batch entries (space to batch), one undilated convolution runs over all of
     them, and the outputs interleave back. The same multiply-adds; cuDNN's
     gradients of dilated grouped convolutions are far slower than of undilated
-    ones (SKNet-50 trained 3.3x faster this way on an H200 under JAX, bfloat16).
+    ones (SKNet-50's training step on a GPU: docs/backends.md).
     """
     d = dilation
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]

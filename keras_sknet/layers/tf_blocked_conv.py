@@ -1,15 +1,14 @@
 """Grouped convolutions with few channels per group, rewritten for TensorFlow's Eigen kernels.
 
 Eigen's grouped convolution runs one small convolution per group, and with the
-4 or 8 channels per group of SKNet's first stages it reaches a tenth of its
-speed on wide groups (measured: 56x56x128 in 32 groups, batch 16: 110 ms;
-the same multiply-adds in 16-channel groups: 12 ms). A stride-1 convolution is
+4 or 8 channels per group of SKNet's first stages it reaches about a tenth of
+its speed on wide groups. A stride-1 convolution is
 the same sum over 2x2 blocks of pixels (space-to-depth): each group sees 4x
 the channels, and a 3x3 kernel becomes a 2x2 kernel over blocks that maps
 each block of inputs to a block of outputs. That computes 16/9 of the
-multiply-adds (the block kernel holds zeros) at higher speed (measured on Eigen,
-56x56x128, batch 16, forwards and backwards: 1.97x faster at 4 channels per
-group, 1.22x at 8; whole SKNet-50 training step 31% faster).
+multiply-adds (the block kernel holds zeros), but in groups four times as
+wide, which Eigen runs faster at 4 and 8 channels per group (measured in
+docs/platforms.md, "What runs on Eigen").
 
 A dilated convolution is first split into the dilation^2 interleaved sub-images
 it never mixes (space-to-batch), each an undilated convolution.

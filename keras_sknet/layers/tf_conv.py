@@ -32,7 +32,7 @@ differentiable too (second-order gradients work).
 
 Where TensorFlow runs Eigen, grouped convolutions with few channels per group
 are also rewritten over 2x2 pixel blocks (`tf_blocked_conv`), which Eigen runs
-1.2-2x faster. Exported graphs (`convolution_path("portable")`) keep the plain
+faster. Exported graphs (`convolution_path("portable")`) keep the plain
 convolution, which TFLite and oneDNN run best.
 """
 
