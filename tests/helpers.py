@@ -36,4 +36,5 @@ def reference_sk(sk, x, training=False):
         relu=sk.activation is not None,
         attention=sk.attention,
         training=training,
+        split_input=sk.split_input,
     )

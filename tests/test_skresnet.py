@@ -8,26 +8,9 @@ from keras_sknet import applications
 from keras_sknet.layers import SKBasicBlock, SKConv
 from keras_sknet.utils import count_params
 from tests import reference
-from tests.helpers import randomize_batch_norms
+from tests.helpers import randomize_batch_norms, reference_sk
 
 pytestmark = pytest.mark.kernels
-
-
-def reference_sk(sk, x):
-    paths = [
-        (conv.kernel.numpy(), conv.dilation_rate, reference.bn_weights(bn))
-        for conv, bn in zip(sk.path_convs, sk.path_bns)
-    ]
-    attention = sk.attention_layer
-    return reference.sk_conv(
-        x,
-        paths,
-        attention.fc_reduce.kernel.numpy(),
-        reference.bn_weights(attention.bn),
-        attention.fc_select.kernel.numpy(),
-        sk.strides,
-        split_input=sk.split_input,
-    )
 
 
 @pytest.mark.parametrize("strides", [1, 2])
