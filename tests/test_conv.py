@@ -131,11 +131,23 @@ def test_groups_must_divide_input_channels():
 @pytest.mark.parametrize("dilation,pad", [(2, 2), (3, 3), (2, 0), (3, 1), (2, 4)])
 @pytest.mark.parametrize("groups", [1, 4, 8])
 def test_dilated_over_phases(dilation, pad, groups, rng):
-    # The JAX and PyTorch route of stride-1 dilated convs (space to batch), in
-    # backend-neutral ops: checked here, on odd sizes, against the definition.
-    from keras_sknet.layers.conv import _dilated_over_phases
+    # The JAX and PyTorch route of stride-1 dilated convs (space to batch), and
+    # Eigen's blocked one, in backend-neutral ops: checked on odd sizes against the
+    # definition, with static shapes and with every dimension unknown (TensorFlow).
+    import tensorflow as tf
+
+    from keras_sknet.layers import phases
+
+    def undilated(x, kernel):
+        return tf.nn.conv2d(x, kernel, 1, "VALID")
 
     x = rng.normal(size=(2, 11, 8, 8)).astype("float32")
     kernel = rng.normal(size=(3, 3, 8 // groups, 8)).astype("float32")
-    y = keras.ops.convert_to_numpy(_dilated_over_phases(x, kernel, dilation, pad))
-    np.testing.assert_allclose(y, reference.conv2d(x, kernel, 1, dilation, pad), atol=1e-4)
+    expected = reference.conv2d(x, kernel, 1, dilation, pad)
+    y = keras.ops.convert_to_numpy(phases.dilated_over_phases(x, kernel, dilation, pad, undilated))
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+    dynamic = tf.function(
+        lambda t: phases.dilated_over_phases(t, kernel, dilation, pad, undilated),
+        input_signature=[tf.TensorSpec((None, None, None, 8))],
+    )
+    np.testing.assert_allclose(dynamic(x).numpy(), expected, atol=1e-4)

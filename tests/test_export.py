@@ -22,7 +22,7 @@ from benchmarks import synthetic
 from keras_sknet import export
 from keras_sknet.applications import ShuffleNetV2SK, SKNet, SKNet50, preprocess_input
 from keras_sknet.export.__main__ import main as cli_main
-from keras_sknet.layers.conv import subsample
+from keras_sknet.layers.phases import subsample
 from tests.helpers import randomize_batch_norms
 
 # Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's

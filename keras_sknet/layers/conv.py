@@ -8,15 +8,25 @@ unit has exactly that) and pads "same" asymmetrically at stride 2, where Caffe
 and PyTorch pad symmetrically (so converted weights would not match).
 
 This layer calls the backend convolution directly (one op per call, no
-per-group loop), pads symmetrically like PyTorch, and computes strided dilated
-convolutions exactly through a phase decomposition (see `conv2d`).
-"""
+per-group loop) and pads symmetrically like PyTorch. Every platform trick
+behind it has one home:
 
-import math
+- `conv2d` (here): the one door. Stride with dilation goes through
+  `phases.strided_dilated_conv`; everything else straight to the backend.
+- `phases`: the pixel-phase algebra (space to batch, the strided-dilated
+  split, subsampling by reshapes), written once with `keras.ops`.
+- `backend_conv`: which convolution each backend runs, and JAX's gradient of
+  dilated convolutions.
+- `tf_conv`: TensorFlow's kernel workarounds (Eigen's missing gradients and
+  fusions, the export paths); `tf_blocked_conv`: small groups over pixel
+  blocks for Eigen.
+"""
 
 import keras
 from keras import ops
 
+from keras_sknet.layers import phases
+from keras_sknet.layers.backend_conv import backend_conv
 from keras_sknet.utils.validation import check_positive_int
 
 # He initialisation of the paper's Section 4.1 ([8] = He et al. 2015), in the
@@ -27,137 +37,17 @@ HE_NORMAL_FAN_OUT = {
 }
 PADDING_MODES = ("symmetric", "valid")
 
-
-def _backend_conv(x, kernel, strides, dilation, pad, depthwise):
-    """One convolution with `pad` zeros on each side, NHWC.
-
-    `strides` and `dilation` are never both > 1 here.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        from keras_sknet.layers import tf_conv
-
-        # At stride 1 TF's "SAME" pads an odd kernel symmetrically. Explicit
-        # padding lists are avoided: TF cannot differentiate grouped convs with them.
-        padding = "VALID"
-        if pad and strides == 1 and pad == dilation * (kernel.shape[0] - 1) // 2:
-            padding = "SAME"
-        elif pad:
-            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        if depthwise:
-            # Depthwise kernels are stored grouped, (k, k, 1, C); TF wants (k, k, C, 1).
-            # The depthwise op (not a C-group conv) is what TFLite runs fast.
-            kernel = tf.transpose(kernel, (0, 1, 3, 2))
-        # A grouped conv is one TF op when the kernel's input depth divides the
-        # input channels (oneDNN on CPU, cuDNN on GPU); tf_conv makes it and its
-        # gradients work on TF's Eigen CPU kernels too.
-        return tf_conv.conv2d(x, kernel, strides, dilation, padding, depthwise=depthwise)
-    if dilation > 1 and x.shape[1] is not None and x.shape[2] is not None:
-        if keras.backend.backend() == "jax":
-            return _jax_dilated_conv(x, kernel, dilation, pad)
-        return _dilated_over_phases(x, kernel, dilation, pad)
-    return _dilated_conv(x, kernel, strides, dilation, pad)
-
-
-def _dilated_conv(x, kernel, strides, dilation, pad):
-    """The backend's own convolution (cuDNN's, XLA's, PyTorch's), dilated or not."""
-    if pad:
-        x = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    return ops.conv(x, kernel, strides=strides, padding="valid", dilation_rate=dilation)
-
-
-def _jax_dilated_conv(x, kernel, dilation, pad):
-    """JAX: the dilated convolution forwards, its gradients over pixel phases.
-
-    Forwards, cuDNN's and XLA's own dilated convolution is the faster one; their
-    gradients are the slow part, an order of magnitude slower than over phases
-    (measured on a GPU: docs/backends.md).
-    """
-    import jax
-
-    @jax.custom_vjp
-    def convolve(x, kernel):
-        return _dilated_conv(x, kernel, 1, dilation, pad)
-
-    def forward(x, kernel):
-        return convolve(x, kernel), (x, kernel)
-
-    def backward(saved, grad):
-        _, pullback = jax.vjp(lambda x, k: _dilated_over_phases(x, k, dilation, pad), *saved)
-        return pullback(grad)
-
-    convolve.defvjp(forward, backward)
-    return convolve(x, kernel)
-
-
-def _dilated_over_phases(x, kernel, dilation, pad):
-    """A stride-1 dilated convolution as one undilated convolution (PyTorch; JAX's gradients).
-
-    Output row `i = d*a + r` reads padded rows `r + d*(a + t)`, taps `t`: the
-    rows of phase `r` only, consecutively. So the d x d pixel phases become
-    batch entries (space to batch), one undilated convolution runs over all of
-    them, and the outputs interleave back. The same multiply-adds; cuDNN's
-    gradients of dilated grouped convolutions are far slower than of undilated
-    ones (SKNet-50's training step on a GPU: docs/backends.md).
-    """
-    d = dilation
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    size = kernel.shape[0]
-    out_h, out_w = height + 2 * pad - d * (size - 1), width + 2 * pad - d * (size - 1)
-    # Pad up to multiples of d; the extra rows feed only outputs that are cut off.
-    rows, cols = -(-(height + 2 * pad) // d), -(-(width + 2 * pad) // d)
-    x = ops.pad(x, [[0, 0], [pad, d * rows - height - pad], [pad, d * cols - width - pad], [0, 0]])
-    x = ops.reshape(x, (-1, rows, d, cols, d, channels))
-    x = ops.transpose(x, (2, 4, 0, 1, 3, 5))  # (d, d, N, rows, cols, C)
-    x = ops.reshape(x, (-1, rows, cols, channels))
-    y = ops.conv(x, kernel, strides=1, padding="valid")
-    filters = y.shape[-1]
-    y_rows, y_cols = rows - size + 1, cols - size + 1
-    y = ops.reshape(y, (d, d, -1, y_rows, y_cols, filters))
-    y = ops.transpose(y, (2, 3, 0, 4, 1, 5))  # (N, y_rows, d, y_cols, d, F)
-    y = ops.reshape(y, (-1, y_rows * d, y_cols * d, filters))
-    return y[:, :out_h, :out_w, :]
-
-
-def subsample(x, strides):
-    """`x[:, ::strides, ::strides, :]`, as a reshape and a unit-stride slice.
-
-    The same values by another route: TFLite's XNNPACK delegate does not run
-    strided slices, and each one would cut the exported graph into separate
-    delegate partitions (ShuffleNetV2 + SK has six); reshapes and unit-stride
-    slices it runs. Inputs whose height or width is not a multiple of
-    `strides` are first padded up to one (the padding is never kept).
-    """
-    if strides == 1:
-        return x
-    channels = x.shape[-1]
-    height, width = x.shape[1], x.shape[2]
-    if height is None or width is None or height % strides or width % strides:
-        shape = ops.shape(x)
-        pad_h, pad_w = (-shape[1]) % strides, (-shape[2]) % strides
-        x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
-    shape = ops.shape(x)
-    rows, cols = shape[1] // strides, shape[2] // strides
-    # (N, rows, s, cols, s * C): row phase on axis 2, column phase inside the last axis.
-    x = ops.reshape(x, (-1, rows, strides, cols, strides * channels))
-    return ops.reshape(x[:, :, :1, :, :channels], (-1, rows, cols, channels))
+# Kept importable where it was.
+subsample = phases.subsample
 
 
 def conv2d(x, kernel, strides=1, dilation=1, pad=0, depthwise=False):
     """NHWC convolution with symmetric zero padding and any stride with any dilation.
 
     Backends refuse `strides > 1` together with `dilation > 1` (TensorFlow's CPU
-    kernels compute it only with oneDNN and cannot differentiate it without).
-    Output position `i` reads padded rows `s*i + d*a` for taps `a = 0..k-1`.
-    Tap `a` falls on row phase `(d*a) mod s`; the taps that share a phase are
-    evenly spaced, `d / gcd(d, s)` apart, in the subsampled input `x[phase::s]`.
-    So the strided dilated conv is the sum, over phase pairs, of stride-1
-    dilated convs of phase-subsampled inputs with the matching sub-kernels.
-    Every tap is computed once, for the outputs that need it: the
-    multiply-adds are exactly those of the nominal convolution. When `s`
-    divides `d` (3x3, dilation 2, stride 2: every downsampling SK path) there is
-    a single phase and a single, undilated, convolution.
+    kernels compute it only with oneDNN and cannot differentiate it without);
+    it is computed exactly, with the nominal multiply-adds, over pixel phases
+    (`phases.strided_dilated_conv`).
 
     Args:
         x: input, `(N, H, W, C)`.
@@ -169,44 +59,21 @@ def conv2d(x, kernel, strides=1, dilation=1, pad=0, depthwise=False):
 
     Returns:
         `(N, (H + 2*pad - d*(k-1) - 1) // s + 1, ..., filters)`.
+
+    Example:
+        >>> conv2d(keras.ops.ones((1, 9, 9, 8)), keras.ops.ones((3, 3, 2, 8)), 2, 2, 2).shape
+        (1, 5, 5, 8)
     """
     if strides == 1 or dilation == 1:
-        return _backend_conv(x, kernel, strides, dilation, pad, depthwise)
-    k = kernel.shape[0]
-    if dilation % strides == 0 and pad == dilation * (k - 1) // 2:
-        # One phase, and with "same" padding it lines up with x[::s]: a "same"
-        # conv of dilation d/s on the subsampled input (no padded copy of x).
-        step = dilation // strides
-        return _backend_conv(subsample(x, strides), kernel, 1, step, step * (k - 1) // 2, depthwise)
-    if pad:
-        x = ops.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    gcd = math.gcd(dilation, strides)
-    step = dilation // gcd  # input spacing, in x[::s], of the taps of one phase
-    tap_step = strides // gcd  # kernel spacing of the taps of one phase
-    # Each phase's taps are a0, a0 + tap_step, ...: keep a0 and their count.
-    phases = [(a0, len(range(a0, k, tap_step))) for a0 in range(tap_step)]
-
-    span = dilation * (k - 1) + 1
-    out_h = (ops.shape(x)[1] - span) // strides + 1
-    out_w = (ops.shape(x)[2] - span) // strides + 1
-    total = None
-    for a_h, taps_h in phases:
-        for a_w, taps_w in phases:
-            # The first tap reads padded row `d * a0` for output 0; keep just the
-            # rows the outputs need, so that no tap is computed in vain.
-            rows = out_h + step * (taps_h - 1)
-            cols = out_w + step * (taps_w - 1)
-            top, left = dilation * a_h, dilation * a_w
-            sub_input = x[
-                :,
-                top : top + strides * (rows - 1) + 1 : strides,
-                left : left + strides * (cols - 1) + 1 : strides,
-                :,
-            ]
-            sub_kernel = kernel[a_h::tap_step, a_w::tap_step]
-            y = _backend_conv(sub_input, sub_kernel, 1, step, 0, depthwise)
-            total = y if total is None else total + y
-    return total
+        return backend_conv(x, kernel, strides, dilation, pad, depthwise)
+    return phases.strided_dilated_conv(
+        x,
+        kernel,
+        strides,
+        dilation,
+        pad,
+        lambda x, kernel, dilation, pad: backend_conv(x, kernel, 1, dilation, pad, depthwise),
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")

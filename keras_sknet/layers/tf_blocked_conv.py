@@ -11,7 +11,8 @@ wide, which Eigen runs faster at 4 and 8 channels per group (measured in
 docs/platforms.md, "What runs on Eigen").
 
 A dilated convolution is first split into the dilation^2 interleaved sub-images
-it never mixes (space-to-batch), each an undilated convolution.
+it never mixes (space-to-batch, `phases.dilated_over_phases`), each an
+undilated convolution.
 
 Everything here is exact (the same products, summed in another order) and
 differentiable: the one convolution it runs is `convolve`, given by the
@@ -20,6 +21,8 @@ caller with whatever gradient it needs.
 
 import numpy as np
 import tensorflow as tf
+
+from keras_sknet.layers import phases
 
 BLOCK = 2  # pixels per block side
 # Blocked only up to this many input channels per group: at 16 the plain
@@ -63,29 +66,9 @@ def blocked_conv2d(x, kernel, dilation, pad, groups, convolve):
     if dilation == 1:
         return _blocked(x, kernel, pad, groups, convolve)
     # Output row d*q + r reads only input rows of phase r: d^2 undilated convolutions.
-    size, filters = kernel.shape[0], kernel.shape[3]
-    span = dilation * (size - 1)
-    n, height, width, channels = _dims(x)
-    rows, cols = height + 2 * pad - span, width + 2 * pad - span
-    phase_rows, phase_cols = -(-(rows + span) // dilation), -(-(cols + span) // dilation)
-    x = tf.pad(
-        x,
-        [
-            [0, 0],
-            [pad, phase_rows * dilation - height - pad],
-            [pad, phase_cols * dilation - width - pad],
-            [0, 0],
-        ],
+    return phases.dilated_over_phases(
+        x, kernel, dilation, pad, lambda x, kernel: _blocked(x, kernel, 0, groups, convolve)
     )
-    x = tf.reshape(x, (n, phase_rows, dilation, phase_cols, dilation, channels))
-    x = tf.transpose(x, (2, 4, 0, 1, 3, 5))
-    x = tf.reshape(x, (dilation * dilation * n, phase_rows, phase_cols, channels))
-    y = _blocked(x, kernel, 0, groups, convolve)
-    out_rows, out_cols = phase_rows - size + 1, phase_cols - size + 1
-    y = tf.reshape(y, (dilation, dilation, n, out_rows, out_cols, filters))
-    y = tf.transpose(y, (2, 3, 0, 4, 1, 5))
-    y = tf.reshape(y, (n, out_rows * dilation, out_cols * dilation, filters))
-    return y[:, :rows, :cols, :]
 
 
 def _dims(x):

@@ -15,7 +15,8 @@ from keras_sknet.layers import GroupConv2D
 from tests import reference
 from tests.backends import common
 
-pytestmark = pytest.mark.kernels
+# Both kernel libraries (scripts/test.sh), and again with the instruction sets capped.
+pytestmark = [pytest.mark.kernels, pytest.mark.numerics]
 
 
 def reference_kernel_gradient(x, kernel, target, dilation, pad):

@@ -27,10 +27,14 @@ from tests.backends.make_reference import ATTENTION_MODELS, SCALES
 
 BACKEND = keras.backend.backend()
 
-pytestmark = pytest.mark.skipif(
-    BACKEND == "tensorflow",
-    reason="compares JAX/PyTorch with TensorFlow's reference (on TensorFlow: test_tensorflow_side.py)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        BACKEND == "tensorflow",
+        reason="compares JAX/PyTorch with TensorFlow's reference (on TensorFlow: test_tensorflow_side.py)",
+    ),
+    # Every test here compares numbers with TensorFlow's: rerun with the instruction sets capped.
+    pytest.mark.numerics,
+]
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,12 @@ def _environment(backend, reference, output):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """`{backend: (return code, output, output directory)}` of the JAX and PyTorch runs, started together."""
+def runs(tmp_path_factory, request):
+    """`{backend: (return code, output, output directory)}` of the JAX and PyTorch runs, started together.
+
+    A marker selection of this run (`-m numerics`, the capped rerun of scripts/test.sh) is
+    passed on, so that the other backends rerun only their numerical comparisons.
+    """
     from tests.backends.make_reference import make_reference
 
     missing = [b for b in OTHER_BACKENDS if not _installed(b)]
@@ -70,6 +74,8 @@ def runs(tmp_path_factory):
         )
     reference = str(tmp_path_factory.mktemp("reference"))
     make_reference(reference)
+    markers = request.config.getoption("markexpr")
+    selection = ["-m", markers] if markers else []
     started = {}
     for backend in OTHER_BACKENDS:
         if backend in missing:
@@ -83,6 +89,7 @@ def runs(tmp_path_factory):
             "-rs",
             "-p",
             "no:cacheprovider",
+            *selection,
             "tests/backends",
         ]
         process = subprocess.Popen(
