@@ -13,7 +13,8 @@
 #     timeout_s: 480   (the check stops itself after --budget, 440 s by default)
 # What comes back in $OUT: gpu_check.log (everything printed), gpu_check.md (the table),
 # results.jsonl (every measurement; `python -m benchmarks.gpu_check report` remakes the table),
-# tests-jax.log and tests-torch.log. Put the table into BENCHMARKS.md with
+# tests-jax.log and tests-torch.log. Put the table into BENCHMARKS.md (it replaces the section of
+# the same title: the previous GPU run, or the previous CPU dry run) with
 #     python -m benchmarks.gpu_check append <files_at>/gpu_check.md
 #
 # On a CPU, every path at tiny sizes (CI runs this through tests/test_gpu_check.py):

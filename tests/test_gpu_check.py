@@ -7,6 +7,7 @@ checks that every row was measured and that the tables are whole.
 """
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from benchmarks import gpu_check
+from benchmarks import gpu_check, gpu_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NEEDS = ("jax", "torch", "timm")
@@ -87,7 +88,7 @@ def test_every_row_measured_on_every_path(dry_run):
     assert markdown in stdout  # printed too
     rows = table_rows(markdown)
     planned, _ = gpu_check.plan_rows(tiny=True)
-    expected = {(gpu_check.MODEL_NAMES[m], task, batch, dtype) for m, task, batch, dtype in planned}
+    expected = {(gpu_report.MODEL_NAMES[m], task, batch, dtype) for m, task, batch, dtype in planned}
     assert set(rows) == expected
     for key, cells in rows.items():
         for heading in ("Keras-JAX (XLA)", "Keras-torch", "timm eager", "timm channels_last"):
@@ -118,12 +119,12 @@ def test_targets_and_backend_tests_reported(dry_run):
 
 def test_results_file_and_report(dry_run, tmp_path):
     out, _ = dry_run
-    records = gpu_check.load(out / "results.jsonl")
+    records = gpu_report.load(out / "results.jsonl")
     rows = [r for r in records if r["kind"] == "row"]
     assert rows and all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
     assert {r["framework"] for r in records if r["kind"] == "meta"} == {"keras-jax", "keras-torch", "timm"}
     assert (out / "gpu_check.log").stat().st_size > 0
-    # `report` makes the same table from the results; `append` adds it to a BENCHMARKS.md.
+    # `report` makes the same table from the results; `append` writes it into a BENCHMARKS.md.
     remade = tmp_path / "remade.md"
     assert gpu_check.main(["report", str(out / "results.jsonl"), "--markdown", str(remade)]) == 0
     assert remade.read_text() == (out / "gpu_check.md").read_text()
@@ -177,3 +178,158 @@ def test_exit_status_fails_on_failures_not_on_time():
     assert gpu_check.exit_status(ran + [{"kind": "row", "status": "failed"}]) == 1
     assert gpu_check.exit_status(ran + [{"kind": "phase", "status": "failed"}]) == 1
     assert gpu_check.exit_status(ran + [{"kind": "tests", "status": "failed (exit 1)"}]) == 1
+
+
+# A GPU run's results, saved (numbers made up, ratios worked out by hand below): Keras-JAX and
+# timm measured the four target rows; Keras-torch was stopped at its deadline before any row.
+SAVED_RUN = [
+    dict(
+        kind="machine",
+        mode="gpu",
+        python="3.11.9",
+        started=0,
+        budget_s=440,
+        date="2026-12-01 10:00 UTC",
+        gpu="NVIDIA H200, 570.1, 143771 MiB",
+        cpu="x86, 16 cores",
+    ),
+    dict(
+        kind="meta",
+        framework="keras-jax",
+        versions={"jax": "0.7.0", "keras": "3.15.1"},
+        device="gpu: H200",
+        precision="default",
+    ),
+    dict(
+        kind="meta",
+        framework="timm",
+        versions={"timm": "1.0.31", "torch": "2.14.1"},
+        device="cuda: H200",
+        precision="tf32 off",
+    ),
+    *[
+        dict(
+            kind="row",
+            framework=framework,
+            variant=variant,
+            model=model,
+            task=task,
+            batch=batch,
+            dtype="mixed_bfloat16",
+            status="ok",
+            images_per_s=value,
+            first_s=first,
+        )
+        for framework, variant, model, task, batch, value, first in [
+            ("keras-jax", "xla", "sknet50", "train", 128, 1000.0, 61.5),
+            ("keras-jax", "xla", "sknet50", "infer", 256, 4000.0, 20.0),
+            ("keras-jax", "xla", "resnext50", "train", 128, 1500.0, 40.0),
+            ("keras-jax", "xla", "resnext50", "infer", 256, 4400.0, 15.0),
+            ("timm", "eager", "sknet50", "train", 128, 800.0, 1.0),
+            ("timm", "channels_last", "sknet50", "train", 128, 900.0, 1.0),
+            ("timm", "eager", "sknet50", "infer", 256, 3500.0, 1.0),
+            ("timm", "channels_last", "sknet50", "infer", 256, 3200.0, 1.0),
+        ]
+    ],
+    dict(
+        kind="phase",
+        name="keras-jax",
+        framework="keras-jax",
+        variants=["xla"],
+        status="ran",
+        reason="",
+        seconds=300,
+        rows=[
+            ["sknet50", "train", 128, "mixed_bfloat16"],
+            ["sknet50", "infer", 256, "mixed_bfloat16"],
+            ["resnext50", "train", 128, "mixed_bfloat16"],
+            ["resnext50", "infer", 256, "mixed_bfloat16"],
+        ],
+    ),
+    dict(
+        kind="phase",
+        name="keras-torch",
+        framework="keras-torch",
+        variants=["eager"],
+        status="killed",
+        reason="still running at its deadline (60s)",
+        seconds=60,
+        rows=[["sknet50", "train", 128, "mixed_bfloat16"]],
+    ),
+    dict(kind="tests", backend="jax", status="passed", summary="40 passed in 50.1s", seconds=51),
+    dict(kind="finished", seconds=431),
+]
+
+
+def test_report_renders_a_saved_gpu_run(tmp_path):
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(record) + "\n" for record in SAVED_RUN))
+    markdown_path = tmp_path / "gpu_check.md"
+    assert gpu_check.main(["report", str(results), "--markdown", str(markdown_path)]) == 0
+    markdown = markdown_path.read_text()
+    assert markdown.startswith(f"## {gpu_report.TITLE}\n\n2026-12-01 10:00 UTC; NVIDIA H200, 570.1")
+    assert "budget 440s, took 431s" in markdown and "keras 3.15.1" in markdown and "timm 1.0.31" in markdown
+    rows = table_rows(markdown)
+    assert set(rows) == {
+        ("SKNet-50", "train", 128, "mixed_bfloat16"),
+        ("SKNet-50", "infer", 256, "mixed_bfloat16"),
+        ("ResNeXt-50", "train", 128, "mixed_bfloat16"),
+        ("ResNeXt-50", "infer", 256, "mixed_bfloat16"),
+    }
+    train = rows["SKNet-50", "train", 128, "mixed_bfloat16"]
+    speeds = [train[heading] for heading in ("Keras-JAX (XLA)", "timm eager", "timm channels_last")]
+    assert speeds == ["1000", "800", "900"]
+    assert train["timm best"] == "channels_last" and train["Keras-JAX / timm best"] == "1.11x"  # 1000 / 900
+    assert train["Keras-torch"] == "skipped" and train["Keras-torch / timm best"] == "-"
+    assert train["timm compile"] == "-" and train["Keras-JAX first call (s)"] == "61.5"
+    infer = rows["SKNet-50", "infer", 256, "mixed_bfloat16"]
+    assert infer["timm best"] == "eager" and infer["Keras-JAX / timm best"] == "1.14x"  # 4000 / 3500
+    lines = markdown.splitlines()
+    train_target = "| Keras-JAX SKNet-50 training step, mixed_bfloat16, batch 128 / timm best"
+    assert f"{train_target} | 1.11x | >= 1.0x | met |" in lines
+    # SK overhead: ResNeXt-50's images/s over SKNet-50's, 1500 / 1000 and 4400 / 4000.
+    overhead = (
+        "| SK overhead, Keras-JAX training step, mixed_bfloat16, batch 128 (SKNet-50 time / ResNeXt-50 time)"
+    )
+    assert f"{overhead} | 1.50x | <= 1.3x | MISSED |" in lines
+    assert "| SK overhead, Keras-JAX inference, mixed_bfloat16, batch 256 | 1.10x | <= 1.3x | met |" in lines
+    assert (
+        "| Keras-JAX SKNet-50 inference, float32, batch 256 / timm best | - | >= 1.0x | not measured |"
+        in markdown
+    )
+    assert (
+        "- Keras-torch, every row: skipped: not reached: the worker was stopped at its deadline" in markdown
+    )
+    assert "| jax | passed: 40 passed in 50.1s | 51 |" in markdown
+    # Rendering reads nothing but the records: the same records give the same text.
+    assert gpu_report.render(gpu_report.load(results)) == markdown
+
+
+def test_append_replaces_the_section_of_the_same_title(tmp_path):
+    gpu_section = gpu_report.render(SAVED_RUN)
+    dry_run = gpu_report.render([dict(SAVED_RUN[0], mode="cpu-tiny"), *SAVED_RUN[1:]])
+    assert dry_run.startswith(f"## {gpu_report.DRY_RUN_TITLE}\n")
+    (tmp_path / "gpu.md").write_text(gpu_section)
+    (tmp_path / "dry.md").write_text(dry_run)
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    before = f"# Benchmarks\n\nintro\n\n## Peers\n\npeers table\n\n## {gpu_report.TITLE}\n\nan older run\n\n## Layout\n\nx\n"
+    benchmarks.write_text(before)
+    assert gpu_check.main(["append", str(tmp_path / "gpu.md"), "--to", str(benchmarks)]) == 0
+    text = benchmarks.read_text()
+    assert text == before.replace(f"## {gpu_report.TITLE}\n\nan older run\n\n", gpu_section.strip() + "\n\n")
+    assert gpu_check.main(["append", str(tmp_path / "gpu.md"), "--to", str(benchmarks)]) == 0
+    assert benchmarks.read_text() == text  # the latest run, once
+    # A CPU dry run has a section of its own: it never replaces the GPU figures.
+    assert gpu_check.main(["append", str(tmp_path / "dry.md"), "--to", str(benchmarks)]) == 0
+    assert benchmarks.read_text() == text + "\n" + dry_run.strip() + "\n"
+    # Anything else is refused, and BENCHMARKS.md is left as it was.
+    (tmp_path / "other.md").write_text("## Peers\n\nnot a GPU check\n")
+    with pytest.raises(ValueError, match="Not a table made by the GPU check: it starts with '## Peers'"):
+        gpu_check.main(["append", str(tmp_path / "other.md"), "--to", str(benchmarks)])
+    assert benchmarks.read_text() == text + "\n" + dry_run.strip() + "\n"
+
+
+def test_the_gpu_section_of_benchmarks_md_is_the_one_append_replaces():
+    with open(os.path.join(REPO, "BENCHMARKS.md")) as f:
+        headings = [line for line in f.read().splitlines() if line.startswith("## ")]
+    assert headings.count(f"## {gpu_report.TITLE}") == 1

@@ -4,7 +4,7 @@
 `FileTrainingState` (any backend: one `.npz` file) hold the weights, optimiser,
 epoch, step and best metric; `Backup` writes them every few minutes and at each
 epoch end, `SaveBestAndLast` the `.keras` files (atomically), `StopOnNaN` and
-`Throughput` watch the run. `training.trainer` puts them together.
+`Throughput` watch the run. `training.fit_loop` puts them together.
 """
 
 import json

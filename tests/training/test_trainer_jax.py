@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from tests.training.helpers import tiny
+from training.inputs import pad_to_multiple
 from training.state import FileTrainingState
 from training.train import HOST_DEVICES_FLAG, force_host_devices, keras_backend
 from training.train import main as train_main
-from training.trainer import _pad_to_multiple, build_model, check_batch_divides, compile_model
+from training.trainer import build_model, check_batch_divides, compile_model
 
 # The runs happen in subprocesses; this process only needs jax to be installed for them.
 pytest.importorskip("jax", reason="the trainer on JAX needs jax (pip install jax)")
@@ -240,7 +241,9 @@ THREE_DEVICES_SCRIPT = """
 import json, os, sys
 import jax, keras, numpy as np, tensorflow as tf
 from training.experiments import get_experiment, override
-from training.trainer import _pad_to_multiple, _predictor, train
+from training.evaluation import predictor
+from training.inputs import pad_to_multiple
+from training.trainer import train
 
 data_dir, out, assignments = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 report = {"devices": len(jax.devices())}
@@ -266,8 +269,8 @@ expected = np.asarray(single(images))
 with keras.distribution.DataParallel(devices=jax.devices()).scope():
     model = classifier()
     model.compile(loss="categorical_crossentropy", weighted_metrics=[keras.metrics.CategoricalAccuracy(name="top1")])
-    report["predict"] = float(np.max(np.abs(_predictor(model)(images) - expected)))
-    batches = _pad_to_multiple(tf.data.Dataset.from_tensor_slices((images, labels)).batch(4), 3)
+    report["predict"] = float(np.max(np.abs(predictor(model)(images) - expected)))
+    batches = pad_to_multiple(tf.data.Dataset.from_tensor_slices((images, labels)).batch(4), 3)
     report["shapes"] = [[int(len(x)), float(w.sum())] for x, _, w in batches.as_numpy_iterator()]
     report["top1"] = model.evaluate(batches, return_dict=True, verbose=0)["top1"]
 report["expected_top1"] = float(np.mean(expected.argmax(-1) == labels.argmax(-1)))
@@ -372,7 +375,7 @@ def test_evaluation_padding_weights():
     images = np.arange(7 * 2 * 2 * 3, dtype="float32").reshape(7, 2, 2, 3)
     labels = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0]]
     padded = list(
-        _pad_to_multiple(tf.data.Dataset.from_tensor_slices((images, labels)).batch(5), 4).as_numpy_iterator()
+        pad_to_multiple(tf.data.Dataset.from_tensor_slices((images, labels)).batch(5), 4).as_numpy_iterator()
     )
     (x1, y1, w1), (x2, y2, w2) = padded
     assert (x1.shape, y1.shape, x2.shape) == ((8, 2, 2, 3), (8, 3), (4, 2, 2, 3))

@@ -1,0 +1,131 @@
+"""The datasets a run trains and validates on, made from an experiment's recipe.
+
+`training.data` builds tf.data pipelines; this module says which ones a run of
+an experiment reads and how they are fed to each backend:
+
+- TensorFlow: one endless training stream and the evaluation split, distributed
+  by the strategy (`distributed_datasets`). A resumed run reshuffles from a seed
+  of its own.
+- JAX: NumPy batches, the data of epoch `e` seeded by `(seed, e)`, a resumed
+  epoch skipping the batches it already trained on (`epoch_batches`), and
+  evaluation batches padded to a multiple of the device count (`pad_to_multiple`).
+"""
+
+
+def train_dataset(experiment, info, data_dir, manual_dir, seed, input_context=None, skip_batches=0):
+    """The experiment's augmented, shuffled, endless training pipeline (one-hot labels)."""
+    from training import data
+
+    area_range = data.LIGHTWEIGHT_AREA_RANGE if experiment.augment == "light" else data.STANDARD_AREA_RANGE
+    return data.make_dataset(
+        experiment.dataset,
+        info.train_split,
+        experiment.batch_size,
+        experiment.image_size,
+        training=True,
+        area_range=area_range,
+        rand_augment=experiment.randaugment or None,
+        mixup_alpha=experiment.mixup,
+        cutmix_alpha=experiment.cutmix,
+        repeat=True,
+        skip_batches=skip_batches,
+        input_context=input_context,
+        seed=seed,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        label_format="one_hot",
+    )
+
+
+def eval_dataset(experiment, info, data_dir, manual_dir, repeat=False, input_context=None):
+    """The experiment's evaluation split, centre-cropped, in order (one-hot labels)."""
+    from training import data
+
+    return data.make_dataset(
+        experiment.dataset,
+        info.eval_split,
+        experiment.batch_size,
+        experiment.eval_image_size,
+        training=False,
+        crop_pct=experiment.crop_pct,
+        repeat=repeat,
+        input_context=input_context,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        label_format="one_hot",
+    )
+
+
+def steps_per_epoch(experiment, info):
+    """Whole batches of the training split per epoch; ValueError when not even one fits."""
+    steps = info.splits[info.train_split] // experiment.batch_size
+    if steps < 1:
+        raise ValueError(
+            f"The batch size {experiment.batch_size} is larger than the {info.splits[info.train_split]} "
+            f"training examples of {experiment.dataset!r}: no step fits in an epoch."
+        )
+    return steps
+
+
+def distributed_datasets(experiment, info, strategy, data_dir, manual_dir, first_epoch, multi_worker):
+    """TensorFlow: distributed training and evaluation datasets, steps per epoch and evaluation steps."""
+    # A resumed run reshuffles from a seed of its own: the same recipe, not the same batches again.
+    seed = experiment.seed * 1000 + first_epoch
+
+    def train_fn(input_context):
+        return train_dataset(experiment, info, data_dir, manual_dir, seed, input_context)
+
+    def eval_fn(input_context):
+        return eval_dataset(experiment, info, data_dir, manual_dir, multi_worker, input_context)
+
+    steps = steps_per_epoch(experiment, info)
+    eval_examples = info.splits[info.eval_split]
+    # Several workers need a fixed number of evaluation steps; one process reads the split once.
+    eval_steps = max(1, eval_examples // experiment.batch_size) if multi_worker else None
+    return (
+        strategy.distribute_datasets_from_function(train_fn),
+        strategy.distribute_datasets_from_function(eval_fn),
+        steps,
+        eval_steps,
+    )
+
+
+def epoch_batches(experiment, info, data_dir, manual_dir, steps, epoch, skip):
+    """JAX: training batches as NumPy arrays, `steps` per epoch, from step `skip` of `epoch` on.
+
+    The data of each epoch is seeded by the recipe's seed and the epoch, and a
+    resumed epoch skips the batches already trained on: a resumed run sees the
+    batches an uninterrupted one would.
+    """
+    while True:
+        seed = experiment.seed * 1000 + epoch
+        dataset = train_dataset(experiment, info, data_dir, manual_dir, seed, skip_batches=skip)
+        yield from dataset.take(steps - skip).as_numpy_iterator()
+        epoch, skip = epoch + 1, 0
+
+
+def pad_to_multiple(dataset, multiple):
+    """JAX: `(images, labels)` batches padded to a multiple of `multiple` rows, and sample weights.
+
+    A batch split over devices must divide evenly; the last evaluation batch may
+    not. The padding rows weigh 0, so the accuracies count only real images
+    (the mean loss counts them as zero-loss images: at most `multiple - 1` of them).
+
+    Args:
+        dataset: a `tf.data.Dataset` of `(images, labels)` batches.
+        multiple: the row count every batch is padded up to a multiple of.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels, sample_weights)` batches.
+    """
+    import tensorflow as tf
+
+    def pad(images, labels):
+        count = tf.shape(images)[0]
+        extra = (-count) % multiple
+        weights = tf.concat([tf.ones([count]), tf.zeros([extra])], axis=0)
+        images = tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1))
+        labels = tf.pad(labels, [[0, extra]] + [[0, 0]] * (labels.shape.rank - 1))
+        return images, labels, weights
+
+    return dataset.map(pad)
