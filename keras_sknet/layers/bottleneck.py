@@ -12,6 +12,7 @@ import keras
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
 from keras_sknet.utils.validation import check_positive_int
@@ -171,7 +172,7 @@ class ResNeXtBlock(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }
         )
-        return config
+        return with_sublayer_policies(self, config)
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
@@ -267,4 +268,4 @@ class SKBlock(ResNeXtBlock):
         sk_config = self.sk.get_config()
         for key in ("kernel_sizes", "groups", "reduction", "min_dim", "dilate_large_kernels", "attention"):
             config[key] = sk_config[key]
-        return config
+        return with_sublayer_policies(self, config)

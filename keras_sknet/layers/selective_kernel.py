@@ -23,6 +23,7 @@ from keras import ops
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.utils.validation import (
     check_kernel_sizes,
     check_positive_int,
@@ -180,7 +181,7 @@ class SKAttention(keras.layers.Layer):
                 "momentum": self.momentum,
             }
         )
-        return config
+        return with_sublayer_policies(self, config)
 
 
 def path_settings(kernel_sizes, dilate_large_kernels):
@@ -421,4 +422,4 @@ class SKConv(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }
         )
-        return config
+        return with_sublayer_policies(self, config)
