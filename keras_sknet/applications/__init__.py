@@ -6,9 +6,11 @@ ImageNet (224): `SKNet26`, `SKNet50`, `SKNet101` and the baselines `ResNeXt50`,
 `ShuffleNetV2SK`. `SKNet()` is the family builder behind the bottleneck
 networks (the ablations of Tables 6 and 7 are its arguments). Basic-block SK
 nets (timm's, with public weights): `SKResNet18`, `SKResNet34`, built by
-`SKResNet()`.
+`SKResNet()`. `feature_extractor(model)` turns any of them into a backbone
+whose output is the dict of its pyramid levels `{"P1": ..., "P5": ...}`.
 """
 
+from keras_sknet.applications.features import feature_extractor, pyramid_layer_names
 from keras_sknet.applications.imagenet_utils import decode_predictions, preprocess_input
 from keras_sknet.applications.shufflenet_v2 import ShuffleNetV2, ShuffleNetV2SE, ShuffleNetV2SK
 from keras_sknet.applications.sknet import (
@@ -53,5 +55,7 @@ __all__ = [
     "ShuffleNetV2SE",
     "ShuffleNetV2SK",
     "decode_predictions",
+    "feature_extractor",
     "preprocess_input",
+    "pyramid_layer_names",
 ]

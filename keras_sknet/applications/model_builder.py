@@ -264,7 +264,8 @@ def model_variant(builder, config, function_name, docstring, default_classes=100
 
     Returns:
         `function(include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name) -> keras.Model`.
+        classifier_activation, name, output_stride) -> keras.Model`; `output_stride`
+        (default 32) goes to the builder.
     """
 
     def model_function(
@@ -276,6 +277,7 @@ def model_variant(builder, config, function_name, docstring, default_classes=100
         classes=default_classes,
         classifier_activation="softmax",
         name=name,
+        output_stride=32,
     ):
         weights = resolve_weights(
             weights, function_name, include_top, classes, pooling, classifier_activation
@@ -290,6 +292,7 @@ def model_variant(builder, config, function_name, docstring, default_classes=100
             classes=classes,
             classifier_activation=classifier_activation,
             name=name,
+            output_stride=output_stride,
         )
 
     model_function.__name__ = model_function.__qualname__ = function_name

@@ -30,9 +30,58 @@ BLOCK_TYPES = ("sk", "resnext")
 STEMS = {"imagenet": (224, 4), "cifar": (32, 1)}
 
 
+OUTPUT_STRIDES = (8, 16, 32)
+
+
 def min_input_size(stem, num_stages):
     """The network's total stride: smaller inputs would be pooled below 1x1."""
     return STEMS[stem][1] * 2 ** (num_stages - 1)
+
+
+def check_output_stride(output_stride, stem="imagenet"):
+    """Checks `output_stride` (32, 16 or 8; only 32 with the CIFAR stem); returns it."""
+    accepted = OUTPUT_STRIDES if stem == "imagenet" else (32,)
+    if isinstance(output_stride, bool) or output_stride not in accepted:
+        raise ValueError(
+            f"`output_stride` must be one of {accepted} with stem={stem!r}. "
+            f"Received: output_stride={output_stride!r}"
+        )
+    return output_stride
+
+
+def unit_strides(stage_depths, output_stride, stem_stride=4):
+    """Stride and dilations of every unit, for a network of total stride `output_stride`.
+
+    Stage 1 keeps the stem's resolution and every later stage halves it, until
+    the network reaches `output_stride`; from there a stage keeps the
+    resolution and doubles the dilation instead (DeepLab, Chen et al. 2017;
+    timm's `make_blocks`). The first unit of a stage still runs its first
+    convolution at the previous stage's dilation (timm's `first_dilation`), so
+    that converted timm weights give timm's maps at every output stride.
+
+    Args:
+        stage_depths: units per stage.
+        output_stride: 8, 16 or 32 (32: no dilation).
+        stem_stride: the stride of the stem (4 for the ImageNet stem).
+
+    Returns:
+        One list per stage of `(strides, first_dilation, dilation)` per unit.
+
+    Example:
+        >>> unit_strides((1, 1, 1, 2), 16)[3]
+        [(1, 1, 2), (1, 2, 2)]
+    """
+    plan, net_stride, dilation = [], stem_stride, 1
+    for stage, depth in enumerate(stage_depths):
+        previous, stride = dilation, 1 if stage == 0 else 2
+        if net_stride >= output_stride:
+            dilation, stride = dilation * stride, 1
+        else:
+            net_stride *= stride
+        units = [(stride, previous, dilation)]
+        units += [(1, dilation, dilation)] * (depth - 1)
+        plan.append(units)
+    return plan
 
 
 _IMAGENET = dict(stem="imagenet", cardinality=32, bottleneck_width=4)
@@ -85,6 +134,7 @@ def SKNet(
     dilate_large_kernels=True,
     attention=True,
     se_reduction=None,
+    output_stride=32,
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -118,6 +168,10 @@ def SKNet(
         dilate_large_kernels: kernels > 3 as dilated 3x3 (default) or true kxk.
         attention: SK selection (True) or plain sum of the paths (False).
         se_reduction: adds SE with this reduction to every unit (SENet).
+        output_stride: 32 (default), 16 or 8, ImageNet stem only: the
+            stages past this stride keep their resolution and dilate instead
+            (for segmentation heads; see `unit_strides`). Weights do not
+            change, so any `weights=` loads at any output stride.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`.
 
@@ -142,19 +196,22 @@ def SKNet(
         check_positive_int("stage_depths", depth)
     check_positive_int("cardinality", cardinality)
     check_positive_int("bottleneck_width", bottleneck_width)
+    check_output_stride(output_stride, stem)
+    plan = unit_strides(stage_depths, output_stride, STEMS[stem][1])
     default_size = STEMS[stem][0]
     min_size = min_input_size(stem, len(stage_depths))
 
     def features(x):
         x = build_stem(x, stem)
-        for stage, depth in enumerate(stage_depths):
+        for stage, units in enumerate(plan):
             planes = 64 * 2**stage
             width = (planes * bottleneck_width // 64) * cardinality
-            for unit in range(depth):
+            for unit, (strides, first_dilation, _) in enumerate(units):
                 common = dict(
                     filters=4 * planes,
                     width=width,
-                    strides=2 if stage > 0 and unit == 0 else 1,
+                    strides=strides,
+                    dilation=first_dilation,  # a bottleneck's only 3x3 is its first
                     se_reduction=se_reduction,
                     name=f"conv{stage + 2}_block{unit + 1}",
                 )

@@ -11,7 +11,7 @@ parameter counts are timm's (11,958,056 and 22,282,376).
 """
 
 from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, model_variant
-from keras_sknet.applications.sknet import build_stem, min_input_size
+from keras_sknet.applications.sknet import build_stem, check_output_stride, min_input_size, unit_strides
 from keras_sknet.layers.basic_block import SKBasicBlock
 from keras_sknet.utils.validation import check_positive_int
 
@@ -28,6 +28,7 @@ def SKResNet(
     reduction=8,
     min_dim=16,
     split_input=True,
+    output_stride=32,
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -49,6 +50,9 @@ def SKResNet(
         reduction: r of the SK fuse operator.
         min_dim: L of the SK fuse operator.
         split_input: each SK path reads 1/M of the input channels (timm).
+        output_stride: 32 (default), 16 or 8: the stages past this stride
+            keep their resolution and dilate instead (as timm's
+            `output_stride`; see `keras_sknet.applications.sknet.unit_strides`).
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`.
 
@@ -66,14 +70,17 @@ def SKResNet(
         )
     for depth in stage_depths:
         check_positive_int("stage_depths", depth)
+    plan = unit_strides(stage_depths, check_output_stride(output_stride))
 
     def features(x):
         x = build_stem(x, "imagenet")
-        for stage, depth in enumerate(stage_depths):
-            for unit in range(depth):
+        for stage, units in enumerate(plan):
+            for unit, (strides, first_dilation, dilation) in enumerate(units):
                 x = SKBasicBlock(
                     64 * 2**stage,
-                    strides=2 if stage > 0 and unit == 0 else 1,
+                    strides=strides,
+                    dilation=dilation,
+                    first_dilation=first_dilation,
                     kernel_sizes=kernel_sizes,
                     reduction=reduction,
                     min_dim=min_dim,

@@ -13,6 +13,7 @@ import keras
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.utils.validation import check_positive_int
 
@@ -27,6 +28,11 @@ class SKBasicBlock(keras.layers.Layer):
     Args:
         filters: output channels of the unit (and of both convolutions).
         strides: stride of the unit (in the SK convolution and the shortcut).
+        dilation: dilation of the second (3x3) convolution (the dilated
+            stages of `output_stride=16/8`).
+        first_dilation: dilation of the SK convolution, multiplying each
+            path's; default `dilation`. timm's `first_dilation`: the first
+            unit of a dilated stage keeps the previous stage's dilation.
         kernel_sizes: SK paths, as in `SKConv` (default K3 + K5).
         groups: G of the SK paths (1 in timm's SK-ResNets).
         reduction: r of the SK fuse operator (8 in timm's SK-ResNets).
@@ -58,11 +64,17 @@ class SKBasicBlock(keras.layers.Layer):
         epsilon=BN_EPSILON,
         momentum=BN_MOMENTUM,
         kernel_initializer=HE_NORMAL_FAN_OUT,
+        dilation=1,
+        first_dilation=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters = check_positive_int("filters", filters)
         self.strides = check_positive_int("strides", strides)
+        self.dilation = check_positive_int("dilation", dilation)
+        self.first_dilation = check_positive_int(
+            "first_dilation", dilation if first_dilation is None else first_dilation
+        )
         self.epsilon = epsilon
         self.momentum = momentum
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -70,6 +82,7 @@ class SKBasicBlock(keras.layers.Layer):
             self.filters,
             kernel_sizes=kernel_sizes,
             strides=self.strides,
+            dilation=self.first_dilation,
             groups=groups,
             reduction=reduction,
             min_dim=min_dim,
@@ -81,7 +94,12 @@ class SKBasicBlock(keras.layers.Layer):
             name="sk",
         )
         self.conv2 = GroupConv2D(
-            self.filters, 3, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="conv2"
+            self.filters,
+            3,
+            dilation_rate=self.dilation,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="conv2",
         )
         self.bn2 = self._bn("bn2")
         self.shortcut_conv = None
@@ -129,6 +147,8 @@ class SKBasicBlock(keras.layers.Layer):
             {
                 "filters": self.filters,
                 "strides": self.strides,
+                "dilation": self.dilation,
+                "first_dilation": self.first_dilation,
                 "kernel_sizes": sk_config["kernel_sizes"],
                 "groups": sk_config["groups"],
                 "reduction": sk_config["reduction"],
@@ -139,4 +159,4 @@ class SKBasicBlock(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }
         )
-        return config
+        return with_sublayer_policies(self, config)

@@ -12,6 +12,7 @@ import keras
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
 from keras_sknet.utils.validation import check_positive_int
@@ -29,6 +30,9 @@ class ResNeXtBlock(keras.layers.Layer):
         strides: stride of the unit (in the middle convolution and the
             projection shortcut).
         groups: G, the cardinality of the middle convolution.
+        dilation: dilation of the middle convolution (the dilated stages of
+            `output_stride=16/8`; timm's `first_dilation` in a stage's first
+            unit, its `dilation` in the others).
         se_reduction: if set, a `SqueezeExcite` with this reduction before the
             addition (the SENet column of Table 1 uses 16).
         epsilon, momentum: of every BatchNorm.
@@ -52,12 +56,14 @@ class ResNeXtBlock(keras.layers.Layer):
         epsilon=BN_EPSILON,
         momentum=BN_MOMENTUM,
         kernel_initializer=HE_NORMAL_FAN_OUT,
+        dilation=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters = check_positive_int("filters", filters)
         self.width = check_positive_int("width", width if width is not None else filters // 2)
         self.strides = check_positive_int("strides", strides)
+        self.dilation = check_positive_int("dilation", dilation)
         self.groups = check_positive_int("groups", groups)
         if self.width % self.groups:
             raise ValueError(f"`groups` must divide `width`. Received: groups={groups}, width={self.width}")
@@ -98,6 +104,7 @@ class ResNeXtBlock(keras.layers.Layer):
             self.width,
             3,
             strides=self.strides,
+            dilation_rate=self.dilation,
             groups=self.groups,
             kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
@@ -158,13 +165,14 @@ class ResNeXtBlock(keras.layers.Layer):
                 "width": self.width,
                 "strides": self.strides,
                 "groups": self.groups,
+                "dilation": self.dilation,
                 "se_reduction": self.se_reduction,
                 "epsilon": self.epsilon,
                 "momentum": self.momentum,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }
         )
-        return config
+        return with_sublayer_policies(self, config)
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
@@ -178,6 +186,7 @@ class SKBlock(ResNeXtBlock):
         width: channels of the SK convolution; default `filters // 2`.
         strides: stride of the unit (in the SK convolution and the shortcut).
         groups: G of the SK convolution's paths (an int, or one per path).
+        dilation: of the SK convolution; multiplies each path's dilation.
         kernel_sizes, reduction, min_dim, dilate_large_kernels, attention:
             as in `SKConv` (M = len(kernel_sizes), r, L).
         se_reduction: optional SE before the addition (not in the paper's
@@ -208,6 +217,7 @@ class SKBlock(ResNeXtBlock):
         epsilon=BN_EPSILON,
         momentum=BN_MOMENTUM,
         kernel_initializer=HE_NORMAL_FAN_OUT,
+        dilation=1,
         **kwargs,
     ):
         # Read by _make_middle() during ResNeXtBlock.__init__.
@@ -229,6 +239,7 @@ class SKBlock(ResNeXtBlock):
             epsilon=epsilon,
             momentum=momentum,
             kernel_initializer=kernel_initializer,
+            dilation=dilation,
             **kwargs,
         )
 
@@ -236,6 +247,7 @@ class SKBlock(ResNeXtBlock):
         self.sk = SKConv(
             self.width,
             strides=self.strides,
+            dilation=self.dilation,
             epsilon=self.epsilon,
             momentum=self.momentum,
             kernel_initializer=self.kernel_initializer,
@@ -256,4 +268,4 @@ class SKBlock(ResNeXtBlock):
         sk_config = self.sk.get_config()
         for key in ("kernel_sizes", "groups", "reduction", "min_dim", "dilate_large_kernels", "attention"):
             config[key] = sk_config[key]
-        return config
+        return with_sublayer_policies(self, config)

@@ -23,6 +23,7 @@ from keras import ops
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.utils.validation import (
     check_kernel_sizes,
     check_positive_int,
@@ -180,7 +181,7 @@ class SKAttention(keras.layers.Layer):
                 "momentum": self.momentum,
             }
         )
-        return config
+        return with_sublayer_policies(self, config)
 
 
 def path_settings(kernel_sizes, dilate_large_kernels):
@@ -207,6 +208,10 @@ class SKConv(keras.layers.Layer):
             Default `(3, 5)`: the paper's K3 + K5. A 1 gives a 1x1 path
             (SKNet-29 on CIFAR, supplementary D).
         strides: stride of every path.
+        dilation: dilation of the whole convolution; it multiplies each
+            path's own dilation (as timm's `SelectiveKernel`): with 2, K3
+            becomes 3x3 dilation 2 and K5 3x3 dilation 4. The dilated stages
+            of `output_stride=16/8` (DeepLab, Chen et al. 2017) use it.
         groups: G, the groups of every path's convolution, or one value per
             path (Table 6 pairs a 3x3 with G=32 and a 5x5 with G=64).
             `groups == filters == input channels` makes the paths depthwise.
@@ -249,6 +254,7 @@ class SKConv(keras.layers.Layer):
         min_dim=32,
         dilate_large_kernels=True,
         activation="relu",
+        dilation=1,
         attention=True,
         split_input=False,
         epsilon=BN_EPSILON,
@@ -261,6 +267,7 @@ class SKConv(keras.layers.Layer):
         self.kernel_sizes = check_kernel_sizes(kernel_sizes)
         self.num_paths = len(self.kernel_sizes)
         self.strides = check_positive_int("strides", strides)
+        self.dilation = check_positive_int("dilation", dilation)
         self.groups = per_path("groups", groups, self.num_paths)
         for g in self.groups:
             if self.filters % g:
@@ -289,7 +296,7 @@ class SKConv(keras.layers.Layer):
                     self.filters,
                     size,
                     strides=self.strides,
-                    dilation_rate=dilation,
+                    dilation_rate=dilation * self.dilation,
                     groups=g,
                     kernel_initializer=self.kernel_initializer,
                     dtype=self.dtype_policy,
@@ -400,6 +407,7 @@ class SKConv(keras.layers.Layer):
                 "filters": self.filters,
                 "kernel_sizes": list(self.kernel_sizes),
                 "strides": self.strides,
+                "dilation": self.dilation,
                 "groups": list(self.groups) if len(set(self.groups)) > 1 else self.groups[0],
                 "reduction": self.reduction,
                 "min_dim": self.min_dim,
@@ -414,4 +422,4 @@ class SKConv(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }
         )
-        return config
+        return with_sublayer_policies(self, config)

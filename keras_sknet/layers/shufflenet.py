@@ -15,6 +15,7 @@ from keras import ops
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
+from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
 from keras_sknet.utils.validation import check_positive_int
@@ -237,4 +238,4 @@ class ShuffleNetV2Unit(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }
         )
-        return config
+        return with_sublayer_policies(self, config)

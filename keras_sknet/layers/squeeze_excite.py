@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.utils.validation import check_positive_int, check_positive_number
 
 
@@ -53,4 +54,4 @@ class SqueezeExcite(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"reduction": self.reduction, "min_dim": self.min_dim})
-        return config
+        return with_sublayer_policies(self, config)

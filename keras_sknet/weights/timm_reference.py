@@ -14,6 +14,13 @@ script in a fresh interpreter. It imports only NumPy, torch and timm.
     python timm_reference.py reference CHECKPOINT ARCH INPUTS.npy OUT.npz
         -> logits and pooled features of the checkpoint on NHWC inputs
 
+    python timm_reference.py features OUT_DIR --models skresnet18 --layers 1,1,1,1 \\
+        --sizes 65x49 --output-strides 32,16,8 --seed 0
+        -> OUT_DIR/<model>.safetensors   random timm weights (optionally fewer units per stage)
+           OUT_DIR/inputs_<h>x<w>.npy    NHWC float32 inputs, batch 2
+           OUT_DIR/<model>_features.npz  os<s>_<h>x<w>_<i>: `features_only=True,
+                                         output_stride=s` map i (NHWC)
+
     python timm_reference.py transform IMAGES.npy NAME OUT.npy
         -> timm's evaluation transform for NAME (e.g. skresnext50_32x4d.ra_in1k)
            applied to uint8 HWC images (PIL), as NHWC float32
@@ -77,6 +84,36 @@ def random_models(out_dir, models, sizes, batches, seed):
         np.savez(os.path.join(out_dir, f"{name}.npz"), **results)
 
 
+def feature_maps(out_dir, models, layers, sizes, output_strides, seed):
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for h, w in sizes:
+        inputs[(h, w)] = rng.normal(size=(2, h, w, 3)).astype(np.float32)
+        np.save(os.path.join(out_dir, f"inputs_{h}x{w}.npy"), inputs[(h, w)])
+    extra = {"layers": layers} if layers else {}
+    for index, name in enumerate(models):
+        torch.manual_seed(seed + index)
+        model = timm.create_model(name, pretrained=False, **extra).eval()
+        randomize_batch_norms(model, torch.Generator().manual_seed(seed + index))
+        state = model.state_dict()
+        save_file(state, os.path.join(out_dir, f"{name}.safetensors"))
+        body = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        results = {}
+        for stride in output_strides:
+            features = timm.create_model(
+                name, pretrained=False, features_only=True, output_stride=stride, **extra
+            ).eval()
+            features.load_state_dict(body)
+            for (h, w), images in inputs.items():
+                x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+                with torch.no_grad():
+                    maps = features(x)
+                for i, feature in enumerate(maps):
+                    results[f"os{stride}_{h}x{w}_{i}"] = feature.numpy().transpose(0, 2, 3, 1)
+        np.savez(os.path.join(out_dir, f"{name}_features.npz"), **results)
+
+
 def reference(checkpoint, arch, inputs_path, out_path):
     if checkpoint.endswith(".safetensors"):
         state = load_file(checkpoint)
@@ -121,6 +158,13 @@ def main(argv=None):
     ref.add_argument("arch")
     ref.add_argument("inputs")
     ref.add_argument("out")
+    feat = commands.add_parser("features", help="random timm checkpoints and their feature maps")
+    feat.add_argument("out_dir")
+    feat.add_argument("--models", required=True, help="comma-separated timm architectures")
+    feat.add_argument("--layers", default="", help="units per stage, e.g. 1,1,1,1 (default the model's)")
+    feat.add_argument("--sizes", default="65x49", help="comma-separated HxW")
+    feat.add_argument("--output-strides", default="32,16,8", help="comma-separated output strides")
+    feat.add_argument("--seed", type=int, default=0)
     tra = commands.add_parser("transform", help="timm's eval transform of uint8 images")
     tra.add_argument("images")
     tra.add_argument("name")
@@ -133,6 +177,15 @@ def main(argv=None):
             args.models.split(","),
             _sizes(args.sizes),
             [int(b) for b in args.batches.split(",")],
+            args.seed,
+        )
+    elif args.command == "features":
+        feature_maps(
+            args.out_dir,
+            args.models.split(","),
+            [int(n) for n in args.layers.split(",")] if args.layers else None,
+            _sizes(args.sizes),
+            [int(s) for s in args.output_strides.split(",")],
             args.seed,
         )
     elif args.command == "reference":

@@ -24,7 +24,7 @@ from keras_sknet.weights.safetensors_io import save_safetensors
 REFERENCE_VARIABLE = "KERAS_SKNET_BACKEND_REFERENCE"  # the directory make_reference wrote
 OUTPUT_VARIABLE = "KERAS_SKNET_BACKEND_OUTPUT"  # where a backend leaves .keras files for TensorFlow
 REQUIRE_VARIABLE = "KERAS_SKNET_REQUIRE_REFERENCE"  # "1": a missing reference fails instead of skipping
-FORMAT = 2  # of the reference directory; make_reference and the tests must agree
+FORMAT = 3  # of the reference directory; make_reference and the tests must agree
 
 TOLERANCE = 1e-5  # float32 forward parity with TensorFlow (issue 14)
 GRADIENT_TOLERANCE = 1e-5  # absolute, on gradients of a mean squared error (values ~1e-2..1)
@@ -86,6 +86,25 @@ def sknet_timm(**kwargs):
         classifier_activation=None,
         **kwargs,
     )
+
+
+PYRAMID_INPUT = (41, 33, 3)  # odd sizes: the dilated stage's padding at borders that do not divide
+PYRAMID_SEED = 19
+
+
+def sknet_pyramid(**kwargs):
+    """A narrow three-stage SKNet at `output_stride=8` (stage 3 dilated) as a feature pyramid, P1..P4."""
+    backbone = applications.SKNet(
+        (1, 1, 1),
+        cardinality=4,
+        bottleneck_width=4,
+        min_dim=4,
+        include_top=False,
+        input_shape=(None, None, 3),
+        output_stride=8,
+        **kwargs,
+    )
+    return applications.feature_extractor(backbone)
 
 
 # name -> (model function, the weights file the reference holds for `weights=`). Every model with

@@ -11,7 +11,7 @@ TensorFlow. DIR receives (about 7 MB):
   `weights="imagenet"` case with its checkpoint's sha256, decoded top-5;
 - `arrays.npz`: inputs and outputs of every model, gradients and the weights
   after one `fit` step, attention and scale-experiment read-outs,
-  `preprocess_input` of raw images;
+  `preprocess_input` of raw images, the feature pyramid of a dilated SKNet;
 - `sknet_tiny.weights.h5`, `sknet_tiny.keras`, `shufflenet_sk.keras` (saved
   here, on TensorFlow), `sknet_timm.safetensors` (a timm-layout checkpoint of
   a narrow SKNet);
@@ -144,6 +144,22 @@ def _imagenet_reference(directory, manifest, arrays):
     }
 
 
+def _pyramid_reference(manifest, arrays):
+    """The feature pyramid of a dilated (output_stride=8) SKNet, from a synthetic timm checkpoint."""
+    shapes = {
+        key: list(value.shape) for key, value in weights.timm_state_dict(common.sknet_pyramid()).items()
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "pyramid.safetensors")
+        weights.save_safetensors(path, common.synthetic_checkpoint(shapes, seed=common.PYRAMID_SEED))
+        pyramid = common.sknet_pyramid(weights=path)
+    x = common.inputs(common.PYRAMID_INPUT, seed=400, batch=1)
+    arrays["pyramid.inputs"] = x
+    for level, value in pyramid.predict(x, verbose=0).items():
+        arrays[f"pyramid.{level}"] = value
+    manifest["pyramid"] = {"shapes": shapes}
+
+
 def make_reference(directory):
     """Writes the reference files into `directory` (created if needed); returns its manifest.
 
@@ -175,6 +191,7 @@ def make_reference(directory):
         if name == "sknet_tiny":
             _training_reference(model, path, manifest, arrays)
     _imagenet_reference(directory, manifest, arrays)
+    _pyramid_reference(manifest, arrays)
     np.savez_compressed(os.path.join(directory, "arrays.npz"), **arrays)
     with open(os.path.join(directory, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)

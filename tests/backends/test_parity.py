@@ -118,6 +118,29 @@ def test_imagenet_weights_preprocessing_and_decoding(reference, measured, tmp_pa
     assert count_params(model) == expected["params"]
 
 
+def test_dilated_feature_pyramid_matches_tensorflow(reference, measured, tmp_path):
+    """`feature_extractor` of an `output_stride=8` SKNet at an odd size, and its `.keras` round trip."""
+    path = str(tmp_path / "pyramid.safetensors")
+    state = common.synthetic_checkpoint(reference.manifest["pyramid"]["shapes"], seed=common.PYRAMID_SEED)
+    weights.save_safetensors(path, state)
+    pyramid = common.sknet_pyramid(weights=path)
+    x = reference["pyramid.inputs"]
+    outputs = pyramid.predict(x, verbose=0)
+    assert sorted(outputs) == ["P1", "P2", "P3", "P4"]
+    for level, value in outputs.items():
+        expected = reference[f"pyramid.{level}"]
+        # Relative to the level's largest value: the maps grow to ~20 (the logits' bound is for O(1)).
+        diff = common.max_abs_diff(value, expected) / float(np.max(np.abs(expected)))
+        measured[f"pyramid/{level}"] = diff
+        assert diff <= common.TOLERANCE, level
+    saved = str(tmp_path / "pyramid.keras")
+    with common.tensorflow_hidden():  # Keras' serializer imports TensorFlow wherever it is installed
+        pyramid.save(saved)
+        loaded = keras.models.load_model(saved)
+    for level, value in loaded.predict(x, verbose=0).items():
+        assert common.max_abs_diff(value, outputs[level]) <= 1e-6, level
+
+
 @pytest.mark.parametrize("name", list(common.MODELS))
 def test_counts_match_tensorflow(reference, loaded, name):
     """count_params, and count_flops from the layers against TensorFlow's traced graph."""
