@@ -49,47 +49,6 @@ def _converter(saved_model_dir, quantize, calibration, batch_size):
     return converter
 
 
-def _check_images(quantize, input_shape, representative_data, validation_data, counts, data_args):
-    """Returns `(calibration images or None, images to verify on)`."""
-    num_calibration, num_validation = counts
-    if quantize == "int8" and representative_data is None:
-        raise ValueError(
-            "Full-integer int8 export needs representative data to calibrate the activation ranges: "
-            "pass `representative_data` (images: array, dataset, folder, .npy/.npz file or TFDS name). "
-            "Received: representative_data=None"
-        )
-    if quantize == "dynamic" and representative_data is None and validation_data is None:
-        raise ValueError(
-            "A dynamic-range export is verified by its top-1 agreement with Keras on real images: pass "
-            "`representative_data` or `validation_data`. Received neither"
-        )
-    calibration = None
-    if quantize == "int8":
-        # The held-out images follow the calibration ones in the same source.
-        extra = num_validation if validation_data is None else 0
-        images = common.read_images(representative_data, input_shape, num_calibration + extra, data_args)
-        if not len(images):
-            raise ValueError("`representative_data` gave no images")
-        calibration, held_out = images[:num_calibration], images[num_calibration:]
-        if validation_data is None:
-            if len(held_out) < common.MIN_HELD_OUT:
-                raise ValueError(
-                    f"The int8 check needs at least {common.MIN_HELD_OUT} held-out images after the "
-                    f"{num_calibration} calibration images, and the representative data gave {len(images)} "
-                    "in all. Lower `num_calibration` or pass `validation_data`"
-                )
-            return calibration, held_out
-    # Outputs are compared element-wise in the float modes: a few images are enough.
-    count = common.FLOAT_CHECK_IMAGES if quantize in TOLERANCES else num_validation
-    for name, source in (("validation_data", validation_data), ("representative_data", representative_data)):
-        if source is not None:
-            images = common.read_images(source, input_shape, count, data_args)
-            if not len(images):
-                raise ValueError(f"`{name}` gave no images")
-            return calibration, images
-    return calibration, common.generated_images(input_shape)
-
-
 def _verify(content, model, quantize, images, num_threads):
     counts = litert_lib.operator_counts(content)
     custom = sorted(name for name in counts if name.startswith("CUSTOM:"))
@@ -186,8 +145,14 @@ def to_tflite(
             "`input_size=(height, width)`"
         )
     data_args = dict(preprocess=preprocess, split=split, data_dir=data_dir)
-    calibration, images = _check_images(
+    if quantize == "dynamic" and representative_data is None and validation_data is None:
+        raise ValueError(
+            "A dynamic-range export is verified by its top-1 agreement with Keras on real images: pass "
+            "`representative_data` or `validation_data`. Received neither"
+        )
+    calibration, images = common.check_images(
         quantize,
+        tuple(TOLERANCES),
         input_shape,
         representative_data,
         validation_data,
