@@ -51,6 +51,13 @@ def parse_args(argv):
     parser.add_argument(
         "--batch-size", type=int, help="static batch (TFLite default 1; SavedModel and ONNX: any)"
     )
+    parser.add_argument(
+        "--input-type",
+        choices=("float32", "uint8"),
+        default="float32",
+        help="float32: preprocess_input output (default); uint8: RGB images, preprocessing (and the resize) "
+        "inside, probabilities out; a SavedModel also gets serving_bytes (encoded JPEG/PNG)",
+    )
     parser.add_argument("--opset", type=int, help="ONNX only: the opset (13-18, default 17)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width")
     parser.add_argument(
@@ -98,6 +105,7 @@ def main(argv=None):
                 num_validation=args.num_validation,
                 batch_size=args.batch_size,
                 input_size=input_size,
+                input_type=args.input_type,
                 **data_args,
             )
         elif args.format == "saved_model":
@@ -114,6 +122,7 @@ def main(argv=None):
                 input_size=input_size,
                 validation_data=args.validation_data or args.representative_data,
                 freeze=args.freeze,
+                input_type=args.input_type,
                 **data_args,
             )
         else:
@@ -134,6 +143,7 @@ def main(argv=None):
                 num_validation=args.num_validation,
                 batch_size=1 if args.batch_size is None else args.batch_size,
                 input_size=input_size,
+                input_type=args.input_type,
                 **data_args,
             )
     except (ValueError, ImportError, export.ExportError) as error:

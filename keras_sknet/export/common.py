@@ -99,6 +99,9 @@ class ExportResult:
         content: the TFLite flatbuffer or the ONNX model's bytes (TFLite, ONNX).
         frozen: whether the weights are graph constants (SavedModel only).
         opset: the ONNX opset (ONNX only).
+        input_type: `"float32"` (model input: `preprocess_input` output) or
+            `"uint8"` (RGB images, preprocessing inside; see `export.serving`).
+        signatures: the SavedModel's signature names (SavedModel only).
     """
 
     format: str
@@ -112,6 +115,8 @@ class ExportResult:
     content: bytes = dataclasses.field(default=None, repr=False)
     frozen: bool = False
     opset: int = None
+    input_type: str = "float32"
+    signatures: tuple = ()
 
     @property
     def passed(self):
@@ -123,8 +128,15 @@ class ExportResult:
         lines = [
             f"{self.format} ({self.quantize}{', frozen' if self.frozen else ''}"
             f"{f', opset {self.opset}' if self.opset else ''}) -> {where}",
-            f"  size: {self.size / 2**20:.2f} MiB ({self.size:,} bytes); input {self.input_shape}",
+            f"  size: {self.size / 2**20:.2f} MiB ({self.size:,} bytes); input {self.input_shape} "
+            + (
+                "uint8 RGB images, preprocessing inside"
+                if self.input_type == "uint8"
+                else "float32 model input"
+            ),
         ]
+        if self.signatures:
+            lines.append(f"  signatures: {', '.join(self.signatures)}")
         if self.xnnpack is not None:
             outside = ", ".join(f"{name} x{n}" for name, n in sorted(self.xnnpack.outside.items()))
             lines.append(
@@ -233,13 +245,14 @@ def verification_shape(input_shape):
     return shape
 
 
-def verify_outputs(run, model, input_shape, images, tolerance=GRAPH_TOLERANCE):
-    """Checks `run(images)` (NumPy out) against the Keras model.
+def verify_outputs(run, model, input_shape, images, tolerance=GRAPH_TOLERANCE, reference=None):
+    """Checks `run(images)` (NumPy out) against the Keras model (or `reference`, its expected outputs).
 
     The batch, and, when the exported batch is free, one image alone (it must
     give its row of the batched result).
     """
-    reference = keras_outputs(model, images)
+    if reference is None:
+        reference = keras_outputs(model, images)
     checks = [max_abs_diff_check(reference, run(images), tolerance)]
     if input_shape[0] is None and len(images) > 1:
         check = max_abs_diff_check(reference[:1], run(images[:1]), tolerance)
@@ -262,7 +275,9 @@ def read_images(source, input_shape, count, data_args):
     return data_lib.load_images(source, (height, width), count, **data_args)
 
 
-def check_images(quantize, float_modes, input_shape, representative_data, validation_data, counts, data_args):
+def check_images(
+    quantize, float_modes, input_shape, representative_data, validation_data, counts, data_args, raw=False
+):
     """The images of an export's checks: `(calibration images or None, images to verify on)`.
 
     int8 calibrates on the first `num_calibration` images of
@@ -270,14 +285,41 @@ def check_images(quantize, float_modes, input_shape, representative_data, valida
     `MIN_HELD_OUT`) unless `validation_data` is given. The float modes
     (`float_modes`) compare outputs element-wise on a few images: from
     `validation_data`, else `representative_data`, else generated model input.
+    With `raw=True` (exports that take `uint8` images) the images are `uint8`
+    RGB: read without preprocessing, or generated uniformly in [0, 255].
     """
-    num_calibration, num_validation = counts
     if quantize == "int8" and representative_data is None:
         raise ValueError(
             "Full-integer int8 export needs representative data to calibrate the activation ranges: "
             "pass `representative_data` (images: array, dataset, folder, .npy/.npz file or TFDS name). "
             "Received: representative_data=None"
         )
+    if raw:
+        data_args = {**data_args, "preprocess": None}
+    calibration, images = _read_check_images(
+        quantize, float_modes, input_shape, representative_data, validation_data, counts, data_args
+    )
+    if images is None:
+        images = generated_images(input_shape)
+        if raw:
+            _, height, width, channels = input_shape
+            rng = np.random.default_rng(0)
+            images = rng.integers(0, 256, (GENERATED_IMAGES, height, width, channels), dtype="uint8")
+    if raw:
+        calibration = None if calibration is None else _uint8(calibration)
+        images = _uint8(images)
+    return calibration, images
+
+
+def _uint8(images):
+    return np.clip(np.round(images), 0, 255).astype("uint8")
+
+
+def _read_check_images(
+    quantize, float_modes, input_shape, representative_data, validation_data, counts, data_args
+):
+    """`check_images` from the given sources; the images to verify on are None when no source is given."""
+    num_calibration, num_validation = counts
     calibration = None
     if quantize == "int8":
         # The held-out images follow the calibration ones in the same source.
@@ -302,7 +344,7 @@ def check_images(quantize, float_modes, input_shape, representative_data, valida
             if not len(images):
                 raise ValueError(f"`{name}` gave no images")
             return calibration, images
-    return calibration, generated_images(input_shape)
+    return calibration, None
 
 
 def max_abs_diff_check(reference, outputs, threshold):

@@ -24,7 +24,7 @@ import tempfile
 
 import numpy as np
 
-from keras_sknet.export import common
+from keras_sknet.export import common, serving
 from keras_sknet.utils.validation import check_positive_int
 
 QUANTIZATIONS = ("none", "int8")
@@ -202,25 +202,25 @@ def _rename(graph, old, new):
             value.name = new
 
 
-def _function(model):
-    import tensorflow as tf
-
-    @tf.function
-    def serve(images):
-        return model(images, training=False)
-
-    return serve
-
-
-def _float_graph(model, input_shape, opset):
+def _float_graph(model, input_shape, opset, input_type):
+    """The float32 ONNX graph; for `"uint8"` input with the resize, preprocessing and softmax inside."""
     import tensorflow as tf
 
     from keras_sknet.layers import tf_conv
 
-    spec = tf.TensorSpec(input_shape, tf.float32, name=common.INPUT_NAME)
+    def call(images):
+        return model(images, training=False)
+
+    if input_type == "uint8":
+        height, width = model.inputs[0].shape[1:3]
+        size = None if height is None or width is None else (height, width)
+        call = serving.image_function(call, model, size)
+    spec = tf.TensorSpec(
+        input_shape, tf.uint8 if input_type == "uint8" else tf.float32, name=common.INPUT_NAME
+    )
     # TensorFlow's own convolution ops: one Conv per grouped convolution, no Snapshot barrier.
     with tf_conv.convolution_path("native", gradients=False):
-        return convert(_function(model), spec, model.output_names[0], opset)
+        return convert(tf.function(call), spec, model.output_names[0], opset)
 
 
 class _CalibrationReader:
@@ -318,6 +318,7 @@ def to_onnx(
     preprocess="imagenet",
     split=None,
     data_dir=None,
+    input_type="float32",
     num_threads=2,
 ):
     """Converts a model to ONNX, verifies it on ONNX Runtime (CPU), and writes it.
@@ -346,6 +347,12 @@ def to_onnx(
         representative_data, validation_data, num_calibration, num_validation,
         preprocess, split, data_dir: the images for calibration and the
             checks, as in `to_tflite`.
+        input_type: `"float32"` (default: model input, the output of
+            `preprocess_input`) or `"uint8"`: the model takes `uint8` RGB
+            images of any size `(N, H, W, 3)`, resizes them to its input size
+            (bilinear), preprocesses them and returns probabilities, all in
+            the graph (see `keras_sknet.export.serving`); checked against
+            Keras on `preprocess_input` of the same images.
         num_threads: ONNX Runtime threads for the checks.
 
     Returns:
@@ -364,6 +371,7 @@ def to_onnx(
     """
     quantize = common.check_quantization(quantize, QUANTIZATIONS)
     opset = check_opset(opset)
+    input_type = serving.check_input_type(input_type, preprocess)
     if path is not None:
         path = _check_write_path(path)
     if batch_size is not None:
@@ -384,11 +392,14 @@ def to_onnx(
         validation_data,
         (num_calibration, num_validation),
         data_args,
+        raw=input_type == "uint8",
     )
     if quantize == "none" and batch_size is not None:
         images = np.resize(images, (batch_size,) + images.shape[1:])
+    if input_type == "uint8":  # any size in, resized to the model's inside
+        input_shape = (input_shape[0], None, None, input_shape[3])
 
-    proto = _float_graph(model, input_shape, opset)
+    proto = _float_graph(model, input_shape, opset, input_type)
     content = proto.SerializeToString()
     if quantize == "int8":
         try:
@@ -396,7 +407,10 @@ def to_onnx(
         except Exception as error:
             raise common.ExportError(f"ONNX Runtime's int8 quantization failed: {error}") from error
     session = make_session(content, num_threads)
-    reference = common.keras_outputs(model, images)
+    if input_type == "uint8":
+        reference = serving.reference_outputs(model, images)
+    else:
+        reference = common.keras_outputs(model, images)
     if quantize == "none":
         checks = verify_float(lambda x: run_onnx(session, x), reference, images, batch_size)
     else:
@@ -415,4 +429,5 @@ def to_onnx(
         operator_counts(content),
         content=content,
         opset=opset,
+        input_type=input_type,
     )
