@@ -156,6 +156,18 @@ def test_bad_arguments_are_refused_before_any_work(fitted, tmp_path, monkeypatch
     assert sorted(os.listdir(tmp_path)) == ["file", "locked"]
 
 
+def test_unconvertible_tensorflow_op_is_an_export_error():
+    """Negative control: the Snapshot barrier of the portable graphs has no ONNX op; the export names it."""
+    import tensorflow as tf
+
+    function = tf.function(lambda images: tf.raw_ops.Snapshot(input=images * 2.0))
+    spec = tf.TensorSpec((None, 4), tf.float32, name="images")
+    with pytest.raises(export.ExportError, match="not standard ONNX.*Snapshot"):
+        onnx_export.convert(function, spec, "predictions", 17)
+    proto = onnx_export.convert(tf.function(lambda images: images * 2.0), spec, "predictions", 17)
+    assert [value.name for value in proto.graph.output] == ["predictions"]
+
+
 def test_cli_onnx(fitted, tmp_path, capsys):  # noqa: F811
     model, images = fitted
     model_path = tmp_path / "best.keras"
