@@ -247,7 +247,8 @@ def quantize_int8(content, calibration, batch_size=None):
     """Static int8 quantization (QDQ, per-channel weights) of a float32 ONNX model with ONNX Runtime.
 
     Activations are calibrated (min-max) on `calibration`; weights are int8
-    per output channel, activations uint8 per tensor. Quantize/DequantizeLinear
+    per output channel, activations symmetric int8 per tensor (S8S8, ONNX
+    Runtime's recommendation for CPUs). Quantize/DequantizeLinear
     pairs stay around the integer ops, so the input and output are float32.
 
     Args:
@@ -279,9 +280,13 @@ def quantize_int8(content, calibration, batch_size=None):
             _CalibrationReader(name, calibration, batch_size or 8),
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
-            activation_type=quantization.QuantType.QUInt8,
+            activation_type=quantization.QuantType.QInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax,
+            # Symmetric activations: on ShuffleNetV2 0.5x + SK at 224x224, asymmetric uint8 or int8
+            # activations moved the probabilities by up to 0.076 (top-1 agreement 0%), symmetric
+            # int8 by 0.005 (100%), same calibration (ONNX Runtime 1.31.1).
+            extra_options={"ActivationSymmetric": True},
         )
         with open(quantized, "rb") as f:
             return f.read()
@@ -335,7 +340,7 @@ def to_onnx(
     model's within 1e-4 relative (max abs diff over the largest reference
     magnitude), on a batch and, when the batch is free, on one image alone.
     `"int8"`: static quantization with `onnxruntime.quantization` (QDQ, int8
-    per-channel weights, uint8 activations calibrated on
+    per-channel weights, symmetric int8 activations calibrated on
     `representative_data`), top-1 agreement >= 98% with Keras on held-out
     images. The graph must hold only default-domain ONNX operators; grouped
     convolutions are single `Conv` nodes with `group`. Nothing is written if
