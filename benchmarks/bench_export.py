@@ -1,6 +1,6 @@
-"""Exported models on LiteRT: latency (batch 1, 1 and 2 threads) and file size per format.
+"""Exported models on LiteRT and ONNX Runtime: latency (batch 1, 1 and 2 threads; batch 16) and file size.
 
-    python benchmarks/bench_export.py [--rounds 20] [--models ...] [--formats ...] [--quick] [--no-write]
+    python benchmarks/bench_export.py [--rounds 20] [--models ...] [--formats ...] [--quick] [--no-onnx] [--no-write]
 
 Models (224x224, 1000 classes): ShuffleNetV2 0.5x / 1.0x plain, +SE, +SK and
 SKNet-50. Formats: float32 ("none"), float16, dynamic-range and int8. Each is
@@ -12,7 +12,10 @@ thread count: TensorFlow and torchvision in one process can crash). Everything
 is exported first and then timed in interleaved rounds
 (`benchmarks.common.interleaved_timeit`), timm included, so that load drifting
 on the machine hits every model alike and the ratios hold even for the
-millisecond ShuffleNets.
+millisecond ShuffleNets. With the `onnx` extra installed, each model is also
+exported with `keras_sknet.export.to_onnx` (float32 and int8, free batch) and
+timed on ONNX Runtime's CPU provider in the same rounds, at batch 1 and, beside
+the Keras graph, at batch 16.
 
 The models have random weights. So that the int8 top-1 agreement means
 something, their classifier is fitted (least squares on the pooled features)
@@ -22,7 +25,7 @@ with it on held-out ones.
 
 Targets (../shared/TARGETS.md, the issue): ShuffleNetV2 + SK within 1.15x the
 latency of plain ShuffleNetV2; SKNet-50 float32 >= 2.5x and int8 >= 4x faster
-than timm eager.
+than timm eager; ONNX Runtime float32 >= 1.5x faster than timm eager at batch 1.
 """
 
 import argparse
@@ -65,6 +68,21 @@ FORMATS = ("none", "float16", "dynamic", "int8")
 THREADS = (1, 2)
 SIZE = 224
 CALIBRATION, HELD_OUT = 100, 100
+ONNX_FORMATS = ("none", "int8")
+ONNX_LABELS = {"none": "ONNX Runtime float32", "int8": "ONNX Runtime int8"}
+BATCH = 16
+
+
+def onnx_available():
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime", "tf2onnx"))
+
+
+def onnx_runner(content, threads, batch=1):
+    session = export.onnx.make_session(content, num_threads=threads)
+    x = np.random.default_rng(0).normal(size=(batch, SIZE, SIZE, 3)).astype("float32")
+    return lambda: session.run(None, {"images": x})
 
 
 def litert_runner(content, threads):
@@ -74,9 +92,9 @@ def litert_runner(content, threads):
     return interpreter.invoke
 
 
-def keras_runner(model):
+def keras_runner(model, batch=1):
     graph = tf.function(lambda t: model(t, training=False))
-    x = tf.constant(np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype("float32"))
+    x = tf.constant(np.random.default_rng(0).normal(size=(batch, SIZE, SIZE, 3)).astype("float32"))
     return lambda: graph(x).numpy()
 
 
@@ -89,6 +107,7 @@ def main():
         "--quick", action="store_true", help="a short check: ShuffleNetV2 0.5x plain and SK, float32 and int8"
     )
     parser.add_argument("--no-timm", action="store_true", help="skip timm even when installed")
+    parser.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime even when installed")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
     if args.quick:
@@ -102,15 +121,35 @@ def main():
         if fmt not in FORMATS:
             parser.error(f"unknown format {fmt!r}; choose from {FORMATS}")
 
+    with_onnx = not args.no_onnx and onnx_available()
+    if not args.no_onnx and not with_onnx:
+        print("ONNX Runtime rows skipped: pip install -e .[onnx]", flush=True)
     fit_images, fit_labels = class_images(200, SIZE, seed=1)
     data, _ = class_images(CALIBRATION + HELD_OUT, SIZE, seed=2)
     # Export (and check) everything first, then time everything side by side.
     keras_runners, exported = {}, {}  # (model, "keras") -> runner; (model, format) -> to_tflite result
+    onnx_exported, batch_runners = (
+        {},
+        {},
+    )  # (model, format) -> to_onnx result; (model, what) -> batch-16 runner
     for name in models:
         keras.utils.set_random_seed(0)
         model = MODELS[name]()
         fit_classifier(model, fit_images, fit_labels)
         keras_runners[name, "keras"] = keras_runner(model)
+        if with_onnx:
+            batch_runners[name, "Keras tf.function"] = keras_runner(model, BATCH)
+            for fmt in ONNX_FORMATS:
+                onnx_exported[name, fmt] = export.to_onnx(
+                    model,
+                    quantize=fmt,
+                    representative_data=data,
+                    num_calibration=CALIBRATION,
+                    num_validation=HELD_OUT,
+                )
+                print(
+                    f"exported {name} {fmt}: {onnx_exported[name, fmt].summary().splitlines()[0]}", flush=True
+                )
         for fmt in formats:
             exported[name, fmt] = export.to_tflite(
                 model,
@@ -127,6 +166,8 @@ def main():
     timm = {}  # threads -> versions, when timm runs
     for threads in THREADS:
         runners = {key: litert_runner(result.content, threads) for key, result in exported.items()}
+        for (name, fmt), result in onnx_exported.items():
+            runners[name, f"onnx {fmt}"] = onnx_runner(result.content, threads)
         worker = None if args.no_timm or "sknet50" not in models else start_timm(threads)
         if worker:
             # timm in the same rounds as LiteRT, at the same thread count.
@@ -137,6 +178,15 @@ def main():
             timm[threads] = worker.versions
             worker.close()
         del runners
+
+    batch16 = {}
+    if onnx_exported:
+        for (name, fmt), result in onnx_exported.items():
+            batch_runners[name, ONNX_LABELS[fmt]] = onnx_runner(result.content, max(THREADS), BATCH)
+        rounds = max(3, args.rounds // 4)
+        batch16 = {
+            key: median for key, (median, _) in interleaved_timeit(batch_runners, rounds=rounds).items()
+        }
 
     rows = []
     for name in models:
@@ -150,6 +200,16 @@ def main():
             rows.append(
                 f"| {name} | {fmt} | {result.size / 2**20:.2f} | {1000 * times[1]:.2f} | {1000 * times[2]:.2f} "
                 f"| {result.xnnpack.partitions} | {value} |"
+            )
+        for fmt in ONNX_FORMATS:
+            if (name, fmt) not in onnx_exported:
+                continue
+            result, times = onnx_exported[name, fmt], latency[name, f"onnx {fmt}"]
+            check = result.checks[0]
+            value = f"agree {check.value:.1%}" if "agreement" in check.name else f"rel diff {check.value:.1e}"
+            rows.append(
+                f"| {name} | {ONNX_LABELS[fmt]} | {result.size / 2**20:.2f} | {1000 * times[1]:.2f} "
+                f"| {1000 * times[2]:.2f} | - | {value} |"
             )
 
     for threads, versions in timm.items():
@@ -175,9 +235,16 @@ def main():
                 r = [latency["timm", "eager"][t] / latency["sknet50", fmt][t] for t in THREADS]
                 target = {"none": ">= 2.5x faster", "int8": ">= 4x faster"}.get(fmt, "")
                 ratios.append(f"| timm eager / SKNet-50 | {fmt} | {r[0]:.2f}x | {r[1]:.2f}x | {target} |")
+        for fmt in ONNX_FORMATS:
+            if ("sknet50", f"onnx {fmt}") in latency:
+                r = [latency["timm", "eager"][t] / latency["sknet50", f"onnx {fmt}"][t] for t in THREADS]
+                target = ">= 1.5x faster" if fmt == "none" else ""
+                ratios.append(
+                    f"| timm eager / SKNet-50 | {ONNX_LABELS[fmt]} | {r[0]:.2f}x | {r[1]:.2f}x | {target} |"
+                )
 
     table = [
-        "| model | format | size (MiB) | LiteRT 1 thread (ms) | LiteRT 2 threads (ms) | XNNPACK partitions | check |",
+        "| model | format | size (MiB) | 1 thread (ms) | 2 threads (ms) | XNNPACK partitions | check |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
@@ -185,6 +252,16 @@ def main():
         "|---|---|---|---|---|",
         *ratios,
     ]
+    if batch16:
+        table += [
+            "",
+            f"| model, batch {BATCH}, {max(THREADS)} threads | runtime | ms | images/s |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {what} | {1000 * median:.1f} | {BATCH / median:.1f} |"
+                for (name, what), median in batch16.items()
+            ),
+        ]
     print("\n".join(table))
     if not args.no_write:
         append_markdown(
@@ -193,8 +270,9 @@ def main():
             [
                 "Batch 1, 224x224, medians of interleaved rounds. Every TFLite row passed its export check (float32 max abs diff "
                 "<= 1e-4, float16 <= 1e-2, dynamic/int8 top-1 agreement >= 98% on 100 held-out synthetic "
-                "images). Keras: tf.function on all cores. Random weights with a fitted classifier (see the "
-                "script's docstring)."
+                "images); rows without an XNNPACK count are ONNX Runtime (CPU provider; float32 within 1e-4 "
+                "relative, int8 static QDQ with top-1 agreement >= 98%). Keras: tf.function on all cores. "
+                "Random weights with a fitted classifier (see the script's docstring)."
             ],
         )
 

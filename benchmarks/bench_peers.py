@@ -5,7 +5,8 @@
 Inference (224x224, batch 1 and 16): our SKNet-50 in Keras (`predict`, the
 `tf.function` graph, the frozen graph of `keras_sknet.export.frozen_function`,
 XLA, mixed precision), as a SavedModel (variables or frozen), and through LiteRT
-(float32 and int8, batch 1); our ResNeXt-50 and SE-ResNeXt-50 in the same graph
+(float32 and int8, batch 1) and through ONNX Runtime (float32 and int8, batch 1
+and 16, when the `onnx` extra is installed); our ResNeXt-50 and SE-ResNeXt-50 in the same graph
 mode; timm's skresnext50_32x4d and resnext50_32x4d in eager PyTorch, in a
 persistent subprocess (TensorFlow and torchvision in one process can crash).
 Every row of a batch size is timed in the same interleaved rounds, timm's too,
@@ -16,7 +17,8 @@ the same rounds. GPU rows when a GPU is present. Prints the tables and appends
 them to BENCHMARKS.md.
 
 Targets of the benchmarks issue (ratios in one run): Keras inference >= 1.5x timm
-at batch 1 and >= 2x at batch 16; LiteRT float32 >= 2.5x, int8 >= 4x; training
+at batch 1 and >= 2x at batch 16; LiteRT float32 >= 2.5x, int8 >= 4x; ONNX Runtime
+float32 >= 1.5x at batch 1 (the ONNX issue); training
 >= 1.3x timm; SK overhead over ResNeXt-50 <= 1.25x; SKNet-50 at batch 16 >= 60% of
 the matmul peak.
 """
@@ -88,6 +90,39 @@ def litert_runners(model, threads):
     return runners
 
 
+def onnx_runners(model, threads):
+    """ONNX Runtime float32 and int8 sessions (free batch) of `model`, exported and verified by keras_sknet.export.
+
+    Calibrates and checks on the images `litert_runners` fitted the classifier to.
+    Returns `{quantize: (session, result)}`, or `{}` without the `onnx` extra.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("tf2onnx") is None:
+        print("ONNX Runtime rows skipped: pip install -e .[onnx]", flush=True)
+        return {}
+    from benchmarks.bench_export import CALIBRATION, HELD_OUT
+
+    calibration, _ = class_images(CALIBRATION + HELD_OUT, SIZE, seed=0)
+    sessions = {}
+    for quantize in ("none", "int8"):
+        result = export.to_onnx(
+            model,
+            quantize=quantize,
+            input_size=(SIZE, SIZE),
+            representative_data=calibration,
+            num_calibration=CALIBRATION,
+            num_validation=HELD_OUT,
+        )
+        sessions[quantize] = (export.onnx.make_session(result.content, num_threads=threads), result)
+    return sessions
+
+
+def onnx_runner(session, batch):
+    x = images(batch).numpy()
+    return lambda: session.run(None, {"images": x})
+
+
 def train_step_runner(model, batch, jit_compile):
     from training.experiments import get_experiment, override
     from training.trainer import compile_model
@@ -122,6 +157,10 @@ def inference_runners(batch, models, litert, timm):
     if batch == 1:
         for quantize, label in (("none", "float32"), ("int8", "int8")):
             runners[f"SKNet-50 LiteRT {label}"] = litert[quantize][0]
+    for quantize, (session, _) in models["onnx"].items():
+        runners[f"SKNet-50 ONNX Runtime {'float32' if quantize == 'none' else quantize}"] = onnx_runner(
+            session, batch
+        )
     if timm:
         for name in TIMM_MODELS:
             runners[f"timm {name} eager"] = timm.runner(f"{name}/infer/{batch}")
@@ -231,6 +270,7 @@ def main():
         "policy": policy,
         "mixed": mixed,
         "saved": {},
+        "onnx": onnx_runners(sknet, threads),  # after litert_runners: its classifier is fitted
     }
     if not args.no_xla:
         models["xla"] = True
@@ -352,6 +392,17 @@ def main():
                 f"{eigen_step / training[AVX2_STEP][0]:.2f}x.",
             ]
     lines += ["", "int8 check: " + str(litert["int8"][1].checks[0])]
+    if models["onnx"]:
+        import onnxruntime
+        import tf2onnx
+
+        lines.append(
+            f"ONNX Runtime {onnxruntime.__version__} (CPU provider, tf2onnx {tf2onnx.__version__}, opset "
+            f"{models['onnx']['none'][1].opset}); int8 check: {models['onnx']['int8'][1].checks[0]}"
+        )
+        if timm:
+            ratio = rows[(TIMM_SK, 1)][0] / rows[("SKNet-50 ONNX Runtime float32", 1)][0]
+            lines.append(f"ONNX Runtime float32 at batch 1: {ratio:.2f}x timm eager (target >= 1.5x)")
     if not gpu:
         lines += [
             "",

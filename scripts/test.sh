@@ -3,7 +3,8 @@
 # The interop extra (torch, torchvision, timm) is installed for the timm parity tests, which
 # must then run, not skip (KERAS_SKNET_REQUIRE_INTEROP=1); the data extra (tensorflow-datasets)
 # (in the training extra) for training/; the export extra (ai-edge-litert) for keras_sknet.export;
-# the jax and torch extras for tests/backends, which then must run (KERAS_SKNET_REQUIRE_BACKENDS=1),
+# the onnx extra (onnx, onnxruntime, tf2onnx) for the ONNX exports, which then must run
+# (KERAS_SKNET_REQUIRE_ONNX=1); the jax and torch extras for tests/backends, which then must run (KERAS_SKNET_REQUIRE_BACKENDS=1),
 # and for the GPU check's CPU dry run (tests/test_gpu_check.py).
 #
 # TensorFlow runs its CPU convolutions on one of two kernel libraries, fixed at import: oneDNN
@@ -13,11 +14,12 @@
 # CPU would pick. Each pass checks that it got the library it asked for. A third pass reruns the
 # numerical comparisons between backends and kernel libraries with the instruction sets capped.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,analysis,jax,torch"
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,onnx,analysis,jax,torch"
 python -m ruff check .
 python -m ruff format --check .
 export KERAS_SKNET_REQUIRE_INTEROP=1
 export KERAS_SKNET_REQUIRE_BACKENDS=1
+export KERAS_SKNET_REQUIRE_ONNX=1
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
     python -m pytest -n 2 --dist loadfile -q "$@"
 status=0

@@ -3,8 +3,10 @@
     python -m keras_sknet.export saved_models/scales_demo/best.keras --format tflite --quantize int8 \\
         --representative-data scales_demo
 
+    python -m keras_sknet.export best.keras --format onnx --quantize int8 --representative-data scales_demo
+
 Writes beside the model by default (`best_int8.tflite`, `best.tflite`,
-`best_saved_model/`), prints where the export went, its size and its checks.
+`best_saved_model/`, `best.onnx`, `best_int8.onnx`), prints where the export went, its size and its checks.
 Exit status 0 on success; 1 with a message (and nothing written) on bad input
 or a failed check.
 """
@@ -13,14 +15,14 @@ import argparse
 import os
 import sys
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
 
 
 def default_output(model_path, fmt, quantize):
     stem = os.path.splitext(model_path)[0]
     if fmt == "saved_model":
         return stem + "_saved_model"
-    return stem + ("" if quantize == "none" else f"_{quantize}") + ".tflite"
+    return stem + ("" if quantize == "none" else f"_{quantize}") + f".{fmt}"
 
 
 def parse_args(argv):
@@ -28,11 +30,15 @@ def parse_args(argv):
 
     parser = argparse.ArgumentParser(
         prog="python -m keras_sknet.export",
-        description="Export a trained Keras model to SavedModel or TFLite (LiteRT), verified.",
+        description="Export a trained Keras model to SavedModel, TFLite (LiteRT) or ONNX, verified.",
     )
     parser.add_argument("model", help="a Keras model file (.keras)")
     parser.add_argument("--format", choices=FORMATS, default="tflite")
-    parser.add_argument("--quantize", default="none", help=f"TFLite only: one of {', '.join(QUANTIZATIONS)}")
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        help=f"TFLite: one of {', '.join(QUANTIZATIONS)}; ONNX: none or int8; SavedModel: none",
+    )
     parser.add_argument(
         "--representative-data",
         help="images for int8 calibration and the checks: a TFDS dataset name, a prepared TFDS dataset "
@@ -42,7 +48,17 @@ def parse_args(argv):
     parser.add_argument("--num-calibration", type=int, default=100, help="int8 calibration images")
     parser.add_argument("--num-validation", type=int, default=200, help="most held-out images to check on")
     parser.add_argument("--output", help="the file (TFLite) or folder (SavedModel) to write")
-    parser.add_argument("--batch-size", type=int, help="static batch (TFLite default 1; SavedModel: any)")
+    parser.add_argument(
+        "--batch-size", type=int, help="static batch (TFLite default 1; SavedModel and ONNX: any)"
+    )
+    parser.add_argument(
+        "--input-type",
+        choices=("float32", "uint8"),
+        default="float32",
+        help="float32: preprocess_input output (default); uint8: RGB images, preprocessing (and the resize) "
+        "inside, probabilities out; a SavedModel also gets serving_bytes (encoded JPEG/PNG)",
+    )
+    parser.add_argument("--opset", type=int, help="ONNX only: the opset (13-18, default 17)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width")
     parser.add_argument(
         "--freeze",
@@ -67,7 +83,32 @@ def main(argv=None):
     )
     input_size = tuple(args.input_size) if args.input_size else None
     try:
-        if args.format == "saved_model":
+        if args.format == "onnx" and args.freeze:
+            raise ValueError(
+                f"--freeze applies to SavedModel only. Received: --format {args.format} --freeze"
+            )
+        if args.opset is not None and args.format != "onnx":
+            raise ValueError(
+                f"--opset applies to ONNX only. Received: --format {args.format} --opset {args.opset}"
+            )
+        if args.format == "onnx":
+            export.common.check_quantization(args.quantize, export.ONNX_QUANTIZATIONS)
+            output = args.output or default_output(args.model, "onnx", args.quantize)
+            result = export.to_onnx(
+                args.model,
+                output,
+                opset=args.opset,
+                quantize=args.quantize,
+                representative_data=args.representative_data,
+                validation_data=args.validation_data,
+                num_calibration=args.num_calibration,
+                num_validation=args.num_validation,
+                batch_size=args.batch_size,
+                input_size=input_size,
+                input_type=args.input_type,
+                **data_args,
+            )
+        elif args.format == "saved_model":
             if args.quantize != "none":
                 raise ValueError(
                     f"--quantize applies to TFLite only; a SavedModel keeps float32 weights. "
@@ -81,6 +122,7 @@ def main(argv=None):
                 input_size=input_size,
                 validation_data=args.validation_data or args.representative_data,
                 freeze=args.freeze,
+                input_type=args.input_type,
                 **data_args,
             )
         else:
@@ -101,6 +143,7 @@ def main(argv=None):
                 num_validation=args.num_validation,
                 batch_size=1 if args.batch_size is None else args.batch_size,
                 input_size=input_size,
+                input_type=args.input_type,
                 **data_args,
             )
     except (ValueError, ImportError, export.ExportError) as error:

@@ -88,16 +88,20 @@ class ExportResult:
     """What an export produced and how it was verified.
 
     Attributes:
-        format: `"saved_model"` or `"tflite"`.
+        format: `"saved_model"`, `"tflite"` or `"onnx"`.
         quantize: `"none"`, `"float16"`, `"dynamic"` or `"int8"`.
         path: where it was written (None for an in-memory TFLite export).
         size: bytes (a SavedModel: all its files).
         input_shape: the exported input shape (None = any size).
         checks: the `Check`s it passed.
-        operators: TFLite operator counts (TFLite only).
+        operators: TFLite or ONNX operator counts (TFLite, ONNX).
         xnnpack: `XnnpackCoverage` of the TFLite model (TFLite only).
-        content: the TFLite flatbuffer (TFLite only).
+        content: the TFLite flatbuffer or the ONNX model's bytes (TFLite, ONNX).
         frozen: whether the weights are graph constants (SavedModel only).
+        opset: the ONNX opset (ONNX only).
+        input_type: `"float32"` (model input: `preprocess_input` output) or
+            `"uint8"` (RGB images, preprocessing inside; see `export.serving`).
+        signatures: the SavedModel's signature names (SavedModel only).
     """
 
     format: str
@@ -110,6 +114,9 @@ class ExportResult:
     xnnpack: object = None
     content: bytes = dataclasses.field(default=None, repr=False)
     frozen: bool = False
+    opset: int = None
+    input_type: str = "float32"
+    signatures: tuple = ()
 
     @property
     def passed(self):
@@ -119,9 +126,17 @@ class ExportResult:
         """A few lines for people: where, how big, what was checked."""
         where = self.path if self.path else "(in memory)"
         lines = [
-            f"{self.format} ({self.quantize}{', frozen' if self.frozen else ''}) -> {where}",
-            f"  size: {self.size / 2**20:.2f} MiB ({self.size:,} bytes); input {self.input_shape}",
+            f"{self.format} ({self.quantize}{', frozen' if self.frozen else ''}"
+            f"{f', opset {self.opset}' if self.opset else ''}) -> {where}",
+            f"  size: {self.size / 2**20:.2f} MiB ({self.size:,} bytes); input {self.input_shape} "
+            + (
+                "uint8 RGB images, preprocessing inside"
+                if self.input_type == "uint8"
+                else "float32 model input"
+            ),
         ]
+        if self.signatures:
+            lines.append(f"  signatures: {', '.join(self.signatures)}")
         if self.xnnpack is not None:
             outside = ", ".join(f"{name} x{n}" for name, n in sorted(self.xnnpack.outside.items()))
             lines.append(
@@ -230,13 +245,14 @@ def verification_shape(input_shape):
     return shape
 
 
-def verify_outputs(run, model, input_shape, images, tolerance=GRAPH_TOLERANCE):
-    """Checks `run(images)` (NumPy out) against the Keras model.
+def verify_outputs(run, model, input_shape, images, tolerance=GRAPH_TOLERANCE, reference=None):
+    """Checks `run(images)` (NumPy out) against the Keras model (or `reference`, its expected outputs).
 
     The batch, and, when the exported batch is free, one image alone (it must
     give its row of the batched result).
     """
-    reference = keras_outputs(model, images)
+    if reference is None:
+        reference = keras_outputs(model, images)
     checks = [max_abs_diff_check(reference, run(images), tolerance)]
     if input_shape[0] is None and len(images) > 1:
         check = max_abs_diff_check(reference[:1], run(images[:1]), tolerance)
@@ -257,6 +273,78 @@ def read_images(source, input_shape, count, data_args):
     if height is None or width is None:
         raise ValueError("Pass `input_size` to read images for a model whose input size is not fixed")
     return data_lib.load_images(source, (height, width), count, **data_args)
+
+
+def check_images(
+    quantize, float_modes, input_shape, representative_data, validation_data, counts, data_args, raw=False
+):
+    """The images of an export's checks: `(calibration images or None, images to verify on)`.
+
+    int8 calibrates on the first `num_calibration` images of
+    `representative_data` and checks on the next ones (at least
+    `MIN_HELD_OUT`) unless `validation_data` is given. The float modes
+    (`float_modes`) compare outputs element-wise on a few images: from
+    `validation_data`, else `representative_data`, else generated model input.
+    With `raw=True` (exports that take `uint8` images) the images are `uint8`
+    RGB: read without preprocessing, or generated uniformly in [0, 255].
+    """
+    if quantize == "int8" and representative_data is None:
+        raise ValueError(
+            "Full-integer int8 export needs representative data to calibrate the activation ranges: "
+            "pass `representative_data` (images: array, dataset, folder, .npy/.npz file or TFDS name). "
+            "Received: representative_data=None"
+        )
+    if raw:
+        data_args = {**data_args, "preprocess": None}
+    calibration, images = _read_check_images(
+        quantize, float_modes, input_shape, representative_data, validation_data, counts, data_args
+    )
+    if images is None:
+        images = generated_images(input_shape)
+        if raw:
+            _, height, width, channels = input_shape
+            rng = np.random.default_rng(0)
+            images = rng.integers(0, 256, (GENERATED_IMAGES, height, width, channels), dtype="uint8")
+    if raw:
+        calibration = None if calibration is None else _uint8(calibration)
+        images = _uint8(images)
+    return calibration, images
+
+
+def _uint8(images):
+    return np.clip(np.round(images), 0, 255).astype("uint8")
+
+
+def _read_check_images(
+    quantize, float_modes, input_shape, representative_data, validation_data, counts, data_args
+):
+    """`check_images` from the given sources; the images to verify on are None when no source is given."""
+    num_calibration, num_validation = counts
+    calibration = None
+    if quantize == "int8":
+        # The held-out images follow the calibration ones in the same source.
+        extra = num_validation if validation_data is None else 0
+        images = read_images(representative_data, input_shape, num_calibration + extra, data_args)
+        if not len(images):
+            raise ValueError("`representative_data` gave no images")
+        calibration, held_out = images[:num_calibration], images[num_calibration:]
+        if validation_data is None:
+            if len(held_out) < MIN_HELD_OUT:
+                raise ValueError(
+                    f"The int8 check needs at least {MIN_HELD_OUT} held-out images after the "
+                    f"{num_calibration} calibration images, and the representative data gave {len(images)} "
+                    "in all. Lower `num_calibration` or pass `validation_data`"
+                )
+            return calibration, held_out
+    # Outputs are compared element-wise in the float modes: a few images are enough.
+    count = FLOAT_CHECK_IMAGES if quantize in float_modes else num_validation
+    for name, source in (("validation_data", validation_data), ("representative_data", representative_data)):
+        if source is not None:
+            images = read_images(source, input_shape, count, data_args)
+            if not len(images):
+                raise ValueError(f"`{name}` gave no images")
+            return calibration, images
+    return calibration, None
 
 
 def max_abs_diff_check(reference, outputs, threshold):
@@ -297,6 +385,18 @@ def check_output_path(path, suffix=None, directory=False):
     if not directory and os.path.isdir(path):
         raise ValueError(f"The output path {path!r} is an existing folder")
     return path
+
+
+def check_writable(path):
+    """Raises ValueError unless a file can be created at `path` (its folder exists or can be made)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"Cannot write {path!r}: {existing!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"Cannot write {path!r}: the folder {existing!r} is not writable")
 
 
 def _umask():

@@ -98,6 +98,8 @@ def _quantize(x, detail):
     if detail["dtype"] in (np.float32, np.float16):
         return x.astype(detail["dtype"])
     scale, zero_point = detail["quantization"]
+    if not scale:  # an integer input that is not quantized (uint8 images): as it is
+        return x.astype(detail["dtype"])
     info = np.iinfo(detail["dtype"])
     return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
 
@@ -119,7 +121,8 @@ def run_tflite(interpreter, images):
 
     Args:
         interpreter: from `make_interpreter`.
-        images: float32 model input, `(N, H, W, C)`.
+        images: float32 model input, `(N, H, W, C)` (`uint8` images for a
+            model that takes them).
 
     Returns:
         float32 outputs, `(N, ...)`.

@@ -1,4 +1,4 @@
-"""SavedModel export with a named, batch-polymorphic serving signature."""
+"""SavedModel export with a named, batch-polymorphic serving signature (float32 model input, or images)."""
 
 import functools
 import os
@@ -8,76 +8,120 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_sknet.export import common, frozen
+from keras_sknet.export import common, frozen, serving
 from keras_sknet.utils.validation import check_positive_int
 
 
-def serving_archive(model, input_shape):
+def serving_archive(model, input_shape, input_type="float32", bytes_signature=True):
     """A Keras `ExportArchive` whose `serving_default` maps `images` to `{output name: output}`.
 
     The output is keyed by the model's output layer name (`"predictions"`
     for a classifier, `"avg_pool"` for a pooled backbone). BatchNorm runs in
     inference mode; TensorFlow's graph optimiser folds it into the
     convolutions when the graph is frozen (TFLite) or run (TF Serving).
-    """
-    import tensorflow as tf
 
+    Args:
+        model: the Keras model.
+        input_shape: the signature's input shape.
+        input_type: `"float32"` (model input) or `"uint8"` (RGB images,
+            resized to the model's size and preprocessed inside, probabilities
+            out; with a model of fixed size also a `serving_bytes` signature on
+            encoded images). See `keras_sknet.export.serving`.
+        bytes_signature: False leaves `serving_bytes` out (TFLite has no image decoder).
+    """
     output_name = model.output_names[0]
     call = functools.partial(model.__call__, training=False)
-
-    def serve(images):
-        return {output_name: call(images)}
-
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        serve,
-        input_signature=[tf.TensorSpec(input_shape, tf.float32, name=common.INPUT_NAME)],
-    )
+    for name, function, spec in _endpoints(call, model, input_shape, input_type, bytes_signature):
+        archive.add_endpoint(name, _keyed(function, output_name), input_signature=[spec])
     return archive
 
 
-def frozen_serving_module(model, input_shape):
-    """A `tf.Module` whose `serve` maps `images` to `{output name: output}` with constant weights.
+def _keyed(function, output_name):
+    return lambda x: {output_name: function(x)}
 
-    See `keras_sknet.export.frozen`: the weights live in the graph, not in
+
+def _endpoints(call, model, input_shape, input_type, bytes_signature=True):
+    """`(signature name, function, input spec)` of each signature of a SavedModel on `call`."""
+    import tensorflow as tf
+
+    if input_type == "float32":
+        return [("serving_default", call, tf.TensorSpec(input_shape, tf.float32, name=common.INPUT_NAME))]
+    size = _model_size(model)
+    image_serve = serving.image_function(call, model, size)
+    endpoints = [
+        ("serving_default", image_serve, tf.TensorSpec(input_shape, tf.uint8, name=common.INPUT_NAME))
+    ]
+    if size is not None and bytes_signature:
+        spec = tf.TensorSpec((input_shape[0],), tf.string, name=serving.BYTES_INPUT_NAME)
+        endpoints.append((serving.BYTES_SIGNATURE, serving.bytes_function(image_serve, size), spec))
+    return endpoints
+
+
+def _model_size(model):
+    height, width = model.inputs[0].shape[1:3]
+    return None if height is None or width is None else (height, width)
+
+
+def frozen_serving_module(model, input_shape, input_type="float32"):
+    """A `tf.Module` with a `tf.function` per signature (`serving_default`, ...) and constant weights.
+
+    Each maps its input to `{output name: output}`. See
+    `keras_sknet.export.frozen`: the weights live in the graph, not in
     variables, so TensorFlow's oneDNN kernels keep their reordered weights
     between calls.
+
+    Returns:
+        `(module, {signature name: tf.function})`.
     """
     import tensorflow as tf
 
     output_name = model.output_names[0]
-    function = frozen.freeze(model, input_shape, portable=True)
+    float_shape = (input_shape[0], *model.inputs[0].shape[1:])
+    function = frozen.freeze(model, float_shape, portable=True)
     module = tf.Module()
-    module.serve = tf.function(
-        lambda images: {output_name: function(images)[0]},
-        input_signature=[tf.TensorSpec(input_shape, tf.float32, name=common.INPUT_NAME)],
-    )
-    return module
+    signatures = {}
+    for name, serve, spec in _endpoints(lambda x: function(x)[0], model, input_shape, input_type):
+        signatures[name] = tf.function(_keyed(serve, output_name), input_signature=[spec])
+        setattr(module, name, signatures[name])
+    return module, signatures
 
 
-def _write(model, input_shape, path, freeze):
+def _write(model, input_shape, path, freeze, input_type):
     import tensorflow as tf
 
     if freeze:
-        module = frozen_serving_module(model, input_shape)
-        tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+        module, signatures = frozen_serving_module(model, input_shape, input_type)
+        tf.saved_model.save(module, path, signatures=signatures)
     else:
         with common.inference_graphs(portable=True):
-            serving_archive(model, input_shape).write_out(path, verbose=False)
+            serving_archive(model, input_shape, input_type).write_out(path, verbose=False)
 
 
-def _verify(path, model, input_shape, images):
+def _verify(path, model, input_shape, images, input_type):
     import tensorflow as tf
 
-    serving = tf.saved_model.load(path).signatures["serving_default"]
+    signatures = tf.saved_model.load(path).signatures
     output_name = model.output_names[0]
 
-    def run(x):
-        return serving(**{common.INPUT_NAME: tf.constant(x)})[output_name].numpy()
+    def runner(name, input_name, convert=tf.constant):
+        return lambda x: signatures[name](**{input_name: convert(x)})[output_name].numpy()
 
-    return common.verify_outputs(run, model, input_shape, images)
+    if input_type == "float32":
+        return common.verify_outputs(runner("serving_default", common.INPUT_NAME), model, input_shape, images)
+    reference = serving.reference_outputs(model, images)
+    checks = common.verify_outputs(
+        runner("serving_default", common.INPUT_NAME), model, input_shape, images, reference=reference
+    )
+    if serving.BYTES_SIGNATURE in signatures:
+        run_bytes = runner(
+            serving.BYTES_SIGNATURE, serving.BYTES_INPUT_NAME, lambda x: tf.constant(serving.encode_png(x))
+        )
+        check = common.max_abs_diff_check(reference, run_bytes(images), common.GRAPH_TOLERANCE)
+        check.name, check.detail = f"max abs diff of {serving.BYTES_SIGNATURE}", "PNG-encoded"
+        checks.append(check)
+    return checks
 
 
 def to_saved_model(
@@ -91,6 +135,7 @@ def to_saved_model(
     split=None,
     data_dir=None,
     freeze=False,
+    input_type="float32",
 ):
     """Exports a model as a SavedModel for TF Serving / `tf.saved_model.load`, verified.
 
@@ -117,6 +162,14 @@ def to_saved_model(
             restored, fine-tuned, served); True bakes them into the serving
             graph as constants (`keras_sknet.export.frozen`): no variables,
             the same outputs, and on CPU ~15-20% faster at batch 1.
+        input_type: `"float32"` (default: model input, the output of
+            `preprocess_input`) or `"uint8"`: `serving_default` takes `uint8`
+            RGB images of any size, resized to the model's size and
+            preprocessed inside, and returns probabilities; a model of fixed
+            size also gets `serving_bytes`, which takes encoded JPEG/PNG images
+            (`image_bytes`, a string tensor). Checked against Keras on
+            `preprocess_input` of the same images (`validation_data` read as
+            raw RGB).
 
     Returns:
         An `ExportResult`.
@@ -126,6 +179,7 @@ def to_saved_model(
         >>> tf.saved_model.load(result.path).signatures["serving_default"](images=x)["predictions"]
     """
     path = common.check_output_path(path, directory=True)
+    input_type = serving.check_input_type(input_type, preprocess)
     if batch_size is not None:
         check_positive_int("batch_size", batch_size)
     input_size = common.check_input_size(input_size)
@@ -134,12 +188,21 @@ def to_saved_model(
     data_args = dict(preprocess=preprocess, split=split, data_dir=data_dir)
 
     check_shape = common.verification_shape(input_shape)
-    if validation_data is not None:
-        images = common.read_images(validation_data, check_shape, common.FLOAT_CHECK_IMAGES, data_args)
-        if not len(images):
-            raise ValueError("`validation_data` gave no images")
+    if validation_data is not None or input_type == "uint8":
+        _, images = common.check_images(
+            "none",
+            ("none",),
+            check_shape,
+            None,
+            validation_data,
+            (1, 1),
+            data_args,
+            raw=input_type == "uint8",
+        )
     else:
         images = common.generated_images(check_shape, count=4)
+    if input_type == "uint8":  # any size in, resized to the model's inside
+        input_shape = (input_shape[0], None, None, input_shape[3])
     if batch_size is not None:
         images = np.resize(images, (batch_size,) + images.shape[1:])
 
@@ -147,12 +210,25 @@ def to_saved_model(
     os.makedirs(parent, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")
     try:
-        _write(model, input_shape, tmp_dir, freeze)
-        checks = _verify(tmp_dir, model, input_shape, images)
+        _write(model, input_shape, tmp_dir, freeze, input_type)
+        checks = _verify(tmp_dir, model, input_shape, images, input_type)
         common.raise_if_failed(checks, "SavedModel")
         size = common.directory_size(tmp_dir)
         common.replace_directory(tmp_dir, path)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    return common.ExportResult("saved_model", "none", path, size, input_shape, checks, frozen=freeze)
+    signatures = ("serving_default",)
+    if input_type == "uint8" and _model_size(model) is not None:
+        signatures += (serving.BYTES_SIGNATURE,)
+    return common.ExportResult(
+        "saved_model",
+        "none",
+        path,
+        size,
+        input_shape,
+        checks,
+        frozen=freeze,
+        input_type=input_type,
+        signatures=signatures,
+    )

@@ -13,7 +13,7 @@ enabled; a custom operator in the result fails the export.
 import os
 import tempfile
 
-from keras_sknet.export import common
+from keras_sknet.export import common, serving
 from keras_sknet.export import litert as litert_lib
 from keras_sknet.export.saved_model import serving_archive
 from keras_sknet.utils.validation import check_positive_int
@@ -49,48 +49,7 @@ def _converter(saved_model_dir, quantize, calibration, batch_size):
     return converter
 
 
-def _check_images(quantize, input_shape, representative_data, validation_data, counts, data_args):
-    """Returns `(calibration images or None, images to verify on)`."""
-    num_calibration, num_validation = counts
-    if quantize == "int8" and representative_data is None:
-        raise ValueError(
-            "Full-integer int8 export needs representative data to calibrate the activation ranges: "
-            "pass `representative_data` (images: array, dataset, folder, .npy/.npz file or TFDS name). "
-            "Received: representative_data=None"
-        )
-    if quantize == "dynamic" and representative_data is None and validation_data is None:
-        raise ValueError(
-            "A dynamic-range export is verified by its top-1 agreement with Keras on real images: pass "
-            "`representative_data` or `validation_data`. Received neither"
-        )
-    calibration = None
-    if quantize == "int8":
-        # The held-out images follow the calibration ones in the same source.
-        extra = num_validation if validation_data is None else 0
-        images = common.read_images(representative_data, input_shape, num_calibration + extra, data_args)
-        if not len(images):
-            raise ValueError("`representative_data` gave no images")
-        calibration, held_out = images[:num_calibration], images[num_calibration:]
-        if validation_data is None:
-            if len(held_out) < common.MIN_HELD_OUT:
-                raise ValueError(
-                    f"The int8 check needs at least {common.MIN_HELD_OUT} held-out images after the "
-                    f"{num_calibration} calibration images, and the representative data gave {len(images)} "
-                    "in all. Lower `num_calibration` or pass `validation_data`"
-                )
-            return calibration, held_out
-    # Outputs are compared element-wise in the float modes: a few images are enough.
-    count = common.FLOAT_CHECK_IMAGES if quantize in TOLERANCES else num_validation
-    for name, source in (("validation_data", validation_data), ("representative_data", representative_data)):
-        if source is not None:
-            images = common.read_images(source, input_shape, count, data_args)
-            if not len(images):
-                raise ValueError(f"`{name}` gave no images")
-            return calibration, images
-    return calibration, common.generated_images(input_shape)
-
-
-def _verify(content, model, quantize, images, num_threads):
+def _verify(content, model, quantize, images, num_threads, input_type):
     counts = litert_lib.operator_counts(content)
     custom = sorted(name for name in counts if name.startswith("CUSTOM:"))
     if custom:
@@ -99,7 +58,10 @@ def _verify(content, model, quantize, images, num_threads):
         )
     interpreter = litert_lib.make_interpreter(content, num_threads=num_threads)
     outputs = litert_lib.run_tflite(interpreter, images)
-    reference = common.keras_outputs(model, images)
+    if input_type == "uint8":
+        reference = serving.reference_outputs(model, images)
+    else:
+        reference = common.keras_outputs(model, images)
     if quantize in TOLERANCES:
         checks = [common.max_abs_diff_check(reference, outputs, TOLERANCES[quantize])]
     else:
@@ -121,6 +83,7 @@ def to_tflite(
     preprocess="imagenet",
     split=None,
     data_dir=None,
+    input_type="float32",
     num_threads=2,
 ):
     """Converts a model to TFLite (LiteRT), verifies it with `ai_edge_litert`, and writes it.
@@ -156,6 +119,11 @@ def to_tflite(
         preprocess: `"imagenet"` (`preprocess_input` on RGB [0, 255]), a
             callable, or None if the data already is model input.
         split, data_dir: the TFDS split and data directory.
+        input_type: `"float32"` (default: model input, the output of
+            `preprocess_input`) or `"uint8"`: the model takes `uint8` RGB
+            images at its input size and returns probabilities, with
+            `preprocess_input` (and a softmax on logits) inside (see
+            `keras_sknet.export.serving`); int8 calibrates on raw images.
         num_threads: LiteRT threads for the checks.
 
     Returns:
@@ -172,6 +140,7 @@ def to_tflite(
         >>> print(result.summary())
     """
     quantize = common.check_quantization(quantize, QUANTIZATIONS)
+    input_type = serving.check_input_type(input_type, preprocess)
     if path is not None:
         path = common.check_output_path(path, suffix=".tflite")
     check_positive_int("batch_size", batch_size)
@@ -186,25 +155,34 @@ def to_tflite(
             "`input_size=(height, width)`"
         )
     data_args = dict(preprocess=preprocess, split=split, data_dir=data_dir)
-    calibration, images = _check_images(
+    if quantize == "dynamic" and representative_data is None and validation_data is None:
+        raise ValueError(
+            "A dynamic-range export is verified by its top-1 agreement with Keras on real images: pass "
+            "`representative_data` or `validation_data`. Received neither"
+        )
+    calibration, images = common.check_images(
         quantize,
+        tuple(TOLERANCES),
         input_shape,
         representative_data,
         validation_data,
         (num_calibration, num_validation),
         data_args,
+        raw=input_type == "uint8",
     )
 
     with tempfile.TemporaryDirectory() as saved_model_dir:
         with common.inference_graphs(portable=True):
-            serving_archive(model, input_shape).write_out(saved_model_dir, verbose=False)
+            serving_archive(model, input_shape, input_type, bytes_signature=False).write_out(
+                saved_model_dir, verbose=False
+            )
         try:
             content = _converter(saved_model_dir, quantize, calibration, batch_size).convert()
         except Exception as error:
             raise common.ExportError(
                 f"The TFLite converter failed on model {model.name!r} ({quantize}): {error}"
             ) from error
-    checks, operators, xnnpack = _verify(content, model, quantize, images, num_threads)
+    checks, operators, xnnpack = _verify(content, model, quantize, images, num_threads, input_type)
     if quantize == "int8":
         checks[0].detail += f"; calibrated on {len(calibration)}"
     common.raise_if_failed(checks, f"TFLite ({quantize})")
@@ -212,5 +190,14 @@ def to_tflite(
         common.write_file_atomically(path, content)
         path = os.fspath(path)
     return common.ExportResult(
-        "tflite", quantize, path, len(content), input_shape, checks, operators, xnnpack, content
+        "tflite",
+        quantize,
+        path,
+        len(content),
+        input_shape,
+        checks,
+        operators,
+        xnnpack,
+        content,
+        input_type=input_type,
     )

@@ -134,6 +134,24 @@ def test_keras_file_saved_on_backend_loads_here(runs, backend):
     assert common.max_abs_diff(outputs, saved["outputs"]) <= common.TOLERANCE
 
 
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_keras_file_saved_on_backend_exports_to_onnx(runs, backend, tmp_path):
+    """The export runs on TensorFlow; a `.keras` file from JAX or PyTorch exports there, same outputs."""
+    if os.environ.get("KERAS_SKNET_REQUIRE_ONNX") != "1":
+        pytest.importorskip("tf2onnx", reason="needs the onnx extra: pip install -e .[onnx]")
+    import onnxruntime
+
+    from keras_sknet import export
+
+    returncode, text, output = _run(runs, backend)
+    result = export.to_onnx(os.path.join(output, f"sknet_tiny-{backend}.keras"), tmp_path / "model.onnx")
+    assert result.passed and export.onnx.grouped_conv_count(result.content) > 0
+    saved = np.load(os.path.join(output, f"sknet_tiny-{backend}.npz"))
+    session = onnxruntime.InferenceSession(result.content, providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"images": saved["inputs"]})[0]
+    assert common.max_abs_diff(outputs, saved["outputs"]) <= common.TOLERANCE
+
+
 def test_reference_stays_small(runs):
     directory = runs["reference"]
     size = sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))

@@ -1,0 +1,451 @@
+"""ONNX export (float32 and static int8), verified on ONNX Runtime before it is written.
+
+The converter is tf2onnx on Keras' TensorFlow backend, the path Keras' own
+`model.export(format="onnx")` takes there, called directly so that the graph
+is always traced with TensorFlow's plain convolution ops: every grouped SK
+path is one `tf.nn.conv2d` and becomes one ONNX `Conv` with `group`
+(depthwise ones too, `group` = channels), whatever convolution path this
+machine would pick for itself (on Eigen machines the default splits small
+groups into pixel blocks). The portable graphs of the SavedModel and TFLite
+exports put a TensorFlow `Snapshot` barrier behind each grouped convolution
+(it stops grappler fusing it into an op Eigen lacks); that barrier has no
+ONNX counterpart and ONNX Runtime does not need it, so it is left out here.
+
+Measured with Keras 3.15.1, tf2onnx 1.17.0, torch 2.14.1 (docs/export.md):
+both routes keep the grouped convolutions whole and match Keras, but Keras'
+PyTorch route (torch.onnx's TorchScript exporter, opset 20) writes 4,918 nodes
+for ShuffleNetV2 0.5x + SK (1,579 `Constant`, 726 `Cast`) where tf2onnx
+writes 734. A `.keras` file saved on JAX or PyTorch loads on TensorFlow and
+exports here.
+
+Only the default ONNX domain is allowed: a node of any other domain, or a
+TensorFlow op tf2onnx could not convert, fails the export. The batch
+dimension is free (`"batch"`) unless `batch_size` is given.
+"""
+
+import collections
+import contextlib
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from keras_sknet.export import common, serving
+from keras_sknet.utils.validation import check_positive_int
+
+QUANTIZATIONS = ("none", "int8")
+# Opsets tf2onnx 1.17 writes and ONNX Runtime >= 1.17 runs; 13 is where Squeeze/Unsqueeze
+# take their axes as inputs, which tf2onnx's dynamic-batch reshapes rely on.
+OPSETS = tuple(range(13, 19))
+DEFAULT_OPSET = 17
+# Float32 check: max |ONNX Runtime - Keras| over the largest |Keras output|.
+RELATIVE_TOLERANCE = 1e-4
+# int8 check: top-1 agreement with the Keras model on held-out images.
+MIN_AGREEMENT = 0.98
+# Name of the ONNX graph's dynamic batch dimension.
+BATCH_DIM = "batch"
+
+
+def _import_onnx():
+    try:
+        import onnx
+        import onnxruntime
+        import tf2onnx
+    except ImportError as error:
+        raise ImportError(
+            f"ONNX export needs onnx, onnxruntime and tf2onnx: pip install 'keras-sknet[onnx]' ({error})"
+        ) from error
+    return onnx, onnxruntime, tf2onnx
+
+
+def check_opset(opset):
+    """Returns `opset` (default `DEFAULT_OPSET`) if it is one of `OPSETS`, else raises ValueError."""
+    if opset is None:
+        return DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or int(opset) not in OPSETS:
+        raise ValueError(f"`opset` must be one of {list(OPSETS)} or None. Received: opset={opset!r}")
+    return int(opset)
+
+
+def operator_counts(proto):
+    """Counts the nodes of an ONNX model by `domain:op_type` (`op_type` alone in the default domain).
+
+    Args:
+        proto: an `onnx.ModelProto`, or its serialized bytes.
+
+    Returns:
+        A `collections.Counter`, e.g. `{"Conv": 75, "Relu": 56, ...}`.
+
+    Example:
+        >>> operator_counts(open("model.onnx", "rb").read())["Conv"]
+        75
+    """
+    proto = _as_proto(proto)
+    return collections.Counter(
+        f"{node.domain}:{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        for node in proto.graph.node
+    )
+
+
+def grouped_conv_count(proto):
+    """How many `Conv` nodes of an ONNX model have `group` > 1 (grouped or depthwise)."""
+    proto = _as_proto(proto)
+    return sum(
+        node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+        for node in proto.graph.node
+    )
+
+
+def _as_proto(proto):
+    if isinstance(proto, (bytes, bytearray)):
+        onnx, _, _ = _import_onnx()
+        return onnx.load_from_string(bytes(proto))
+    return proto
+
+
+def make_session(content, num_threads=2):
+    """An ONNX Runtime `InferenceSession` on the CPU provider for a model's bytes."""
+    _, ort, _ = _import_onnx()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(bytes(content), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, images, batch_size=None):
+    """Runs a single-input, single-output ONNX model on `images`, `batch_size` at a time (None: at once).
+
+    A fixed-batch model gets its batch size; a last partial batch is padded
+    with copies of its first image and the padding's outputs dropped.
+    """
+    (model_input,) = session.get_inputs()
+    fixed = model_input.shape[0]
+    batch = fixed if isinstance(fixed, int) else (batch_size or len(images))
+    outputs = []
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        count = len(chunk)
+        if isinstance(fixed, int) and count < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - count, axis=0)])
+        outputs.append(session.run(None, {model_input.name: chunk})[0][:count])
+    return np.concatenate(outputs).astype("float32")
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx():
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def convert(function, input_spec, output_name, opset):
+    """Converts a `tf.function` of one image input to an ONNX model, named and checked.
+
+    The input is named after `input_spec`, the output `output_name`; a free
+    batch dimension is called `"batch"`; opset imports other than the default
+    domain's are dropped.
+
+    Args:
+        function: a `tf.function` taking one tensor and returning one.
+        input_spec: its `tf.TensorSpec` (with a name).
+        output_name: the ONNX output's name.
+        opset: one of `OPSETS`.
+
+    Returns:
+        The `onnx.ModelProto`.
+
+    Raises:
+        ExportError: tf2onnx failed, left an unconvertible TensorFlow op, or
+            used a non-default domain.
+    """
+    onnx, _, tf2onnx = _import_onnx()
+    try:
+        with _quiet_tf2onnx():
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=[input_spec], opset=opset)
+    except Exception as error:
+        raise common.ExportError(
+            f"tf2onnx failed (opset {opset}): {type(error).__name__}: {error}"
+        ) from error
+    schemas = {schema.name for schema in onnx.defs.get_all_schemas()}
+    foreign = sorted(
+        {f"{node.domain}:{node.op_type}" for node in proto.graph.node if node.domain not in ("", "ai.onnx")}
+        | {
+            node.op_type
+            for node in proto.graph.node
+            if node.domain in ("", "ai.onnx") and node.op_type not in schemas
+        }
+    )
+    if foreign:
+        raise common.ExportError(
+            f"The ONNX graph has operators that are not standard ONNX (a custom domain, or a TensorFlow op tf2onnx could "
+            f"not convert): {foreign}; only default-domain ONNX ops are allowed"
+        )
+    kept = [entry for entry in proto.opset_import if entry.domain in ("", "ai.onnx")]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
+    _rename(proto.graph, proto.graph.output[0].name, output_name)
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        first = value.type.tensor_type.shape.dim[0]
+        if not first.HasField("dim_value"):
+            first.dim_param = BATCH_DIM
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as error:
+        raise common.ExportError(f"The ONNX model failed onnx.checker: {error}") from error
+    return proto
+
+
+def _rename(graph, old, new):
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in graph.output:
+        if value.name == old:
+            value.name = new
+
+
+def _float_graph(model, input_shape, opset, input_type):
+    """The float32 ONNX graph; for `"uint8"` input with the resize, preprocessing and softmax inside."""
+    import tensorflow as tf
+
+    from keras_sknet.layers import tf_conv
+
+    def call(images):
+        return model(images, training=False)
+
+    if input_type == "uint8":
+        height, width = model.inputs[0].shape[1:3]
+        size = None if height is None or width is None else (height, width)
+        call = serving.image_function(call, model, size)
+    spec = tf.TensorSpec(
+        input_shape, tf.uint8 if input_type == "uint8" else tf.float32, name=common.INPUT_NAME
+    )
+    # TensorFlow's own convolution ops: one Conv per grouped convolution, no Snapshot barrier.
+    with tf_conv.convolution_path("native", gradients=False):
+        return convert(tf.function(call), spec, model.output_names[0], opset)
+
+
+class _CalibrationReader:
+    """ONNX Runtime's `CalibrationDataReader` protocol over a NumPy array of model input."""
+
+    def __init__(self, name, images, batch_size):
+        self._batches = iter(
+            [{name: images[start : start + batch_size]} for start in range(0, len(images), batch_size)]
+        )
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def quantize_int8(content, calibration, batch_size=None):
+    """Static int8 quantization (QDQ, per-channel weights) of a float32 ONNX model with ONNX Runtime.
+
+    Activations are calibrated (min-max) on `calibration`; weights are int8
+    per output channel, activations symmetric int8 per tensor (S8S8, ONNX
+    Runtime's recommendation for CPUs). Only the convolutions are quantized;
+    the attention's fully connected layers and the classifier stay float32. Quantize/DequantizeLinear
+    pairs stay around the integer ops, so the input and output are float32.
+
+    Args:
+        content: the float32 model's bytes.
+        calibration: float32 model input, `(N, H, W, C)`.
+        batch_size: the model's fixed batch, or None (calibrate 8 at a time).
+
+    Returns:
+        The int8 model's bytes.
+    """
+    onnx, _, _ = _import_onnx()
+    from onnxruntime import quantization
+
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path, prepared, quantized = (os.path.join(tmp, name) for name in ("f.onnx", "p.onnx", "q.onnx"))
+        with open(float_path, "wb") as f:
+            f.write(content)
+        # Shape inference and ONNX Runtime's graph optimisations (BatchNorm folding) first,
+        # as ONNX Runtime recommends: the quantizer then sees Conv -> Relu, not Conv -> BN -> Relu.
+        quantization.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
+        name = onnx.load(prepared).graph.input[0].name
+        if batch_size is not None and len(calibration) % batch_size:
+            calibration = np.resize(
+                calibration, (-(-len(calibration) // batch_size) * batch_size,) + calibration.shape[1:]
+            )
+        quantization.quantize_static(
+            prepared,
+            quantized,
+            _CalibrationReader(name, calibration, batch_size or 8),
+            quant_format=quantization.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=quantization.QuantType.QInt8,
+            weight_type=quantization.QuantType.QInt8,
+            calibrate_method=quantization.CalibrationMethod.MinMax,
+            # Symmetric activations: on ShuffleNetV2 0.5x + SK at 224x224, asymmetric uint8 or int8
+            # activations moved the probabilities by up to 0.076 (top-1 agreement 0%), symmetric
+            # int8 by 0.005 (100%), same calibration (ONNX Runtime 1.31.1).
+            extra_options={"ActivationSymmetric": True},
+            # The convolutions only (nearly all the multiply-adds): the SK attention's small fully
+            # connected layers and the classifier stay float32. With them in int8 the same model's
+            # probabilities moved by 0.006, with the convolutions alone by 1.5e-5.
+            op_types_to_quantize=["Conv"],
+        )
+        with open(quantized, "rb") as f:
+            return f.read()
+
+
+def _relative_check(reference, outputs, name, detail=""):
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    diff = float(np.max(np.abs(outputs - reference))) / max(scale, 1e-12) if outputs.size else float("nan")
+    return common.Check(name, diff, RELATIVE_TOLERANCE, "<=", len(outputs), detail)
+
+
+def verify_float(run, reference, images, batch_size):
+    """Relative-diff checks of `run(images)` against `reference`: batched, and one image alone when the batch is free."""
+    checks = [_relative_check(reference, run(images), "max relative diff")]
+    if batch_size is None and len(images) > 1:
+        checks.append(
+            _relative_check(
+                reference[:1], run(images[:1]), "max relative diff at batch 1", f"batch {len(images)} above"
+            )
+        )
+    return checks
+
+
+def _check_write_path(path):
+    path = common.check_output_path(path, suffix=".onnx")
+    common.check_writable(path)
+    return path
+
+
+def to_onnx(
+    model,
+    path=None,
+    *,
+    opset=None,
+    batch_size=None,
+    input_size=None,
+    quantize="none",
+    representative_data=None,
+    validation_data=None,
+    num_calibration=100,
+    num_validation=200,
+    preprocess="imagenet",
+    split=None,
+    data_dir=None,
+    input_type="float32",
+    num_threads=2,
+):
+    """Converts a model to ONNX, verifies it on ONNX Runtime (CPU), and writes it.
+
+    Float32 (`quantize="none"`): ONNX Runtime's outputs must match the Keras
+    model's within 1e-4 relative (max abs diff over the largest reference
+    magnitude), on a batch and, when the batch is free, on one image alone.
+    `"int8"`: static quantization with `onnxruntime.quantization` (QDQ, int8
+    per-channel weights, symmetric int8 activations calibrated on
+    `representative_data`), top-1 agreement >= 98% with Keras on held-out
+    images. The graph must hold only default-domain ONNX operators; grouped
+    convolutions are single `Conv` nodes with `group`. Nothing is written if
+    anything fails (an existing file at `path` is left as it was); a passing
+    model is written atomically.
+
+    Args:
+        model: a `keras.Model`, or the path to a `.keras` file (saved on any
+            backend).
+        path: the `.onnx` file to write; None keeps it in memory
+            (`result.content`).
+        opset: the ONNX opset, one of `OPSETS` (13-18); default 17.
+        batch_size: None (default: a free `"batch"` dimension) or a fixed batch.
+        input_size: `(height, width)`; default the model's (a model that takes
+            any size keeps free height and width, and is checked at 64x64).
+        quantize: `"none"` (float32) or `"int8"`.
+        representative_data, validation_data, num_calibration, num_validation,
+        preprocess, split, data_dir: the images for calibration and the
+            checks, as in `to_tflite`.
+        input_type: `"float32"` (default: model input, the output of
+            `preprocess_input`) or `"uint8"`: the model takes `uint8` RGB
+            images of any size `(N, H, W, 3)`, resizes them to its input size
+            (bilinear), preprocesses them and returns probabilities, all in
+            the graph (see `keras_sknet.export.serving`); checked against
+            Keras on `preprocess_input` of the same images.
+        num_threads: ONNX Runtime threads for the checks.
+
+    Returns:
+        An `ExportResult` (`format="onnx"`, `opset`, `operators`, `content`).
+
+    Raises:
+        ValueError: bad arguments, an unwritable path or bad data (nothing is converted).
+        ImportError: onnx, onnxruntime or tf2onnx is missing (the `onnx` extra).
+        ExportError: the converter failed or left non-standard operators.
+        VerificationError: a check failed (nothing is written).
+
+    Example:
+        >>> result = to_onnx(ShuffleNetV2SK(0.5), "shufflenet_sk.onnx")
+        >>> session = onnxruntime.InferenceSession(result.path)
+        >>> probabilities = session.run(None, {"images": preprocess_input(images)})[0]
+    """
+    quantize = common.check_quantization(quantize, QUANTIZATIONS)
+    opset = check_opset(opset)
+    input_type = serving.check_input_type(input_type, preprocess)
+    if path is not None:
+        path = _check_write_path(path)
+    if batch_size is not None:
+        check_positive_int("batch_size", batch_size)
+    check_positive_int("num_calibration", num_calibration)
+    check_positive_int("num_validation", num_validation)
+    input_size = common.check_input_size(input_size)
+    _import_onnx()
+    model = common.load_model(model)
+    model, input_shape = common.model_with_input(model, batch_size, input_size)
+    data_args = dict(preprocess=preprocess, split=split, data_dir=data_dir)
+    check_shape = common.verification_shape(input_shape)
+    calibration, images = common.check_images(
+        quantize,
+        ("none",),
+        check_shape,
+        representative_data,
+        validation_data,
+        (num_calibration, num_validation),
+        data_args,
+        raw=input_type == "uint8",
+    )
+    if quantize == "none" and batch_size is not None:
+        images = np.resize(images, (batch_size,) + images.shape[1:])
+    if input_type == "uint8":  # any size in, resized to the model's inside
+        input_shape = (input_shape[0], None, None, input_shape[3])
+
+    proto = _float_graph(model, input_shape, opset, input_type)
+    content = proto.SerializeToString()
+    if quantize == "int8":
+        try:
+            content = quantize_int8(content, calibration, batch_size)
+        except Exception as error:
+            raise common.ExportError(f"ONNX Runtime's int8 quantization failed: {error}") from error
+    session = make_session(content, num_threads)
+    if input_type == "uint8":
+        reference = serving.reference_outputs(model, images)
+    else:
+        reference = common.keras_outputs(model, images)
+    if quantize == "none":
+        checks = verify_float(lambda x: run_onnx(session, x), reference, images, batch_size)
+    else:
+        checks = [common.agreement_check(reference, run_onnx(session, images, 16), MIN_AGREEMENT)]
+        checks[0].detail += f"; calibrated on {len(calibration)}"
+    common.raise_if_failed(checks, f"ONNX ({quantize})")
+    if path is not None:
+        common.write_file_atomically(path, content)
+    return common.ExportResult(
+        "onnx",
+        quantize,
+        path,
+        len(content),
+        input_shape,
+        checks,
+        operator_counts(content),
+        content=content,
+        opset=opset,
+        input_type=input_type,
+    )

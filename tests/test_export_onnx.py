@@ -1,0 +1,188 @@
+"""ONNX export: float32 and int8, checked on ONNX Runtime, graphs inspected with `onnx`.
+
+The models are the small ones of test_export.py (a one-block-per-stage SKNet at
+32x32 with a fitted classifier, ShuffleNetV2 0.5x + SK at 64x64), with
+randomised BatchNorm statistics. Needs the `onnx` extra; skipped without it
+unless KERAS_SKNET_REQUIRE_ONNX=1 (set by scripts/test.sh, so CI fails rather
+than skips).
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from keras_sknet import export
+from keras_sknet.applications import ShuffleNetV2SK, preprocess_input
+from keras_sknet.export import onnx as onnx_export
+from keras_sknet.export.__main__ import main as cli_main
+from tests.helpers import randomize_batch_norms
+from tests.test_export import CLASSES, fitted  # noqa: F401  (the module-scoped fixture)
+
+if os.environ.get("KERAS_SKNET_REQUIRE_ONNX") == "1":
+    import onnx
+    import onnxruntime
+else:
+    onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install -e .[onnx]")
+    onnxruntime = pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e .[onnx]")
+    pytest.importorskip("tf2onnx", reason="needs the onnx extra: pip install -e .[onnx]")
+
+
+def ort_outputs(path, x):
+    """ONNX Runtime on the written file, directly (independent of the exporter's own session)."""
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(["predictions"], {"images": x})[0]
+
+
+@pytest.fixture(scope="module")
+def shufflenet():
+    model = ShuffleNetV2SK(0.5, input_shape=(64, 64, 3), classes=CLASSES)
+    randomize_batch_norms(model, np.random.default_rng(1))
+    return model
+
+
+def test_float32_shufflenet_sk_one_grouped_conv_each_dynamic_batch_default_domain(shufflenet, tmp_path):
+    path = tmp_path / "shufflenet_sk.onnx"
+    result = export.to_onnx(shufflenet, path)
+    assert result.passed and result.format == "onnx" and result.opset == onnx_export.DEFAULT_OPSET
+    assert os.listdir(tmp_path) == [path.name] and os.path.getsize(path) == result.size
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    # Only the default domain: in the opset imports and on every node.
+    assert [(entry.domain, entry.version) for entry in proto.opset_import] == [("", 17)]
+    assert {node.domain for node in proto.graph.node} == {""}
+    # Each of the 19 SK units' two depthwise paths is one Conv with group = channels: never split.
+    convs = [node for node in proto.graph.node if node.op_type == "Conv"]
+    groups = [next((a.i for a in node.attribute if a.name == "group"), 1) for node in convs]
+    assert sum(g > 1 for g in groups) == 38 == export.onnx.grouped_conv_count(proto)
+    assert "Split" not in result.operators and "Snapshot" not in result.operators
+    # Named input and output, batch free.
+    (graph_input,), (graph_output,) = proto.graph.input, proto.graph.output
+    assert graph_input.name == "images" and graph_output.name == "predictions"
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert dims == ["batch", 64, 64, 3]
+
+    x = np.random.default_rng(2).normal(size=(5, 64, 64, 3)).astype("float32")
+    expected = shufflenet(x, training=False).numpy()
+    np.testing.assert_allclose(ort_outputs(str(path), x), expected, atol=1e-5)
+    np.testing.assert_allclose(ort_outputs(str(path), x[:1]), expected[:1], atol=1e-5)
+    assert "relative diff at batch 1" in result.summary()
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_opsets_and_fixed_batch(fitted, opset):  # noqa: F811
+    model, images = fitted
+    result = export.to_onnx(model, opset=opset, batch_size=3)
+    proto = onnx.load_from_string(result.content)
+    assert proto.opset_import[0].version == opset and result.input_shape == (3, 32, 32, 3)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
+    # Two SK units, a grouped (G=32) K3 and a dilated K5 path each.
+    assert export.onnx.grouped_conv_count(result.content) == 4
+    x = preprocess_input(images[:3])
+    session = onnxruntime.InferenceSession(result.content, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"images": x})[0], model(x, training=False), atol=1e-5)
+
+
+def test_int8_static_quantization_agrees(fitted, tmp_path):  # noqa: F811
+    model, images = fitted
+    path = tmp_path / "sknet_int8.onnx"
+    result = export.to_onnx(
+        model, path, quantize="int8", representative_data=images, num_calibration=60, num_validation=100
+    )
+    (check,) = result.checks
+    assert result.passed and check.name == "top-1 agreement" and check.images == 100
+    ops = result.operators
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["Conv"]
+    assert {node.domain for node in onnx.load(path).graph.node} == {""}
+    float_size = len(export.to_onnx(model).content)
+    assert result.size < 0.5 * float_size  # int8 weights
+    held_out = preprocess_input(images[60:160])
+    agree = np.mean(
+        ort_outputs(str(path), held_out).argmax(-1) == model.predict(held_out, verbose=0).argmax(-1)
+    )
+    assert agree >= 0.98
+
+
+def test_int8_check_fails_on_bad_calibration_and_writes_nothing(fitted, tmp_path):  # noqa: F811
+    """Negative control: calibrated on images 100x too dark, the int8 model disagrees and is refused."""
+    model, images = fitted
+    path = tmp_path / "bad.onnx"
+    with pytest.raises(export.VerificationError, match="top-1 agreement"):
+        export.to_onnx(
+            model,
+            path,
+            quantize="int8",
+            representative_data=preprocess_input(images[:60]) * 0.01,
+            validation_data=preprocess_input(images[60:160]),
+            preprocess=None,
+            num_calibration=60,
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_float_check_leaves_the_old_file(fitted, tmp_path, monkeypatch):  # noqa: F811
+    model, _ = fitted
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"old")
+    original = onnx_export.run_onnx
+    monkeypatch.setattr(onnx_export, "run_onnx", lambda session, x, batch=None: original(session, x) + 1e-3)
+    with pytest.raises(export.VerificationError, match="max relative diff"):
+        export.to_onnx(model, path)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.onnx"]
+
+
+def test_bad_arguments_are_refused_before_any_work(fitted, tmp_path, monkeypatch):  # noqa: F811
+    model, _ = fitted
+    monkeypatch.setattr(onnx_export, "_float_graph", lambda *args: pytest.fail("converted"))
+    with pytest.raises(ValueError, match=r"`opset` must be one of \[13, .*18\].*Received: opset=12"):
+        export.to_onnx(model, tmp_path / "m.onnx", opset=12)
+    with pytest.raises(ValueError, match="Received: opset='17'"):
+        export.to_onnx(model, opset="17")
+    with pytest.raises(ValueError, match=r"`quantize` must be one of \('none', 'int8'\).*float16"):
+        export.to_onnx(model, quantize="float16")
+    with pytest.raises(ValueError, match=r"ending in '.onnx'.*m.tflite"):
+        export.to_onnx(model, tmp_path / "m.tflite")
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        export.to_onnx(model, blocker / "sub" / "m.onnx")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # root writes anywhere
+        with pytest.raises(ValueError, match="not writable"):
+            export.to_onnx(model, locked / "m.onnx")
+    with pytest.raises(ValueError, match="representative data"):
+        export.to_onnx(model, quantize="int8")
+    assert sorted(os.listdir(tmp_path)) == ["file", "locked"]
+
+
+def test_unconvertible_tensorflow_op_is_an_export_error():
+    """Negative control: the Snapshot barrier of the portable graphs has no ONNX op; the export names it."""
+    import tensorflow as tf
+
+    function = tf.function(lambda images: tf.raw_ops.Snapshot(input=images * 2.0))
+    spec = tf.TensorSpec((None, 4), tf.float32, name="images")
+    with pytest.raises(export.ExportError, match="not standard ONNX.*Snapshot"):
+        onnx_export.convert(function, spec, "predictions", 17)
+    proto = onnx_export.convert(tf.function(lambda images: images * 2.0), spec, "predictions", 17)
+    assert [value.name for value in proto.graph.output] == ["predictions"]
+
+
+def test_cli_onnx(fitted, tmp_path, capsys):  # noqa: F811
+    model, images = fitted
+    model_path = tmp_path / "best.keras"
+    model.save(model_path)
+    data = tmp_path / "images.npy"
+    np.save(data, images[:8])
+    assert cli_main([str(model_path), "--format", "onnx", "--representative-data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "onnx (none, opset 17)" in out and "best.onnx" in out
+    x = preprocess_input(images[:4])
+    np.testing.assert_allclose(
+        ort_outputs(str(tmp_path / "best.onnx"), x), model(x, training=False), atol=1e-5
+    )
+    assert cli_main([str(model_path), "--format", "onnx", "--quantize", "dynamic"]) == 1
+    assert "Received: quantize='dynamic'" in capsys.readouterr().err
+    assert cli_main([str(model_path), "--format", "tflite", "--opset", "17"]) == 1
+    assert "--opset applies to ONNX only" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["best.keras", "best.onnx", "images.npy"]
