@@ -191,3 +191,36 @@ def test_caffe_preprocessing_travels_with_the_weights():
     torch = np.asarray(eval_transform(image, config, preprocessing="torch"))
     std, mean = np.array([0.229, 0.224, 0.225]) * 255, np.array([0.485, 0.456, 0.406]) * 255
     np.testing.assert_allclose(caffe, (torch * std + mean)[..., ::-1] - [104, 117, 123], atol=1e-3)
+
+
+def test_convert_cli_writes_a_verified_keras_file(sknet50, tmp_path, capsys):
+    from keras_sknet.applications import MODEL_CONFIGS
+    from keras_sknet.weights.__main__ import main
+
+    output = tmp_path / "sknet50_caffe.weights.h5"
+    assert main(["convert", str(sknet50["path"]), "--model", "SKNet50", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "reloaded" in printed and "stem_pool='caffe'" in printed and "mode='caffe'" in printed
+    reloaded = SKNet(
+        **MODEL_CONFIGS["sknet50"], stem_pool="caffe", weights=output, classifier_activation=None
+    )
+    assert _max_diff(reloaded, _image(224), sknet50["reference"]) < TOLERANCE
+    # A model without Caffe weights is refused before anything is written.
+    refused = tmp_path / "x.weights.h5"
+    assert main(["convert", str(sknet50["path"]), "--model", "ResNeXt50", "--output", str(refused)]) == 1
+    assert "SKNet101, SKNet50" in capsys.readouterr().err and not refused.exists()
+
+
+def test_info_lists_the_caffe_weights_for_the_user_to_download(capsys):
+    from keras_sknet.weights.__main__ import main
+
+    assert main(["info"]) == 0
+    printed = capsys.readouterr().out
+    assert "download the .caffemodel yourself" in printed
+    for config in CAFFE_WEIGHTS.values():
+        row = next(
+            line
+            for line in printed.splitlines()
+            if line.startswith(f"| {config.model} | {config.top1_error_224}")
+        )
+        assert config.download_url in row and config.source in row and f"{config.top1_error_320}%" in row
