@@ -233,7 +233,7 @@ def load_caffe_blobs(model, blobs, source="the Caffe model"):
     Example:
         >>> model = SKNet((3, 4, 6, 3), stem_pool="caffe", weights=None)
         >>> load_caffe_blobs(model, read_caffemodel("SKNet-50.caffemodel"))
-        161
+        443
     """
     pairs = match_caffe_blobs(model, blobs, source)
     for variable, value in pairs:

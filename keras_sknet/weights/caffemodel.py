@@ -27,6 +27,10 @@ import numpy as np
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 # (name field, blobs field) of LayerParameter (V2) and V1LayerParameter, by NetParameter field.
 _LAYER_FIELDS = {100: (1, 7), 2: (4, 6)}
+# Every field NetParameter has: name, layers, input, input_dim, force_backward, state,
+# debug_info, input_shape, layer. A file that starts with another is not one: refused at once
+# rather than parsed as noise (later unknown fields are skipped, as protobuf does).
+_NET_FIELDS = (1, 2, 3, 4, 5, 6, 7, 8, 100)
 
 
 class _Truncated(Exception):
@@ -156,7 +160,9 @@ def read_caffemodel(path):
         data = memoryview(f.read())
     layers = {1: {}, 2: {}}  # by layout: V2 and V1 (V2 wins where a file has both)
     try:
-        for number, wire, value in _fields(data):
+        for index, (number, wire, value) in enumerate(_fields(data)):
+            if index == 0 and number not in _NET_FIELDS:
+                raise ValueError(f"it starts with field {number}, which NetParameter does not have")
             if number in _LAYER_FIELDS and wire == _LENGTH:
                 name, blobs = _layer(value, *_LAYER_FIELDS[number])
                 if name is None:
