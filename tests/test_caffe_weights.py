@@ -151,6 +151,16 @@ def test_mismatches_are_refused_and_leave_the_model_untouched(sknet50):
     assert len(match_caffe_blobs(headless, blobs)) == sum(len(v) for v in blobs.values()) - 2
 
 
+def test_legacy_4d_shapes_convert_as_the_v2_ones(sknet50):
+    """V1 files store every blob 4D, (1, 1, 1000, 2048) for the classifier: only leading 1s differ."""
+    model, blobs = sknet50["model"], sknet50["blobs"]
+    legacy = {k: [b.reshape((1,) * (4 - b.ndim) + b.shape) for b in v] for k, v in blobs.items()}
+    pairs = match_caffe_blobs(model, legacy)
+    expected = {id(variable): value for variable, value in match_caffe_blobs(model, blobs)}
+    assert len(pairs) == len(expected)
+    assert all(np.array_equal(value, expected[id(variable)]) for variable, value in pairs)
+
+
 def test_truncated_and_foreign_files_raise_naming_the_file(sknet50, tmp_path):
     data = sknet50["path"].read_bytes()
     truncated = tmp_path / "cut.caffemodel"
