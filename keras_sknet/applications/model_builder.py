@@ -12,6 +12,7 @@ import os
 import keras
 
 from keras_sknet.utils.validation import check_positive_int
+from keras_sknet.weights.checkpoint import is_caffemodel_path
 
 POOLING_MODES = (None, "avg", "max")
 
@@ -31,7 +32,9 @@ BASE_DOCSTRING = """Instantiates the {description}.
             models in `keras_sknet.weights.PRETRAINED`), or the path to a
             weights file: a Keras weights file (`.weights.h5`) or a timm
             checkpoint (`.safetensors`, or a PyTorch state dict with
-            `keras-sknet[interop]`), converted on load.
+            `keras-sknet[interop]`), converted on load. SKNet50 and SKNet101
+            also take the authors' Caffe weights (`.caffemodel`, downloaded
+            by the user; see `keras_sknet.weights.CAFFE_WEIGHTS`).
         input_tensor: optional Keras tensor (the output of `keras.Input()` or
             of a layer) to use as the model's input.
         input_shape: optional `(height, width, channels)`; defaults to
@@ -136,6 +139,24 @@ def _read_timm_checkpoint(weights, include_top, classes):
     return state_dict
 
 
+def _read_caffe_model(weights, include_top, classes):
+    """Reads a caffemodel and checks `classes` against its classifier before any model is built."""
+    from keras_sknet.weights.caffe_converter import CLASSIFIER
+    from keras_sknet.weights.caffemodel import read_caffemodel
+
+    blobs = read_caffemodel(weights)
+    head = blobs.get(CLASSIFIER)
+    if include_top and head:
+        num_classes = int(head[0].shape[-2]) if head[0].ndim >= 2 else None
+        if num_classes is not None and num_classes != classes:
+            raise ValueError(
+                f"The Caffe model {str(weights)!r} has a classifier of {num_classes} classes; with "
+                f"`include_top=True`, `classes` should be {num_classes} (or use include_top=False). "
+                f"Received: classes={classes!r}"
+            )
+    return blobs
+
+
 def _check_input_shape(input_shape, min_size):
     if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
         raise ValueError(
@@ -223,15 +244,18 @@ def build_model(
 
     Returns:
         A `keras.Model`, with `weights` loaded if a path was given: a Keras
-        weights file as it is, a timm checkpoint converted (all or nothing;
-        with `include_top=False` its classifier is left out).
+        weights file as it is, a timm checkpoint or a caffemodel converted
+        (all or nothing; with `include_top=False` its classifier is left out).
     """
     validate_arguments(weights, include_top, classes, pooling, classifier_activation)
-    state_dict = None
+    state_dict = caffe_blobs = None
     if weights is not None:
         from keras_sknet.weights.checkpoint import detect_format
 
-        if detect_format(weights) != "keras":
+        fmt = detect_format(weights)
+        if fmt == "caffe":
+            caffe_blobs = _read_caffe_model(weights, include_top, classes)
+        elif fmt != "keras":
             state_dict = _read_timm_checkpoint(weights, include_top, classes)
     image_input, inputs = model_input(input_tensor, input_shape, default_size, min_size, include_top)
     outputs = classification_head(features(image_input), include_top, pooling, classes, classifier_activation)
@@ -240,6 +264,10 @@ def build_model(
         from keras_sknet.weights.timm_converter import load_timm_state_dict
 
         load_timm_state_dict(model, state_dict, source=f"The checkpoint {str(weights)!r}")
+    elif caffe_blobs is not None:
+        from keras_sknet.weights.caffe_converter import load_caffe_blobs
+
+        load_caffe_blobs(model, caffe_blobs, source=f"The Caffe model {str(weights)!r}")
     elif weights is not None:
         try:
             model.load_weights(weights)
@@ -282,8 +310,14 @@ def model_variant(builder, config, function_name, docstring, default_classes=100
         weights = resolve_weights(
             weights, function_name, include_top, classes, pooling, classifier_activation
         )
+        architecture = config
+        if is_caffemodel_path(weights):
+            # The official Caffe weights need the release's architecture (its stem pool, ...).
+            from keras_sknet.weights.registry import caffe_weights_config
+
+            architecture = {**config, **caffe_weights_config(function_name).architecture}
         return builder(
-            **config,
+            **architecture,
             include_top=include_top,
             weights=weights,
             input_tensor=input_tensor,

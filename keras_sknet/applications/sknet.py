@@ -24,8 +24,13 @@ from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNor
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
 from keras_sknet.utils.validation import check_positive_int
+from keras_sknet.weights.checkpoint import is_caffemodel_path
 
 BLOCK_TYPES = ("sk", "resnext")
+# How the ImageNet stem's 3x3/2 max pool meets the edges: "pytorch" pads 1 and rounds down
+# (torchvision, timm), "caffe" pads nothing and rounds up (Caffe's ceil mode, the official
+# SKNet release).
+STEM_POOLS = ("pytorch", "caffe")
 # Stem name -> (default input size, the stem's stride).
 STEMS = {"imagenet": (224, 4), "cifar": (32, 1)}
 
@@ -102,8 +107,11 @@ MODEL_CONFIGS = {
 }
 
 
-def build_stem(x, kind):
-    """The stem: "imagenet" (7x7/2 conv, BN, ReLU, 3x3/2 max pool) or "cifar" (3x3 conv, BN, ReLU)."""
+def build_stem(x, kind, pool="pytorch"):
+    """The stem: "imagenet" (7x7/2 conv, BN, ReLU, 3x3/2 max pool) or "cifar" (3x3 conv, BN, ReLU).
+
+    `pool` (one of `STEM_POOLS`) places the max pool's windows of the ImageNet stem.
+    """
     conv = dict(use_bias=False, kernel_initializer=HE_NORMAL_FAN_OUT)
     bn = dict(epsilon=BN_EPSILON, momentum=BN_MOMENTUM)
     if kind == "imagenet":
@@ -116,7 +124,10 @@ def build_stem(x, kind):
     x = keras.layers.ReLU(name="conv1_relu")(x)
     if kind == "imagenet":
         # Zero padding equals PyTorch's -inf padding here: the input is >= 0 after ReLU.
-        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        # Caffe's ceil mode, out = ceil((n - 3) / 2) + 1, is one zero row and column at the
+        # bottom and right, whether n is odd or even; its windows start at 0, PyTorch's at -1.
+        padding = 1 if pool == "pytorch" else ((0, 1), (0, 1))
+        x = keras.layers.ZeroPadding2D(padding, name="pool1_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     return x
 
@@ -135,6 +146,7 @@ def SKNet(
     attention=True,
     se_reduction=None,
     output_stride=32,
+    stem_pool="pytorch",
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -164,7 +176,9 @@ def SKNet(
         sk_groups: G of the SK paths, an int or one per path; default
             `cardinality`.
         reduction: r of the SK fuse operator.
-        min_dim: L of the SK fuse operator.
+        min_dim: L of the SK fuse operator, an int or one per stage (the
+            official Caffe SKNet-101 has `(32, 16, 32, 32)`: d = 16 in its
+            second stage where the paper's L = 32 gives 32).
         dilate_large_kernels: kernels > 3 as dilated 3x3 (default) or true kxk.
         attention: SK selection (True) or plain sum of the paths (False).
         se_reduction: adds SE with this reduction to every unit (SENet).
@@ -172,6 +186,9 @@ def SKNet(
             stages past this stride keep their resolution and dilate instead
             (for segmentation heads; see `unit_strides`). Weights do not
             change, so any `weights=` loads at any output stride.
+        stem_pool: `"pytorch"` (pad 1, round down: torchvision, timm) or
+            `"caffe"` (no padding, round up: the official Caffe release,
+            `weights="....caffemodel"`); the ImageNet stem's max pool.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`.
 
@@ -194,6 +211,23 @@ def SKNet(
         )
     for depth in stage_depths:
         check_positive_int("stage_depths", depth)
+    if stem_pool not in STEM_POOLS:
+        raise ValueError(f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}")
+    if is_caffemodel_path(weights) and (stem != "imagenet" or stem_pool != "caffe"):
+        raise ValueError(
+            "The official Caffe weights need the ImageNet stem with Caffe's max pool: "
+            "SKNet50(weights=...) and SKNet101(weights=...) build it, or pass "
+            f"stem_pool='caffe'. Received: stem={stem!r}, stem_pool={stem_pool!r}, weights={str(weights)!r}"
+        )
+    if isinstance(min_dim, (list, tuple)):
+        if len(min_dim) != len(stage_depths):
+            raise ValueError(
+                f"`min_dim` must be an int or one int per stage ({len(stage_depths)} stages). "
+                f"Received: min_dim={min_dim!r}"
+            )
+        stage_min_dims = tuple(check_positive_int("min_dim", d) for d in min_dim)
+    else:
+        stage_min_dims = (check_positive_int("min_dim", min_dim),) * len(stage_depths)
     check_positive_int("cardinality", cardinality)
     check_positive_int("bottleneck_width", bottleneck_width)
     check_output_stride(output_stride, stem)
@@ -202,7 +236,7 @@ def SKNet(
     min_size = min_input_size(stem, len(stage_depths))
 
     def features(x):
-        x = build_stem(x, stem)
+        x = build_stem(x, stem, stem_pool)
         for stage, units in enumerate(plan):
             planes = 64 * 2**stage
             width = (planes * bottleneck_width // 64) * cardinality
@@ -220,7 +254,7 @@ def SKNet(
                         groups=sk_groups if sk_groups is not None else cardinality,
                         kernel_sizes=kernel_sizes,
                         reduction=reduction,
-                        min_dim=min_dim,
+                        min_dim=stage_min_dims[stage],
                         dilate_large_kernels=dilate_large_kernels,
                         attention=attention,
                         **common,

@@ -13,18 +13,25 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Caffe's convention (SENet's Caffe models, the official SKNet release): BGR, 0-255, mean only.
+CAFFE_BGR_MEAN = (104.0, 117.0, 123.0)
+PREPROCESSING_MODES = ("torch", "caffe")
 
 
-def preprocess_input(x, data_format=None):
+def preprocess_input(x, data_format=None, mode="torch"):
     """Scales RGB images in [0, 255] to ImageNet-standardised floats.
 
-    `(x / 255 - mean) / std` per channel, with the ImageNet statistics
-    (Section 4.1: "mean channel subtraction"; the std division matches the
-    public checkpoints).
+    `mode="torch"` (default): `(x / 255 - mean) / std` per channel, with the
+    ImageNet statistics (Section 4.1: "mean channel subtraction"; the std
+    division matches the public checkpoints). `mode="caffe"`: the channels
+    reversed to BGR and `CAFFE_BGR_MEAN` (104, 117, 123) subtracted, no
+    scaling (as SENet's Caffe models; the default for the official Caffe
+    SKNet weights, whose preprocessing is not published).
 
     Args:
         x: images, channels last, `(..., 3)`: a NumPy array or a tensor.
         data_format: None or `"channels_last"` (the only layout supported).
+        mode: `"torch"` or `"caffe"`, as `keras.applications` names them.
 
     Returns:
         float32 images of the same shape, NumPy in -> NumPy out.
@@ -37,9 +44,16 @@ def preprocess_input(x, data_format=None):
         raise ValueError(
             f"`data_format` must be None or 'channels_last'. Received: data_format={data_format!r}"
         )
+    if mode not in PREPROCESSING_MODES:
+        raise ValueError(f"`mode` must be one of {PREPROCESSING_MODES}. Received: mode={mode!r}")
     shape = tuple(x.shape)
     if not shape or shape[-1] != 3:
         raise ValueError(f"preprocess_input expects RGB images with 3 channels last. Received shape {shape}")
+    if mode == "caffe":
+        mean = np.array(CAFFE_BGR_MEAN, dtype="float32")
+        if isinstance(x, np.ndarray) or np.isscalar(x):
+            return (np.asarray(x, dtype="float32")[..., ::-1] - mean).astype("float32")
+        return keras.ops.subtract(keras.ops.flip(keras.ops.cast(x, "float32"), axis=-1), mean)
     mean = np.array(IMAGENET_MEAN, dtype="float32") * 255.0
     std = np.array(IMAGENET_STD, dtype="float32") * 255.0
     if isinstance(x, np.ndarray) or np.isscalar(x):

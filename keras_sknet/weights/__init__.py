@@ -10,13 +10,28 @@
   all or nothing; `CheckpointMismatchError` lists what does not fit.
   `timm_state_dict(model)` goes the other way.
 - `pretrained_weights_path(model)`: fetch, verify, convert and cache once.
+- `CAFFE_WEIGHTS`, `caffe_weights_config(model)`: the authors' own Caffe
+  weights of SKNet-50 / SKNet-101 (downloaded by the user, not shipped);
+  `read_caffemodel(path)` reads a `.caffemodel` with NumPy and
+  `load_caffe_blobs(model, blobs)` converts it; `SKNet50(weights="x.caffemodel")`
+  does both.
 - Command line: `python -m keras_sknet.weights convert CHECKPOINT --model SKNet50 --output x.weights.h5`.
 """
 
+from keras_sknet.weights.caffe_converter import caffe_weight_map, load_caffe_blobs, match_caffe_blobs
+from keras_sknet.weights.caffemodel import read_caffemodel
 from keras_sknet.weights.checkpoint import detect_format, read_checkpoint, sha256_of
 from keras_sknet.weights.download import cache_dir, pretrained_weights_path
 from keras_sknet.weights.preprocessing import eval_transform
-from keras_sknet.weights.registry import PRETRAINED, TIMM_ARCHITECTURES, PretrainedConfig, pretrained_config
+from keras_sknet.weights.registry import (
+    CAFFE_WEIGHTS,
+    PRETRAINED,
+    TIMM_ARCHITECTURES,
+    CaffeWeights,
+    PretrainedConfig,
+    caffe_weights_config,
+    pretrained_config,
+)
 from keras_sknet.weights.safetensors_io import load_safetensors, save_safetensors
 from keras_sknet.weights.timm_converter import (
     CheckpointMismatchError,
@@ -27,18 +42,25 @@ from keras_sknet.weights.timm_converter import (
 )
 
 __all__ = [
+    "CAFFE_WEIGHTS",
     "PRETRAINED",
+    "CaffeWeights",
     "CheckpointMismatchError",
     "PretrainedConfig",
     "TIMM_ARCHITECTURES",
     "cache_dir",
+    "caffe_weight_map",
+    "caffe_weights_config",
     "detect_format",
     "eval_transform",
+    "load_caffe_blobs",
     "load_safetensors",
     "load_timm_state_dict",
+    "match_caffe_blobs",
     "match_state_dict",
     "pretrained_config",
     "pretrained_weights_path",
+    "read_caffemodel",
     "read_checkpoint",
     "save_safetensors",
     "sha256_of",

@@ -1,6 +1,7 @@
-"""Command line: convert timm checkpoints to Keras weights files, fetch and list pretrained weights.
+"""Command line: convert timm checkpoints and Caffe models to Keras weights files, fetch and list weights.
 
     python -m keras_sknet.weights convert model.safetensors --model SKNet50 --output sknet50.weights.h5
+    python -m keras_sknet.weights convert SKNet-101.caffemodel --model SKNet101 --output x.weights.h5
     python -m keras_sknet.weights convert model.safetensors --model SKNet50 --output x.weights.h5 \
         --compare-timm
     python -m keras_sknet.weights download SKNet50
@@ -11,10 +12,14 @@
 writes the Keras weights file under a temporary name, reloads it into a fresh
 model and compares outputs with the converted in-memory model, and only then
 renames it into place. `--compare-timm` also runs timm itself (in a separate
-process) on the same inputs and compares logits.
+process) on the same inputs and compares logits. A `.caffemodel` (the
+authors' SKNet-50 / SKNet-101, downloaded by the user: see `info`) is read
+with NumPy and converted into the release's architecture, which the written
+file must be loaded into again (the command prints how).
 """
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,6 +28,9 @@ import tempfile
 import numpy as np
 
 TIMM_REFERENCE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "timm_reference.py")
+
+
+_PREPROCESSING = {"caffe": "caffe: BGR, minus 104/117/123 on 0-255", "torch": "torch: RGB mean/std"}
 
 
 class CommandError(Exception):
@@ -76,17 +84,7 @@ def _run_timm(checkpoint, arch, images, tolerance, keras_outputs):
     return key, diff
 
 
-def convert(args):
-    from keras_sknet.utils.files import atomic_path
-    from keras_sknet.weights.checkpoint import read_checkpoint, sha256_of
-    from keras_sknet.weights.registry import TIMM_ARCHITECTURES
-    from keras_sknet.weights.timm_converter import load_timm_state_dict
-
-    if args.model not in TIMM_ARCHITECTURES:
-        raise CommandError(
-            f"Unknown model {args.model!r}. Models with a timm layout: "
-            f"{', '.join(sorted(TIMM_ARCHITECTURES))}."
-        )
+def _check_paths(args):
     if not os.path.isfile(args.checkpoint):
         raise CommandError(f"No such checkpoint file: {args.checkpoint!r}")
     if not args.output.endswith(".weights.h5"):
@@ -97,6 +95,78 @@ def convert(args):
     if not os.path.isdir(output_dir):
         raise CommandError(f"The output directory does not exist: {output_dir!r}")
 
+
+@contextlib.contextmanager
+def _write_verified(model, rebuild, output):
+    """Writes `model`'s weights to `output`, renamed into place only if the block succeeds and a fresh
+    `rebuild()` reloads them to the same outputs; yields `(images, outputs, reload_diff)`."""
+    from keras_sknet.utils.files import atomic_path
+
+    images = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
+    expected = np.asarray(model(images, training=False))
+    # A temporary name in the same directory, renamed into place once verified.
+    with atomic_path(output, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+        reloaded = rebuild()
+        reloaded.load_weights(tmp)
+        reload_diff = float(np.max(np.abs(np.asarray(reloaded(images, training=False)) - expected)))
+        if reload_diff > 1e-6:
+            raise CommandError(
+                f"The written file does not reproduce the converted model (max diff {reload_diff:.3g})"
+            )
+        yield images, expected, reload_diff
+
+
+def convert_caffe(args):
+    from keras_sknet import applications
+    from keras_sknet.weights.checkpoint import sha256_of
+    from keras_sknet.weights.registry import CAFFE_WEIGHTS
+
+    if args.model not in CAFFE_WEIGHTS:
+        raise CommandError(
+            f"Unknown model {args.model!r} for a Caffe model. The official Caffe weights are "
+            f"{', '.join(sorted(CAFFE_WEIGHTS))}'s."
+        )
+    if args.compare_timm:
+        raise CommandError("--compare-timm compares timm checkpoints; a Caffe model has no timm counterpart")
+    config = CAFFE_WEIGHTS[args.model]
+    architecture = {**applications.MODEL_CONFIGS[args.model.lower()], **config.architecture}
+    kwargs = dict(input_shape=(None, None, 3), classifier_activation=None, name=args.model.lower())
+    try:
+        model = getattr(applications, args.model)(weights=args.checkpoint, **kwargs)
+    except ValueError as error:  # CheckpointMismatchError included
+        raise CommandError(str(error)) from error
+
+    def rebuild():
+        return applications.SKNet(**architecture, weights=None, **kwargs)
+
+    with _write_verified(model, rebuild, args.output) as (_, _, reload_diff):
+        pass
+    shown = ", ".join(f"{key}={value!r}" for key, value in config.architecture.items())
+    print(f"converted {len(model.weights)} arrays of {args.checkpoint} into {args.model} (the Caffe release)")
+    print(f"reloaded {args.output}: outputs identical to the converted model (max diff {reload_diff:.1g})")
+    print(f"wrote {args.output} (sha256 {sha256_of(args.output)})")
+    print(
+        "load it into the release's architecture: keras_sknet.applications.SKNet("
+        f"**MODEL_CONFIGS[{args.model.lower()!r}], {shown}, weights={args.output!r}); inputs: "
+        f"preprocess_input(images, mode={config.preprocessing!r})"
+    )
+
+
+def convert(args):
+    from keras_sknet.weights.checkpoint import is_caffemodel_path, read_checkpoint, sha256_of
+    from keras_sknet.weights.registry import TIMM_ARCHITECTURES
+    from keras_sknet.weights.timm_converter import load_timm_state_dict
+
+    _check_paths(args)
+    if is_caffemodel_path(args.checkpoint):
+        return convert_caffe(args)
+    if args.model not in TIMM_ARCHITECTURES:
+        raise CommandError(
+            f"Unknown model {args.model!r}. Models with a timm layout: "
+            f"{', '.join(sorted(TIMM_ARCHITECTURES))}."
+        )
+
     try:
         state_dict = read_checkpoint(args.checkpoint)
         model = _build(args.model, state_dict)
@@ -104,18 +174,8 @@ def convert(args):
     except (ValueError, ImportError) as error:
         raise CommandError(str(error)) from error
 
-    images = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
-    expected = np.asarray(model(images, training=False))
-    # A temporary name in the same directory, renamed into place once verified.
-    with atomic_path(args.output, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-        reloaded = _build(args.model, state_dict)
-        reloaded.load_weights(tmp)
-        reload_diff = float(np.max(np.abs(np.asarray(reloaded(images, training=False)) - expected)))
-        if reload_diff > 1e-6:
-            raise CommandError(
-                f"The written file does not reproduce the converted model (max diff {reload_diff:.3g})"
-            )
+    rebuild = lambda: _build(args.model, state_dict)  # noqa: E731
+    with _write_verified(model, rebuild, args.output) as (images, expected, reload_diff):
         timm_report = None
         if args.compare_timm:
             arch = TIMM_ARCHITECTURES[args.model]
@@ -147,7 +207,7 @@ def download(args):
 
 
 def info(args):
-    from keras_sknet.weights.registry import PRETRAINED
+    from keras_sknet.weights.registry import CAFFE_WEIGHTS, PRETRAINED
 
     print("| model | timm checkpoint | top-1 | input | crop_pct | interpolation | source |")
     print("|---|---|---|---|---|---|---|")
@@ -157,6 +217,21 @@ def info(args):
             f"| {config.crop_pct} "
             f"| {config.interpolation} | {config.url} |"
         )
+    print()
+    print(
+        "The authors' own Caffe weights (github.com/implus/SKNet). The release has no license, so "
+        "keras_sknet neither ships nor downloads them: download the .caffemodel yourself and pass "
+        "it, e.g. SKNet50(weights='SKNet-50.caffemodel'), or convert it with `convert`. "
+        "Published errors; not measured here."
+    )
+    print()
+    print("| model | top-1 error 224 | top-1 error 320 | parameters | preprocessing | download | source |")
+    print("|---|---|---|---|---|---|---|")
+    for config in CAFFE_WEIGHTS.values():
+        print(
+            f"| {config.model} | {config.top1_error_224}% | {config.top1_error_320}% | {config.num_params:,} "
+            f"| {_PREPROCESSING[config.preprocessing]} | {config.download_url} | {config.source} |"
+        )
 
 
 def main(argv=None):
@@ -164,8 +239,12 @@ def main(argv=None):
         prog="python -m keras_sknet.weights", description=__doc__.split("\n\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("convert", help="convert a timm checkpoint to a Keras weights file and check it")
-    p.add_argument("checkpoint", help=".safetensors, or a PyTorch state dict (.pth/.pt/.bin)")
+    p = commands.add_parser(
+        "convert", help="convert a timm checkpoint or a Caffe model to a Keras weights file and check it"
+    )
+    p.add_argument(
+        "checkpoint", help=".safetensors, a PyTorch state dict (.pth/.pt/.bin), or an official .caffemodel"
+    )
     p.add_argument("--model", required=True, help="keras_sknet model function, e.g. SKNet50")
     p.add_argument("--output", required=True, help="the Keras weights file to write (*.weights.h5)")
     p.add_argument(

@@ -16,6 +16,7 @@ from keras_sknet.weights.safetensors_io import load_safetensors, read_header
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+CAFFE_SUFFIX = ".caffemodel"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # Training checkpoints wrap the weights: {"state_dict": {...}, "optimizer": ...}.
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
@@ -30,14 +31,20 @@ def sha256_of(path, chunk_size=1 << 20):
     return digest.hexdigest()
 
 
+def is_caffemodel_path(path):
+    """Whether `weights` names a Caffe model (by its `.caffemodel` suffix, as Caffe writes them)."""
+    return isinstance(path, (str, os.PathLike)) and os.fspath(path).lower().endswith(CAFFE_SUFFIX)
+
+
 def detect_format(path):
-    """Tells a Keras weights file from a timm checkpoint.
+    """Tells a Keras weights file from a timm checkpoint or a Caffe model.
 
     Args:
         path: an existing file.
 
     Returns:
-        `"keras"` (`.weights.h5` / `.keras`), `"safetensors"` or `"torch"`.
+        `"keras"` (`.weights.h5` / `.keras`), `"safetensors"`, `"torch"` or
+        `"caffe"` (`.caffemodel`, the official SKNet release).
 
     Raises:
         ValueError: the file is none of these.
@@ -46,6 +53,8 @@ def detect_format(path):
     lower = path.lower()
     with open(path, "rb") as f:
         head = f.read(8)
+    if lower.endswith(CAFFE_SUFFIX):
+        return "caffe"
     if lower.endswith(KERAS_SUFFIXES) or head == _HDF5_MAGIC:
         return "keras"
     if lower.endswith(".safetensors"):
@@ -59,8 +68,8 @@ def detect_format(path):
         pass
     raise ValueError(
         f"{path!r} is not a recognised weights file. Accepted: a Keras weights file "
-        "(`.weights.h5`), a timm checkpoint as `.safetensors`, or a PyTorch state dict "
-        f"({', '.join(TORCH_SUFFIXES)})."
+        "(`.weights.h5`), a timm checkpoint as `.safetensors`, a PyTorch state dict "
+        f"({', '.join(TORCH_SUFFIXES)}), or an official Caffe SKNet model ({CAFFE_SUFFIX})."
     )
 
 
@@ -119,8 +128,10 @@ def read_checkpoint(path):
     """
     path = os.fspath(path)
     fmt = detect_format(path)
-    if fmt == "keras":
-        raise ValueError(f"{path!r} is a Keras weights file, not a timm checkpoint")
+    if fmt in ("keras", "caffe"):
+        raise ValueError(
+            f"{path!r} is a {'Keras weights file' if fmt == 'keras' else 'Caffe model'}, not a timm checkpoint"
+        )
     arrays = load_safetensors(path) if fmt == "safetensors" else _load_torch(path)
     if arrays and all(name.startswith("module.") for name in arrays):
         arrays = {name[len("module.") :]: value for name, value in arrays.items()}

@@ -7,30 +7,40 @@ and std. `eval_transform` does the same with `tf.image`, and ends in
 `keras_sknet.applications.preprocess_input`, so its output goes straight into
 the model. It runs eagerly or inside `tf.data` pipelines, and needs TensorFlow
 installed whichever Keras backend runs the model.
+
+For the official Caffe weights pass their `CaffeWeights`
+(`caffe_weights_config("SKNet50")`): the images then end BGR with the Caffe
+mean subtracted (`preprocess_input(mode="caffe")`), or, with
+`preprocessing="torch"`, RGB mean/std.
 """
 
 import math
 
 from keras_sknet.utils.backend import import_tensorflow
-from keras_sknet.utils.imagenet import preprocess_input
-from keras_sknet.weights.registry import PretrainedConfig, pretrained_config
+from keras_sknet.utils.imagenet import PREPROCESSING_MODES, preprocess_input
+from keras_sknet.weights.registry import CaffeWeights, PretrainedConfig, pretrained_config
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "area")
 
 
-def eval_transform(images, model="SKNet50", input_size=None, crop_pct=None, interpolation=None):
+def eval_transform(
+    images, model="SKNet50", input_size=None, crop_pct=None, interpolation=None, preprocessing=None
+):
     """Resize, centre-crop and normalise images as the published accuracy was measured.
 
     Args:
         images: RGB, channels last, values in [0, 255]: one image
             `(H, W, 3)` or a batch `(N, H, W, 3)`, any integer or float dtype.
         model: the model whose weights the images are for (a name such as
-            `"SKNet50"`, or a `PretrainedConfig`); it supplies the defaults.
+            `"SKNet50"`, a `PretrainedConfig`, or the `CaffeWeights` of the
+            official Caffe weights); it supplies the defaults.
         input_size: output height = width (default: the weights' 224).
         crop_pct: fraction of the resized image kept by the centre crop
             (default: the weights' 0.875, i.e. resize to 256, crop 224).
         interpolation: `"bicubic"`, `"bilinear"`, `"nearest"` or `"area"`
             (default: the weights', bicubic for the registered ones).
+        preprocessing: `preprocess_input` mode, `"torch"` (RGB mean/std) or
+            `"caffe"` (BGR minus the Caffe mean); default: the weights'.
 
     Returns:
         float32 tensor `(input_size, input_size, 3)` or
@@ -42,7 +52,12 @@ def eval_transform(images, model="SKNet50", input_size=None, crop_pct=None, inte
         >>> probs = SKNet50(weights="imagenet")(x[None])
     """
     tf = import_tensorflow("eval_transform (tf.image resizing, as the weights were evaluated)")
-    config = model if isinstance(model, PretrainedConfig) else pretrained_config(model)
+    config = model if isinstance(model, (PretrainedConfig, CaffeWeights)) else pretrained_config(model)
+    mode = preprocessing or getattr(config, "preprocessing", "torch")
+    if mode not in PREPROCESSING_MODES:
+        raise ValueError(
+            f"`preprocessing` must be one of {PREPROCESSING_MODES}. Received: preprocessing={preprocessing!r}"
+        )
     input_size = int(input_size or config.input_size)
     crop_pct = float(crop_pct or config.crop_pct)
     interpolation = interpolation or config.interpolation
@@ -80,5 +95,5 @@ def eval_transform(images, model="SKNet50", input_size=None, crop_pct=None, inte
     left = tf.cast(tf.round(tf.cast(new_width - input_size, tf.float32) / 2.0), tf.int32)
     images = images[:, top : top + input_size, left : left + input_size, :]
     images = tf.ensure_shape(images, [None, input_size, input_size, 3])
-    images = preprocess_input(images)
+    images = preprocess_input(images, mode=mode)
     return images[0] if single else images

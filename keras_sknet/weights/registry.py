@@ -135,6 +135,95 @@ PRETRAINED = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class CaffeWeights:
+    """The authors' own ImageNet weights (Caffe), which the user downloads and passes as a path.
+
+    The official release (github.com/implus/SKNet) has no license file, so
+    keras_sknet neither ships nor fetches these files: download them from
+    `download_url` and pass the file, `SKNet50(weights="SKNet-50.caffemodel")`.
+    The model is then built as the release is (`architecture`: Caffe's stem
+    max pool, and for SKNet-101 a fuse width d = 16 in its second stage).
+
+    Attributes:
+        model: the keras_sknet model function, e.g. `"SKNet50"`.
+        download_url: where the authors publish the `.caffemodel`.
+        source: the release's repository (prototxts, README).
+        top1_error_224, top1_error_320: published ImageNet-1k single-crop
+            top-1 error (%) at 224 and 320 (the release's README, Table 2
+            of the paper); not measured here.
+        num_params: parameters of the released network (trainable ones:
+            convolutions, BatchNorm gamma/beta, classifier).
+        architecture: the `SKNet()` arguments the weights need.
+        preprocessing: `preprocess_input` mode, `"caffe"` (BGR, mean
+            104/117/123 on 0-255, no std: SENet's Caffe convention, which the
+            release says its training followed) by default; `"torch"` (RGB
+            mean/std) is the alternative. The release does not document it.
+        num_classes, input_size, crop_pct, interpolation: the evaluation
+            (shorter side 256, centre crop 224; the resize filter is not
+            published, bilinear as OpenCV's default is assumed).
+    """
+
+    model: str
+    download_url: str
+    top1_error_224: float
+    top1_error_320: float
+    num_params: int
+    architecture: dict
+    source: str = "https://github.com/implus/SKNet"
+    preprocessing: str = "caffe"
+    num_classes: int = 1000
+    input_size: int = 224
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+
+
+CAFFE_WEIGHTS = {
+    "SKNet50": CaffeWeights(
+        model="SKNet50",
+        download_url="https://drive.google.com/file/d/1EKanqFkqoU3L6vgSLW3GjPciesZ2rrUH/view?usp=sharing",
+        top1_error_224=20.79,
+        top1_error_320=19.32,
+        num_params=27_479_784,
+        architecture=dict(stem_pool="caffe"),
+    ),
+    "SKNet101": CaffeWeights(
+        model="SKNet101",
+        download_url="https://drive.google.com/file/d/1NEYIYeSXQeinLGU5GH2hf8T6MJytzt0U/view?usp=sharing",
+        top1_error_224=20.19,
+        top1_error_320=18.40,
+        num_params=48_686_760,
+        # The released prototxt's conv3 units have d = 16 (L = 16), not max(256 / 16, 32) = 32.
+        architecture=dict(stem_pool="caffe", min_dim=(32, 16, 32, 32)),
+    ),
+}
+
+
+def caffe_weights_config(model):
+    """The official Caffe weights of a model: where to get them and what they need.
+
+    Args:
+        model: `"SKNet50"` or `"SKNet101"` (or the model function).
+
+    Returns:
+        A `CaffeWeights`.
+
+    Raises:
+        ValueError: the model has no official Caffe weights.
+
+    Example:
+        >>> caffe_weights_config("SKNet101").architecture
+        {'stem_pool': 'caffe', 'min_dim': (32, 16, 32, 32)}
+    """
+    name = getattr(model, "__name__", model)
+    if name not in CAFFE_WEIGHTS:
+        raise ValueError(
+            f"No official Caffe weights exist for {name!r}: the SKNet release has them for "
+            f"{', '.join(sorted(CAFFE_WEIGHTS))}. Received: model={name!r}"
+        )
+    return CAFFE_WEIGHTS[name]
+
+
 def pretrained_config(model):
     """The public checkpoint and evaluation settings of a model.
 
