@@ -85,7 +85,10 @@ def native_kernels(dtype, device_type="CPU"):
             tf.raw_ops.Conv2DBackpropInput(input_sizes=x.shape, filter=kernel, out_backprop=dy, **attrs)
             tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=kernel.shape, out_backprop=dy, **attrs)
             fused(x)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
+        except tf.errors.OpError:
+            # Eigen refuses them (InvalidArgument, Unimplemented, NotFound); oneDNN
+            # without the instructions a data type needs (bfloat16 with its ISA capped
+            # below AVX-512) aborts instead of falling back.
             return False
     return True
 
