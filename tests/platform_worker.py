@@ -113,7 +113,9 @@ def _onednn_capped_below_bfloat16():
     return capped and "avx512f" in platform.cpu_features()
 
 
-MIXED_POLICIES = ("mixed_float16",) if _onednn_capped_below_bfloat16() else ("mixed_bfloat16", "mixed_float16")
+MIXED_POLICIES = (
+    ("mixed_float16",) if _onednn_capped_below_bfloat16() else ("mixed_bfloat16", "mixed_float16")
+)
 
 
 def run_mixed(policy, weights_dir):
