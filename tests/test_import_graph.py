@@ -11,7 +11,8 @@ a dependency from import time, not from the design. The modules are read with
     2  weights                                   (checkpoints, conversion onto layers)
     3  applications                              (the zoo; weights="imagenet" uses weights)
     4  analysis, export                          (work on built models)
-    5  keras_sknet itself and every __main__     (the command lines and the package's front)
+    5  hub                                       (keras-hub classes; optional, never imported by keras_sknet)
+    6  keras_sknet itself and every __main__     (the command lines and the package's front)
 
 `weights` cannot import `applications` to build the model a checkpoint is
 converted into: the zoo registers its model functions there instead
@@ -35,8 +36,9 @@ LEVELS = {
     "applications": 3,
     "analysis": 4,
     "export": 4,
+    "hub": 5,
 }
-TOP = 5  # `keras_sknet/__init__.py` and the `__main__` modules
+TOP = 6  # `keras_sknet/__init__.py` and the `__main__` modules
 TOP_NAME = "(entry points)"
 
 
@@ -169,3 +171,14 @@ def test_the_walker_sees_function_level_and_relative_imports(tmp_path):
     ]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_only_the_hub_imports_the_hub():
+    # keras_sknet.hub imports keras-hub, an optional dependency: `import keras_sknet` (and every
+    # other part and command line) must work without it.
+    importers = [
+        f"{where} imports {imported}"
+        for source, target, where, imported in _edges()
+        if target == "hub" and not where.startswith(f"{PACKAGE}/hub/")
+    ]
+    assert not importers, "\n".join(importers)
