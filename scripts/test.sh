@@ -5,7 +5,8 @@
 # (in the training extra) for training/; the export extra (ai-edge-litert) for keras_sknet.export;
 # the onnx extra (onnx, onnxruntime, tf2onnx) for the ONNX exports, which then must run
 # (KERAS_SKNET_REQUIRE_ONNX=1); the jax and torch extras for tests/backends, which then must run (KERAS_SKNET_REQUIRE_BACKENDS=1),
-# and for the GPU check's CPU dry run (tests/test_gpu_check.py).
+# and for the GPU check's CPU dry run (tests/test_gpu_check.py); the hub extra (with keras-hub
+# installed --no-deps) for keras_sknet.hub, whose tests then must run (KERAS_SKNET_REQUIRE_HUB=1).
 #
 # TensorFlow runs its CPU convolutions on one of two kernel libraries, fixed at import: oneDNN
 # (what keras_sknet turns on by default on x86) or Eigen (CPUs without AVX-512 VNNI/AMX, Arm,
@@ -14,12 +15,13 @@
 # CPU would pick. Each pass checks that it got the library it asked for. A third pass reruns the
 # numerical comparisons between backends and kernel libraries with the instruction sets capped.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,onnx,analysis,jax,torch"
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" "cpu,test,interop,training,export,onnx,analysis,jax,torch,hub"
 python -m ruff check .
 python -m ruff format --check .
 export KERAS_SKNET_REQUIRE_INTEROP=1
 export KERAS_SKNET_REQUIRE_BACKENDS=1
 export KERAS_SKNET_REQUIRE_ONNX=1
+export KERAS_SKNET_REQUIRE_HUB=1
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
     python -m pytest -n 2 --dist loadfile -q "$@"
 status=0

@@ -16,6 +16,10 @@ def main(argv=None):
     presets.add_argument("--model", choices=HUB_MODELS, help="only this model")
     presets.add_argument("--weights", default="imagenet", help="with --model: a weights= source")
     args = parser.parse_args(argv)
+    if args.weights != "imagenet" and not args.model:
+        parser.error(
+            f"--weights needs --model (one of {', '.join(HUB_MODELS)}). Received: --weights {args.weights}"
+        )
     if args.model:
         paths = [
             preset_from_weights(args.model, args.weights, os.path.join(args.directory, args.model.lower()))
