@@ -5,6 +5,7 @@ import importlib.util
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -64,6 +65,21 @@ def machine_description():
     )
 
 
+def command_line(argv=None):
+    """How this benchmark was started, as a user would type it from the repository root.
+
+    Args:
+        argv: the arguments (default `sys.argv`), the script first.
+
+    Returns:
+        e.g. `python benchmarks/bench_peers.py --no-xla`.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.relpath(os.path.abspath(argv[0]), root) if argv else ""
+    return " ".join(["python", shlex.quote(script), *(shlex.quote(a) for a in argv[1:])])
+
+
 def append_markdown(title, lines, notes=()):
     """Writes a dated section (title, machine, table lines, notes) into BENCHMARKS.md.
 
@@ -72,7 +88,8 @@ def append_markdown(title, lines, notes=()):
     git history (and benchmarks/history/).
     """
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = [f"## {title}", "", f"{stamp}; {machine_description()}", "", *lines, ""]
+    section = [f"## {title}", "", f"{stamp}; {machine_description()}", "", f"Command: `{command_line()}`", ""]
+    section += [*lines, ""]
     if notes:
         section += [*notes, ""]
     if os.path.exists(BENCHMARKS_MD):

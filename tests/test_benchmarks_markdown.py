@@ -1,5 +1,7 @@
 """BENCHMARKS.md keeps the latest run of each benchmark: a rerun replaces its section in place."""
 
+import os
+
 from benchmarks.common import replace_section
 
 TEXT = "# Benchmarks\n\nintro\n\n## Peers\n\nold run\n\n## Kernels\n\nk\n\n## Peers\n\nolder run\n"
@@ -19,3 +21,16 @@ def test_a_new_benchmark_is_appended_and_the_rest_is_kept():
 def test_a_title_that_only_starts_like_another_is_not_replaced():
     out = replace_section("## Peers (old)\n\nx\n", "Peers", "## Peers\n\ny\n")
     assert out == "## Peers (old)\n\nx\n\n## Peers\n\ny\n"
+
+
+def test_the_command_is_written_as_typed_from_the_repository_root():
+    from benchmarks.common import command_line
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(root, "benchmarks", "bench_peers.py")
+    assert command_line([script, "--no-xla", "--rounds", "5"]) == (
+        "python benchmarks/bench_peers.py --no-xla --rounds 5"
+    )
+    assert (
+        command_line([script, "--note", "two words"]) == "python benchmarks/bench_peers.py --note 'two words'"
+    )
