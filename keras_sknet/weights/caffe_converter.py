@@ -33,7 +33,7 @@ from keras_sknet.weights.timm_converter import (
     CONV_AS_DENSE,
     LINEAR,
     VECTOR,
-    CheckpointMismatchError,
+    mismatch_error,
     to_keras_array,
     to_timm_shape,
 )
@@ -153,11 +153,6 @@ def _blob_name(key):
     return f"{key[0]}[{key[1]}]"
 
 
-def _listing(items, limit=10):
-    items = list(items)
-    return "[" + ", ".join(items[:limit]) + (", ..." if len(items) > limit else "") + "]"
-
-
 def match_caffe_blobs(model, blobs, source="the Caffe model"):
     """Checks the blobs of a caffemodel against a model and converts every one.
 
@@ -196,21 +191,16 @@ def match_caffe_blobs(model, blobs, source="the Caffe model"):
         blob = blob.reshape(wanted)
         pairs.append((variable, blob.reshape(-1) if kind == BN else to_keras_array(blob, kind)))
     if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing blobs {_listing(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected blobs {_listing(unexpected)}")
-        if mismatched:
-            shown = [f"{name}: file {got} vs model {want}" for name, got, want in mismatched]
-            parts.append(f"{len(mismatched)} shape mismatches {_listing(shown, 5)}")
-        raise CheckpointMismatchError(
-            f"{source} does not fit model {model.name!r} ({'; '.join(parts)}). The official "
-            "release has SKNet-50 and SKNet-101 files: load them with SKNet50(weights=...) or "
-            "SKNet101(weights=...), which build the release's architecture.",
+        raise mismatch_error(
+            source,
+            model,
             missing,
             unexpected,
             mismatched,
+            "The official release has SKNet-50 and SKNet-101 files: load them with SKNet50(weights=...) "
+            "or SKNet101(weights=...), which build the release's architecture.",
+            entries="blobs",
+            origin="file",
         )
     return pairs
 

@@ -210,6 +210,34 @@ def _listing(items, limit=10):
     return f"[{shown}{', ...' if len(items) > limit else ''}]"
 
 
+def mismatch_error(source, model, missing, unexpected, mismatched, hint, entries="keys", origin="checkpoint"):
+    """The `CheckpointMismatchError` of a weights file that does not fit `model`, every problem listed.
+
+    Args:
+        source: how the file is named in the message.
+        model: the model it was checked against.
+        missing, unexpected: names of the entries the model needs and the file lacks, and back.
+        mismatched: `(name, file's shape, model's shape)` triples.
+        hint: what to try instead, ending the message.
+        entries, origin: what the file's entries and the file are called ("keys",
+            "checkpoint"; a caffemodel's "blobs", "file").
+    """
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing {entries} {_listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected {entries} {_listing(unexpected)}")
+    if mismatched:
+        shown = [f"{name}: {origin} {got} vs model {want}" for name, got, want in mismatched]
+        parts.append(f"{len(mismatched)} shape mismatches {_listing(shown, 5)}")
+    return CheckpointMismatchError(
+        f"{source} does not fit model {model.name!r} ({'; '.join(parts)}). {hint}",
+        missing,
+        unexpected,
+        mismatched,
+    )
+
+
 def match_state_dict(model, state_dict, source="the checkpoint"):
     """Checks a timm state dict against a model and converts every tensor.
 
@@ -248,21 +276,14 @@ def match_state_dict(model, state_dict, source="the checkpoint"):
             continue
         pairs.append((variable, to_keras_array(tensor, kind)))
     if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys {_listing(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys {_listing(unexpected)}")
-        if mismatched:
-            shown = [f"{key}: checkpoint {got} vs model {want}" for key, got, want in mismatched]
-            parts.append(f"{len(mismatched)} shape mismatches {_listing(shown, 5)}")
-        raise CheckpointMismatchError(
-            f"{source} does not fit model {model.name!r} ({'; '.join(parts)}). "
-            "Is it a checkpoint of another architecture? SKNet50 takes timm's skresnext50_32x4d, "
-            "ResNeXt50 resnext50_32x4d, SEResNeXt50 seresnext50_32x4d, SKResNet18/34 skresnet18/34.",
+        raise mismatch_error(
+            source,
+            model,
             missing,
             unexpected,
             mismatched,
+            "Is it a checkpoint of another architecture? SKNet50 takes timm's skresnext50_32x4d, "
+            "ResNeXt50 resnext50_32x4d, SEResNeXt50 seresnext50_32x4d, SKResNet18/34 skresnet18/34.",
         )
     return pairs
 
