@@ -17,6 +17,7 @@ import functools
 import http.server
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -445,3 +446,63 @@ def test_sknet50_preset_from_the_official_caffe_weights(tmp_path):
     np.testing.assert_allclose(logits, expected, atol=1e-4 * np.abs(expected).max())
     with pytest.raises(ValueError, match="No official Caffe weights exist for 'ResNeXt50'"):
         preset_from_weights("ResNeXt50", path, tmp_path / "resnext50")
+
+
+# --- The fine-tuning recipe of docs/backbones.md, run as written ---
+
+
+def _recipe_parts():
+    """The recipe's code block, split into setup, phase 1 (frozen backbone) and phase 2 (everything)."""
+    docs = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "backbones.md")
+    with open(docs) as f:
+        text = f.read()
+    section = text[text.index("## Fine-tuning on a folder of images") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    frozen, unfrozen = "backbone.trainable = False", "backbone.trainable = True"
+    assert code.count(frozen) == code.count(unfrozen) == 1, "the recipe's two phases moved"
+    setup, rest = code.split(frozen)
+    phase1, phase2 = rest.split(unfrozen)
+    return setup, frozen + phase1, unfrozen + phase2
+
+
+def test_fine_tuning_recipe_of_the_docs_trains(tmp_path):
+    rng = np.random.default_rng(8)
+    for label in ("cats", "dogs"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(4):  # 8 images of 40 x 48: the recipe's image_size resizes them
+            keras.utils.save_img(tmp_path / "train" / label / f"{i}.png", rng.integers(0, 256, (40, 48, 3)))
+    substitutions = {
+        '"photos/train"': repr(str(tmp_path / "train")),
+        "image_size=(224, 224)": "image_size=(32, 32)",
+        "batch_size=32": "batch_size=4",  # two steps per phase
+        'weights="imagenet"': "weights=None",  # offline: no download in the tests
+        "epochs=5": "epochs=1",
+        # SK-ResNet-18's builder with one unit per stage: the same layers and freezing, half the
+        # units, and 10 s less of TensorFlow tracing the second phase's gradients on one core.
+        "backbone = SKResNet18(": "backbone = SKResNet((1, 1, 1, 1), ",
+        "import SKResNet18,": "import SKResNet, SKResNet18,",
+    }
+    parts = list(_recipe_parts())
+    for old, new in substitutions.items():
+        assert any(old in part for part in parts), f"the recipe no longer has {old}"
+        parts = [part.replace(old, new) for part in parts]
+    setup, phase1, phase2 = parts
+
+    keras.utils.set_random_seed(9)
+    namespace = {}
+    exec(setup, namespace)
+    backbone, model = namespace["backbone"], namespace["model"]
+    assert model.output_shape == (None, 2)  # one logit per class folder
+    before = [w.numpy().copy() for w in backbone.weights]
+    head_before = [w.numpy().copy() for w in model.layers[-1].weights]
+
+    exec(phase1, namespace)
+    assert np.all(np.isfinite(model.history.history["loss"]))
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights))  # BN statistics too
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(head_before, model.layers[-1].weights))
+
+    exec(phase2, namespace)
+    assert np.all(np.isfinite(model.history.history["loss"]))
+    changed = [not np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights)]
+    trainable = {id(w) for w in backbone.trainable_weights}
+    assert all(c for c, w in zip(changed, backbone.weights) if id(w) in trainable and "kernel" in w.path)

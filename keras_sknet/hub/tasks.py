@@ -13,7 +13,6 @@ import numpy as np
 from keras import ops
 from keras_hub.layers import ImageConverter
 from keras_hub.models import ImageClassifier, ImageClassifierPreprocessor
-from keras_hub.src.utils.tensor_utils import in_tf_function
 
 from keras_sknet.hub.backbone import SKNetBackbone, SKResNetBackbone
 from keras_sknet.utils.imagenet import CAFFE_BGR_MEAN, IMAGENET_MEAN, IMAGENET_STD
@@ -25,6 +24,15 @@ DEFAULT_OFFSET = tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
 CAFFE_SCALE = (1.0, 1.0, 1.0)
 CAFFE_OFFSET = tuple(-m for m in CAFFE_BGR_MEAN)
 CHANNEL_ORDERS = ("rgb", "bgr")
+
+
+def in_tf_function():
+    """Whether this runs in a TensorFlow graph (tf.data, tf.function): keras-hub's test, without its private module."""
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - keras-hub installs TensorFlow
+        return False
+    return not tf.executing_eagerly()
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
