@@ -188,6 +188,8 @@ def test_preset_refuses_other_models_and_keeps_the_folder(tmp_path):
     with pytest.raises(ValueError, match="model_name='ShuffleNetV2SK'") as error:
         preset_from_weights("ShuffleNetV2SK", "imagenet", target)
     assert all(name in str(error.value) for name in HUB_MODELS)
+    with pytest.raises(ValueError, match=r"`crop_pct` must be None .* or False .*Received: crop_pct=2"):
+        preset_from_weights("SKNet26", None, target, crop_pct=2)
     assert (target / "keep.txt").read_text() == "old"
 
 
