@@ -13,7 +13,6 @@ import tempfile
 
 from keras_sknet import applications
 from keras_sknet.applications import sknet, skresnet
-from keras_sknet.export.common import replace_directory
 from keras_sknet.hub.backbone import SKNetBackbone, SKResNetBackbone
 from keras_sknet.hub.tasks import (
     CAFFE_OFFSET,
@@ -25,6 +24,7 @@ from keras_sknet.hub.tasks import (
     SKResNetImageClassifierPreprocessor,
     SKResNetImageConverter,
 )
+from keras_sknet.utils.files import replace_directory
 from keras_sknet.utils.validation import check_positive_int
 from keras_sknet.version import __version__
 from keras_sknet.weights.checkpoint import is_caffemodel_path
