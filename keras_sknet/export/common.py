@@ -2,14 +2,12 @@
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 
 from keras_sknet.utils import images as data_lib
-from keras_sknet.utils.files import atomic_path
+from keras_sknet.utils.files import atomic_path, replace_directory  # noqa: F401  (common.replace_directory)
 from keras_sknet.utils.validation import check_positive_int
 
 # Max abs diff against Keras of a float32 TensorFlow graph (SavedModel, frozen function).
@@ -399,37 +397,12 @@ def check_writable(path):
         raise ValueError(f"Cannot write {path!r}: the folder {existing!r} is not writable")
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_file_atomically(path, content):
     """Writes `content` to a temporary file beside `path`, then renames it into place."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(content)
         f.flush()
         os.fsync(f.fileno())
-
-
-def replace_directory(tmp_dir, path):
-    """Moves the finished folder `tmp_dir` to `path`, replacing what was there only at the end."""
-    os.chmod(tmp_dir, 0o777 & ~_umask())  # mkdtemp's folder is private; a SavedModel is not
-    backup = None
-    if os.path.exists(path):
-        backup = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".old-")
-        backup = os.path.join(backup, "model")
-        os.rename(path, backup)
-    try:
-        os.rename(tmp_dir, path)
-    except BaseException:
-        if backup is not None:
-            os.rename(backup, path)
-        raise
-    finally:
-        if backup is not None:
-            shutil.rmtree(os.path.dirname(backup), ignore_errors=True)
 
 
 def directory_size(path):

@@ -1,9 +1,11 @@
-"""SKNet, ResNeXt and SENet in keras-hub (optional: needs the `hub` extra).
+"""SKNet, ResNeXt, SENet and SK-ResNet in keras-hub (optional: needs the `hub` extra).
 
 `import keras_sknet.hub` registers `SKNetBackbone`, `SKNetImageConverter`,
-`SKNetImageClassifierPreprocessor` and `SKNetImageClassifier` under the package
-`keras_sknet`, so that keras-hub's own `keras_hub.models.Backbone.from_preset(dir)`
-and `keras_hub.models.ImageClassifier.from_preset(dir)` return them.
+`SKNetImageClassifierPreprocessor` and `SKNetImageClassifier` (the `SKNet()`
+family), and their `SKResNet*` counterparts (the basic-block `SKResNet()` nets),
+under the package `keras_sknet`, so that keras-hub's own
+`keras_hub.models.Backbone.from_preset(dir)` and
+`keras_hub.models.ImageClassifier.from_preset(dir)` return them.
 `preset_from_weights(model_name, weights, directory)` writes a preset; the
 command line `python -m keras_sknet.hub presets DIR` writes one per pretrained
 model. `import keras_sknet` never imports this package. See docs/backbones.md.
@@ -18,9 +20,16 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f"Import failed with: {error}"
     ) from error
 
-from keras_sknet.hub.backbone import SKNetBackbone
-from keras_sknet.hub.presets import HUB_MODELS, preset_from_weights, write_pretrained_presets
-from keras_sknet.hub.tasks import SKNetImageClassifier, SKNetImageClassifierPreprocessor, SKNetImageConverter
+from keras_sknet.hub.backbone import SKNetBackbone, SKResNetBackbone
+from keras_sknet.hub.presets import HUB_MODELS, backbone_class, preset_from_weights, write_pretrained_presets
+from keras_sknet.hub.tasks import (
+    SKNetImageClassifier,
+    SKNetImageClassifierPreprocessor,
+    SKNetImageConverter,
+    SKResNetImageClassifier,
+    SKResNetImageClassifierPreprocessor,
+    SKResNetImageConverter,
+)
 
 __all__ = [
     "HUB_MODELS",
@@ -28,6 +37,11 @@ __all__ = [
     "SKNetImageClassifier",
     "SKNetImageClassifierPreprocessor",
     "SKNetImageConverter",
+    "SKResNetBackbone",
+    "SKResNetImageClassifier",
+    "SKResNetImageClassifierPreprocessor",
+    "SKResNetImageConverter",
+    "backbone_class",
     "preset_from_weights",
     "write_pretrained_presets",
 ]

@@ -1,4 +1,4 @@
-"""keras-hub presets of the SKNet family, written from any `weights=` source.
+"""keras-hub presets of the SKNet and SK-ResNet families, written from any `weights=` source.
 
 A preset is the folder keras-hub's `from_preset(dir)` reads: `config.json`
 (the backbone), `model.weights.h5`, `task.json` and `task.weights.h5` (the
@@ -12,92 +12,175 @@ import shutil
 import tempfile
 
 from keras_sknet import applications
-from keras_sknet.applications.sknet import MODEL_CONFIGS
-from keras_sknet.export.common import replace_directory
-from keras_sknet.hub.backbone import SKNetBackbone
-from keras_sknet.hub.tasks import SKNetImageClassifier, SKNetImageClassifierPreprocessor, SKNetImageConverter
+from keras_sknet.applications import sknet, skresnet
+from keras_sknet.hub.backbone import SKNetBackbone, SKResNetBackbone
+from keras_sknet.hub.tasks import (
+    CAFFE_OFFSET,
+    CAFFE_SCALE,
+    SKNetImageClassifier,
+    SKNetImageClassifierPreprocessor,
+    SKNetImageConverter,
+    SKResNetImageClassifier,
+    SKResNetImageClassifierPreprocessor,
+    SKResNetImageConverter,
+)
+from keras_sknet.utils.files import replace_directory
 from keras_sknet.utils.validation import check_positive_int
 from keras_sknet.version import __version__
 from keras_sknet.weights.checkpoint import is_caffemodel_path
-from keras_sknet.weights.registry import PRETRAINED
+from keras_sknet.weights.registry import PRETRAINED, caffe_weights_config
 
-# The ImageNet bottleneck nets SKNetBackbone builds (the SKNet() family with the ImageNet stem).
-HUB_MODELS = ("SKNet26", "SKNet50", "SKNet101", "ResNeXt50", "ResNeXt101", "SEResNeXt50", "SEResNeXt101")
+# Every model of the SKNet() family (ImageNet and CIFAR bottleneck nets) and of SKResNet() (basic blocks).
+HUB_MODELS = (
+    "SKNet26",
+    "SKNet50",
+    "SKNet101",
+    "ResNeXt50",
+    "ResNeXt101",
+    "SEResNeXt50",
+    "SEResNeXt101",
+    "SKNet29",
+    "ResNeXt29",
+    "SEResNeXt29",
+    "SKResNet18",
+    "SKResNet34",
+)
 _HEAD_LAYERS = ("avg_pool", "predictions")
+# Family -> (backbone, converter, preprocessor, classifier) classes.
+_TASK_CLASSES = {
+    "sknet": (SKNetBackbone, SKNetImageConverter, SKNetImageClassifierPreprocessor, SKNetImageClassifier),
+    "skresnet": (
+        SKResNetBackbone,
+        SKResNetImageConverter,
+        SKResNetImageClassifierPreprocessor,
+        SKResNetImageClassifier,
+    ),
+}
+
+
+def _check_model_name(model_name):
+    if model_name not in HUB_MODELS:
+        raise ValueError(
+            f"keras_sknet.hub builds the SKNet() and SKResNet() nets of the zoo: `model_name` must be one "
+            f"of {HUB_MODELS}. Received: model_name={model_name!r}"
+        )
+    return "skresnet" if model_name.lower() in skresnet.MODEL_CONFIGS else "sknet"
 
 
 def backbone_arguments(model_name):
-    """The `SKNetBackbone` arguments of a zoo model, e.g. `backbone_arguments("SKNet50")`."""
-    if model_name not in HUB_MODELS:
-        raise ValueError(
-            f"keras_sknet.hub builds the ImageNet bottleneck nets of SKNet(): `model_name` must be one "
-            f"of {HUB_MODELS}. Received: model_name={model_name!r}"
-        )
-    config = dict(MODEL_CONFIGS[model_name.lower()])
-    config.pop("stem")
-    return config
-
-
-def preset_from_weights(model_name, weights, directory, classes=1000, image_size=None):
-    """Writes a keras-hub preset of a zoo model with the given weights.
-
-    `SKNetImageClassifier.from_preset(directory)` (or keras-hub's own
-    `keras_hub.models.ImageClassifier.from_preset` after
-    `import keras_sknet.hub`) then gives the logits of
-    `Model(weights=weights, classifier_activation=None)` on
-    `preprocess_input` images.
+    """The backbone arguments of a zoo model, e.g. `backbone_arguments("SKNet50")`.
 
     Args:
-        model_name: one of `HUB_MODELS`, e.g. `"SKNet50"`.
+        model_name: one of `HUB_MODELS`.
+
+    Returns:
+        The keyword arguments of `backbone_class(model_name)` that build it.
+
+    Example:
+        >>> backbone_arguments("SKResNet18")
+        {'stage_depths': (2, 2, 2, 2)}
+    """
+    if _check_model_name(model_name) == "skresnet":
+        return dict(skresnet.MODEL_CONFIGS[model_name.lower()])
+    return dict(sknet.MODEL_CONFIGS[model_name.lower()])
+
+
+def backbone_class(model_name):
+    """`SKNetBackbone` or `SKResNetBackbone`: the keras-hub backbone of a zoo model (one of `HUB_MODELS`)."""
+    return _TASK_CLASSES[_check_model_name(model_name)][0]
+
+
+def _default_image_size(model_name):
+    if model_name.lower() in sknet.MODEL_CONFIGS:
+        return sknet.STEMS[sknet.MODEL_CONFIGS[model_name.lower()]["stem"]][0]
+    return skresnet.DEFAULT_SIZE
+
+
+def preset_from_weights(model_name, weights, directory, classes=1000, image_size=None, crop_pct=None):
+    """Writes a keras-hub preset of a zoo model with the given weights.
+
+    `keras_hub.models.ImageClassifier.from_preset(directory)` (after
+    `import keras_sknet.hub`) then gives the logits of
+    `Model(weights=weights, classifier_activation=None)` on the images of
+    `keras_sknet.weights.eval_transform(images, ...)` (the weights'
+    evaluation: resize, centre crop, `preprocess_input`), or of
+    `preprocess_input` on images resized to `image_size` for models without
+    a registered evaluation (or with `crop_pct=False`).
+
+    Args:
+        model_name: one of `HUB_MODELS`, e.g. `"SKNet50"` or `"SKResNet18"`.
         weights: any `weights=` source of the model function: `"imagenet"`
-            (downloads), a timm checkpoint (`.safetensors`, `.pth`) or a
-            `.weights.h5` of the full model (with its classifier).
+            (downloads), a timm checkpoint (`.safetensors`, `.pth`), a
+            `.weights.h5` of the full model (with its classifier), or the
+            official Caffe weights of SKNet50 / SKNet101 (`.caffemodel`: the
+            backbone gets Caffe's stem pool and the release's fuse widths,
+            the converter BGR and the Caffe mean, as
+            `preprocess_input(mode="caffe")`).
         directory: the preset folder; written in a temporary folder beside
             it, then moved into place (what was there stays until the end).
         classes: the classifier's width (the weights' classes).
-        image_size: the converter's resize side; default the weights'
-            evaluation size (224).
+        image_size: the converter's output side; default the weights'
+            evaluation size (224; 32 for the CIFAR nets).
+        crop_pct: the converter's centre crop (see `SKNetImageConverter`):
+            None for the weights' (`PRETRAINED[model_name].crop_pct`, or
+            the Caffe weights' 0.875; no crop for models without registered
+            weights), a number in (0, 1], or False for a plain resize.
 
     Returns:
         `directory`.
 
     Raises:
-        ValueError: a model outside `HUB_MODELS`, or Caffe weights (their
-            BGR preprocessing is not an `SKNetImageConverter`).
+        ValueError: a model outside `HUB_MODELS`, Caffe weights for a model
+            without official ones, or a bad `classes`, `image_size` or
+            `crop_pct`.
 
     Example:
         >>> preset_from_weights("SKNet50", "imagenet", "presets/sknet50")
         >>> keras_hub.models.ImageClassifier.from_preset("presets/sknet50")
     """
+    family = _check_model_name(model_name)
+    backbone_cls, converter_cls, preprocessor_cls, classifier_cls = _TASK_CLASSES[family]
     arguments = backbone_arguments(model_name)
-    if is_caffemodel_path(weights):
-        raise ValueError(
-            "preset_from_weights takes timm checkpoints, .weights.h5 files and 'imagenet'; the official "
-            "Caffe weights (BGR, mean-only preprocessing, Caffe's stem pool) are not supported. "
-            f"Received: weights={str(weights)!r}"
-        )
     check_positive_int("classes", classes)
-    pretrained = PRETRAINED.get(model_name)
+    converter_arguments = {}
+    if is_caffemodel_path(weights):
+        evaluation = caffe_weights_config(model_name)  # ValueError for models without Caffe weights
+        arguments.update(evaluation.architecture)
+        if evaluation.preprocessing == "caffe":
+            converter_arguments = dict(channel_order="bgr", scale=CAFFE_SCALE, offset=CAFFE_OFFSET)
+    else:
+        evaluation = PRETRAINED.get(model_name)
     if image_size is None:
-        image_size = pretrained.input_size if pretrained else 224
+        image_size = evaluation.input_size if evaluation else _default_image_size(model_name)
     check_positive_int("image_size", image_size)
+    if crop_pct is None:
+        crop_pct = evaluation.crop_pct if evaluation else False
+    if crop_pct is not False and (
+        isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)) or not 0 < crop_pct <= 1
+    ):
+        raise ValueError(
+            "`crop_pct` must be None (the weights' evaluation crop), a number in (0, 1] or False (plain "
+            f"resize). Received: crop_pct={crop_pct!r}"
+        )
     net = getattr(applications, model_name)(
         weights=weights,
         classes=classes,
         classifier_activation=None,
         input_shape=(image_size, image_size, 3),
     )
-    backbone = SKNetBackbone(**arguments)
+    backbone = backbone_cls(**arguments)
     for layer in net.layers:
         if layer.weights and layer.name not in _HEAD_LAYERS:
             backbone.get_layer(layer.name).set_weights(layer.get_weights())
-    converter = SKNetImageConverter(
+    if crop_pct is not False:
+        # The evaluation transform: eval_transform's antialiased resize, then the centre crop.
+        converter_arguments.update(crop_pct=float(crop_pct), antialias=True)
+    converter = converter_cls(
         image_size=(image_size, image_size),
-        interpolation=pretrained.interpolation if pretrained else "bilinear",
+        interpolation=evaluation.interpolation if evaluation else "bilinear",
+        **converter_arguments,
     )
-    classifier = SKNetImageClassifier(
-        backbone, num_classes=classes, preprocessor=SKNetImageClassifierPreprocessor(converter)
-    )
+    classifier = classifier_cls(backbone, num_classes=classes, preprocessor=preprocessor_cls(converter))
     classifier.output_dense.set_weights(net.get_layer("predictions").get_weights())
 
     directory = os.path.abspath(os.fspath(directory))
@@ -123,7 +206,7 @@ def preset_from_weights(model_name, weights, directory, classes=1000, image_size
 
 
 def write_pretrained_presets(directory):
-    """Writes the preset of every pretrained model of `HUB_MODELS` (downloads its weights).
+    """Writes the preset of every model with `weights="imagenet"` (`PRETRAINED`; downloads its weights).
 
     Args:
         directory: the parent folder; each preset goes to `<directory>/<model name lower case>`.
@@ -132,7 +215,5 @@ def write_pretrained_presets(directory):
         The list of preset folders written.
     """
     return [
-        preset_from_weights(name, "imagenet", os.path.join(directory, name.lower()))
-        for name in HUB_MODELS
-        if name in PRETRAINED
+        preset_from_weights(name, "imagenet", os.path.join(directory, name.lower())) for name in PRETRAINED
     ]
