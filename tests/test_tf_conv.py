@@ -257,3 +257,71 @@ def test_bad_arguments(kwargs, match):
         tf_conv.portable_conv2d(tf.zeros((1, 8, 8, 4)), tf.zeros((3, 3, 2, 4)), **kwargs)
     with pytest.raises(ValueError, match="path='eigen'"), tf_conv.convolution_path("eigen"):
         pass
+
+
+@pytest.mark.parametrize("channels", [3, 4, 8])
+@pytest.mark.parametrize("graph", [False, True])
+def test_strided_pointwise_with_few_channels_matches_the_definition(channels, graph, rng):
+    """The subsample-first form of a 1x1 stride-2 conv (oneDNN, few channels) is the same conv."""
+    x = tf.constant(rng.normal(size=(2, 8, 9, channels)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(1, 1, channels, 6)).astype("float32"))
+    expected = tf_reference.conv2d(tf.cast(x, "float64"), tf.cast(kernel, "float64"), 2, 1, 0)
+    weights = tf.constant(rng.normal(size=expected.shape).astype("float32"))
+
+    def ours(x, kernel):
+        return tf_conv.conv2d(x, kernel, 2, 1, "VALID")
+
+    def definition(x, kernel):
+        return tf_reference.conv2d(x, kernel, 2, 1, 0)
+
+    assert tf_conv.subsample_before_pointwise(x, kernel, 2, "VALID") == (
+        platform.onednn_enabled() and channels < 8
+    )
+    with tf_conv.convolution_path("portable"):  # exported graphs keep the strided convolution
+        assert not tf_conv.subsample_before_pointwise(x, kernel, 2, "VALID")
+    run = tf.function(_loss_and_gradients) if graph else _loss_and_gradients
+    y, (dx, dk) = run(ours, x, kernel, weights)
+    as64 = (tf.cast(x, "float64"), tf.cast(kernel, "float64"), tf.cast(weights, "float64"))
+    y_ref, (dx_ref, dk_ref) = _loss_and_gradients(definition, *as64)
+    for got, want in ((y, y_ref), (dx, dx_ref), (dk, dk_ref)):
+        np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
+
+
+ONE_THREAD_TRAINING = """
+import numpy as np, tensorflow as tf
+from keras_sknet.layers import GroupConv2D
+conv = GroupConv2D(8, 1, strides=2, padding="valid")
+x = tf.constant(np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype("float32"))
+for _ in range(3):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(conv(x) ** 2)
+    tape.gradient(loss, conv.trainable_weights)
+print("trained")
+"""
+MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+
+
+def test_strided_pointwise_kernel_gradient_on_one_thread_corrupts_nothing():
+    """A 1x1 stride-2 conv on RGB, trained on one intra-op thread: oneDNN's own op corrupts the heap.
+
+    Measured on a Zen 3 (AVX2, TensorFlow 2.21, oneDNN): `Conv2DBackpropFilter` there writes
+    past its scratchpad; glibc's heap checks (libc_malloc_debug, where this machine has it)
+    make that an immediate abort, which keras_sknet's convolution must never trigger.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    if os.path.exists(MALLOC_DEBUG):
+        env.update(LD_PRELOAD=MALLOC_DEBUG, GLIBC_TUNABLES="glibc.malloc.check=3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_THREAD_TRAINING],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "trained" in result.stdout, (result.returncode, result.stderr[-3000:])
