@@ -16,6 +16,7 @@ KERAS_SKNET_REQUIRE_HUB=1 (set by scripts/test.sh: CI fails instead).
 import functools
 import http.server
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -54,10 +55,12 @@ from keras_sknet.hub import (  # noqa: E402
     write_pretrained_presets,
 )
 from keras_sknet.hub import presets as hub_presets  # noqa: E402
+from keras_sknet.hub import tasks as hub_tasks  # noqa: E402
 from keras_sknet.weights import eval_transform, registry  # noqa: E402
 
 TINY = dict(stage_depths=(1, 1, 1, 1), cardinality=4, bottleneck_width=4, min_dim=8, image_shape=(32, 32, 3))
 TINY_SKRESNET = dict(stage_depths=(1, 1, 1, 1), image_shape=(32, 32, 3))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_TIMM = all(importlib.util.find_spec(m) is not None for m in ("torch", "timm", "safetensors"))
 
 
@@ -508,3 +511,114 @@ def test_fine_tuning_recipe_of_the_docs_trains(tmp_path):
     changed = [not np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights)]
     trainable = {id(w) for w in backbone.trainable_weights}
     assert all(c for c, w in zip(changed, backbone.weights) if id(w) in trainable and "kernel" in w.path)
+
+
+OTHER_BACKENDS = ("jax", "torch")
+
+
+@pytest.fixture(scope="module")
+def backend_runs(tmp_path_factory):
+    """A preset written here (TensorFlow), loaded and saved again on JAX and on PyTorch, both at once.
+
+    The preprocessor takes the longest path: a non-square uint8 image resized and centre-cropped
+    (`crop_pct`), channels reversed, normalised. The weights are random, BatchNorm statistics too.
+    """
+    missing = [b for b in OTHER_BACKENDS if importlib.util.find_spec(b) is None]
+    if missing:
+        if os.environ.get("KERAS_SKNET_REQUIRE_BACKENDS") == "1":
+            pytest.fail(f"KERAS_SKNET_REQUIRE_BACKENDS=1 but {', '.join(missing)} not installed")
+        pytest.skip(f"needs {', '.join(missing)} (pip install -e .[jax,torch])")
+    from tests.helpers import randomize_batch_norms, with_jax_threads
+
+    root = tmp_path_factory.mktemp("hub_backends")
+    backbone = SKNetBackbone(**TINY)
+    randomize_batch_norms(backbone, np.random.default_rng(5))
+    converter = SKNetImageConverter(image_size=(32, 32), crop_pct=0.875, channel_order="bgr", antialias=True)
+    classifier = SKNetImageClassifier(
+        backbone=backbone, num_classes=7, preprocessor=SKNetImageClassifierPreprocessor(converter)
+    )
+    classifier.save_to_preset(str(root / "preset"))
+    images = np.random.default_rng(6).integers(0, 256, (3, 45, 37, 3)).astype("uint8")
+    preprocessed = keras.ops.convert_to_numpy(classifier.preprocessor(images))
+    np.savez(root / "images.npz", images=images, preprocessed=preprocessed)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+    started = {}
+    for backend in OTHER_BACKENDS:
+        backend_env = dict(env, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        if backend == "jax":
+            backend_env = with_jax_threads(backend_env)
+        command = [sys.executable, "-m", "tests.hub_backend_worker", str(root / "preset")]
+        command += [str(root / "images.npz"), str(root / backend)]
+        started[backend] = subprocess.Popen(
+            command, cwd=ROOT, env=backend_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    runs = {}
+    for backend, process in started.items():
+        text, _ = process.communicate(timeout=600)
+        runs[backend] = (process.returncode, text, root / backend)
+    pyramid = keras.Model(backbone.inputs, backbone.pyramid_outputs)
+    expected = {name: keras.ops.convert_to_numpy(v) for name, v in pyramid(preprocessed).items()}
+    expected["logits"] = classifier.predict(images, batch_size=len(images), verbose=0)
+    expected["preprocessed"] = preprocessed
+    return runs, expected, images, classifier
+
+
+def _outputs(backend_runs, backend):
+    runs, expected, images, classifier = backend_runs
+    returncode, text, output = runs[backend]
+    assert returncode == 0, text[-6000:]
+    with open(output / "outputs.json") as f:
+        described = json.load(f)
+    return described, dict(np.load(output / "outputs.npz")), expected, images, output, classifier
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_preset_written_on_tensorflow_runs_on_backend(backend_runs, backend):
+    """keras-hub's from_preset on JAX and PyTorch gives our classes, the same preprocessing and outputs."""
+    described, got, expected, _, _, classifier = _outputs(backend_runs, backend)
+    assert described == {
+        "backend": backend,
+        "classifier": "SKNetImageClassifier",
+        "backbone": "SKNetBackbone",
+    }
+    assert sorted(got) == sorted(expected) and "P5" in got
+    for name, want in expected.items():
+        scale = np.abs(want).max()
+        assert scale > 0 and np.abs(want).std() > 0, name  # a real comparison, not of zeros
+        if name.startswith("P"):  # the pyramid, on the same inputs
+            np.testing.assert_allclose(got[name], want, atol=1e-4 * scale, err_msg=name)
+    # keras-hub's predict preprocesses in its input pipeline: in tf.data (TensorFlow's resize, as
+    # here) or, where grain is installed, eagerly on this backend's ops (the worker's
+    # `preprocessed`). Its logits are the model's on one of the two.
+    scale = np.abs(expected["logits"]).max()
+    candidates = {
+        "tf.data": expected["logits"],
+        "eager": keras.ops.convert_to_numpy(classifier(got["preprocessed"])),
+    }
+    distances = {path: float(np.abs(got["logits"] - want).max()) for path, want in candidates.items()}
+    assert min(distances.values()) <= 1e-4 * scale, (distances, scale)
+    # Called eagerly the converter runs this backend's resize, which rounds a few pixels to the
+    # neighbouring grey level (docs/backbones.md): at most one grey level, on few values.
+    grey_level = max(hub_tasks.DEFAULT_SCALE)  # one step of the [0, 255] input, normalised
+    difference = np.abs(got["preprocessed"] - expected["preprocessed"])
+    assert difference.max() <= grey_level * 1.001 + 1e-5, (difference.max(), grey_level)
+    assert np.mean(difference > 1e-4) <= 0.01, np.mean(difference > 1e-4)
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_preset_saved_on_backend_loads_here(backend_runs, backend):
+    """The preset saved again on JAX / PyTorch loads here: the same converter, weights and outputs."""
+    _, got, _, _, output, classifier = _outputs(backend_runs, backend)
+    loaded = keras_hub.models.ImageClassifier.from_preset(str(output / "preset"))
+    assert isinstance(loaded, SKNetImageClassifier)
+    assert (
+        loaded.preprocessor.image_converter.get_config()
+        == classifier.preprocessor.image_converter.get_config()
+    )
+    for saved, original in zip(loaded.get_weights(), classifier.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, original)  # a round trip: nothing changed on the way
+    logits = keras.ops.convert_to_numpy(loaded(got["preprocessed"]))
+    expected_logits = keras.ops.convert_to_numpy(classifier(got["preprocessed"]))
+    np.testing.assert_allclose(logits, expected_logits, atol=1e-5 * np.abs(expected_logits).max())
+    assert np.abs(expected_logits).std() > 0
