@@ -22,11 +22,19 @@ export KERAS_SKNET_REQUIRE_INTEROP=1
 export KERAS_SKNET_REQUIRE_BACKENDS=1
 export KERAS_SKNET_REQUIRE_ONNX=1
 export KERAS_SKNET_REQUIRE_HUB=1
+# Two pytest workers share the cores: each library gets its share of threads, not all of them.
+# Threads in each other's way made the capped pass more than twice as slow on 2 cores.
+# (JAX subprocesses get XLA's single-thread flags from tests/helpers.with_jax_threads.)
+workers=2
+threads=$(( $(nproc) / workers ))
+threads=$(( threads > 0 ? threads : 1 ))
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$threads}"
+export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-$threads}"
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
-    python -m pytest -n 2 --dist loadfile -q "$@"
+    python -m pytest -n "$workers" --dist loadfile -q "$@"
 status=0
 TF_ENABLE_ONEDNN_OPTS=0 KERAS_SKNET_EXPECT_KERNELS=eigen \
-    python -m pytest -n 2 --dist loadfile -q -m kernels "$@" || status=$?
+    python -m pytest -n "$workers" --dist loadfile -q -m kernels "$@" || status=$?
 # Named tests with none among them that exercise the kernels (pytest's exit code 5) are fine.
 if [ "$status" -ne 0 ] && ! { [ "$status" -eq 5 ] && [ "$#" -gt 0 ]; }; then
     exit "$status"
@@ -42,7 +50,7 @@ fi
 echo "Numerical comparisons again with ${caps[*]}"
 status=0
 env "${caps[@]}" TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
-    python -m pytest -n 2 --dist loadfile -q -m numerics "$@" || status=$?
+    python -m pytest -n "$workers" --dist loadfile -q -m numerics "$@" || status=$?
 if [ "$status" -ne 0 ] && ! { [ "$status" -eq 5 ] && [ "$#" -gt 0 ]; }; then
     exit "$status"
 fi

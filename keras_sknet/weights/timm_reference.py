@@ -170,7 +170,8 @@ def main(argv=None):
     tra.add_argument("name")
     tra.add_argument("out")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    if "OMP_NUM_THREADS" not in os.environ:  # a caller's thread budget (scripts/test.sh) wins
+        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     if args.command == "random":
         random_models(
             args.out_dir,

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers import with_jax_threads
 from tests.training.helpers import tiny
 from training.inputs import pad_to_multiple
 from training.state import FileTrainingState
@@ -53,7 +54,7 @@ def jax_env(cache_dir, host_devices=None):
     env.pop("TF_CONFIG", None)
     if host_devices:
         env["XLA_FLAGS"] = f"{HOST_DEVICES_FLAG}={host_devices}"
-    return env
+    return with_jax_threads(env)
 
 
 def start(module, args, env):
