@@ -1,15 +1,21 @@
 """GroupConv2D against an independent NumPy convolution."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_sknet.layers import GroupConv2D
+from keras_sknet.layers import conv as conv_module
 from keras_sknet.layers.conv import conv2d
 from tests import reference, tf_reference
 
 pytestmark = pytest.mark.kernels
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("strides", [1, 2, 3])
@@ -151,3 +157,66 @@ def test_dilated_over_phases(dilation, pad, groups, rng):
         input_signature=[tf.TensorSpec((None, None, None, 8))],
     )
     np.testing.assert_allclose(dynamic(x).numpy(), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [3, 4, 8])
+@pytest.mark.parametrize("graph", [False, True])
+def test_strided_pointwise_on_few_channels_matches_the_definition(channels, graph, rng):
+    """The subsample-first form of a 1x1 stride-2 conv (under FEW_CHANNELS channels) is the same conv."""
+    x = tf.constant(rng.normal(size=(2, 8, 9, channels)))  # float64: tight bounds
+    kernel = tf.constant(rng.normal(size=(1, 1, channels, 6)))
+    assert conv_module._pointwise_on_few_channels(kernel, depthwise=False) == (
+        channels < conv_module.FEW_CHANNELS
+    )
+
+    def gradients(fn):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = fn(x, kernel)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        return [y, *tape.gradient(loss, [x, kernel])]
+
+    run = tf.function(gradients) if graph else gradients
+    ours = run(lambda x, kernel: conv2d(x, kernel, 2))
+    definition = gradients(lambda x, kernel: tf_reference.conv2d(x, kernel, 2, 1, pad=0))
+    assert ours[0].shape == (2, 4, 5, 6)
+    for a, b in zip(ours, definition):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+ONE_THREAD_TRAINING = """
+import keras, numpy as np
+from keras_sknet.layers import GroupConv2D
+model = keras.Sequential([keras.Input((64, 64, 3)), GroupConv2D(8, 1, strides=2, padding="valid")])
+model.compile("sgd", "mse")
+rng = np.random.default_rng(0)
+model.fit(rng.normal(size=(4, 64, 64, 3)), rng.normal(size=(4, 32, 32, 8)), batch_size=2, epochs=2, verbose=0)
+print("trained on", keras.backend.backend())
+"""
+MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
+def test_strided_pointwise_on_rgb_trains_on_one_thread(backend):
+    """A 1x1 stride-2 conv on RGB trains on one thread, where oneDNN's own kernel gradient corrupts the heap.
+
+    Measured on a Zen 3 (AVX2): TensorFlow's `Conv2DBackpropFilter` (oneDNN) and PyTorch's
+    channels-last convolution (its bundled oneDNN) write past their scratchpad there, on one
+    thread; glibc's heap checks (libc_malloc_debug, where this machine has it) turn that into
+    an immediate abort. In a subprocess per backend, with every library on one thread.
+    """
+    pytest.importorskip(backend)
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_NUM_INTRAOP_THREADS="1", OMP_NUM_THREADS="1")
+    env.update(TF_CPP_MIN_LOG_LEVEL="3")
+    if os.path.exists(MALLOC_DEBUG):
+        env.update(LD_PRELOAD=MALLOC_DEBUG, GLIBC_TUNABLES="glibc.malloc.check=3")
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_THREAD_TRAINING],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
+    assert f"trained on {backend}" in result.stdout

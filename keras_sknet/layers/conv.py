@@ -40,6 +40,12 @@ PADDING_MODES = ("symmetric", "valid")
 # Kept importable where it was.
 subsample = phases.subsample
 
+# oneDNN's kernel gradient of a strided 1x1 convolution with few input channels writes past its
+# scratchpad on one thread (glibc then aborts, or a later op crashes or hangs): in TensorFlow
+# (1 to 5 channels) and in PyTorch on channels-last tensors, as Keras passes them (1 to 7).
+# Measured on a Zen 3 (AVX2), TensorFlow 2.21, PyTorch 2.14. 8 is one AVX2 register of float32.
+FEW_CHANNELS = 8
+
 
 def conv2d(x, kernel, strides=1, dilation=1, pad=0, depthwise=False):
     """NHWC convolution with symmetric zero padding and any stride with any dilation.
@@ -64,6 +70,10 @@ def conv2d(x, kernel, strides=1, dilation=1, pad=0, depthwise=False):
         >>> conv2d(keras.ops.ones((1, 9, 9, 8)), keras.ops.ones((3, 3, 2, 8)), 2, 2, 2).shape
         (1, 5, 5, 8)
     """
+    if strides > 1 and pad == 0 and _pointwise_on_few_channels(kernel, depthwise):
+        # A 1x1 window at stride s reads every s-th pixel: subsampling first is the same
+        # convolution (values and gradients), and keeps oneDNN away from its bug above.
+        x, strides = x[:, ::strides, ::strides, :], 1
     if strides == 1 or dilation == 1:
         return backend_conv(x, kernel, strides, dilation, pad, depthwise)
     return phases.strided_dilated_conv(
@@ -74,6 +84,12 @@ def conv2d(x, kernel, strides=1, dilation=1, pad=0, depthwise=False):
         pad,
         lambda x, kernel, dilation, pad: backend_conv(x, kernel, 1, dilation, pad, depthwise),
     )
+
+
+def _pointwise_on_few_channels(kernel, depthwise):
+    """Whether `kernel` is a 1x1 (not depthwise) kernel over fewer than `FEW_CHANNELS` channels."""
+    rows, cols, channels = kernel.shape[:3]
+    return not depthwise and rows == 1 and cols == 1 and channels is not None and channels < FEW_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")

@@ -144,7 +144,7 @@ def _current_settings():
 def _onednn_without_avx512():
     from keras_sknet import platform
 
-    return _onednn_enabled() and "avx512f" not in platform.cpu_features()
+    return platform.onednn_enabled() and "avx512f" not in platform.cpu_features()
 
 
 def affine_inference_batch_norm(x):
@@ -163,35 +163,6 @@ def affine_inference_batch_norm(x):
     """
     path, _ = _current_settings()
     return path is None and _device_type(x) == "CPU" and _onednn_without_avx512()
-
-
-# oneDNN's kernel gradient of a 1x1 stride-2 convolution with few input channels (1 to 5 of them,
-# ungrouped) writes past its scratchpad when it runs on one thread: on AVX2 (Zen 3, TensorFlow
-# 2.21) glibc then aborts or the process crashes later. 8 is one AVX2 register of float32.
-FEW_CHANNELS = 8
-
-
-def subsample_before_pointwise(x, kernel, strides, padding):
-    """Whether a strided 1x1 convolution should subsample first and convolve at stride 1.
-
-    The same values and gradients (a 1x1 window at stride s reads every s-th pixel), built in
-    the default path on oneDNN when the input has fewer than `FEW_CHANNELS` channels, which
-    keeps oneDNN away from its single-thread kernel-gradient bug (docs/platforms.md). Exported
-    graphs (a `convolution_path`) keep the strided convolution.
-    """
-    if strides == 1 or padding != "VALID" or tuple(kernel.shape[:2]) != (1, 1):
-        return False
-    if kernel.shape[2] is None or kernel.shape[2] >= FEW_CHANNELS:
-        return False
-    path, _ = _current_settings()
-    return path is None and _device_type(x) == "CPU" and _onednn_enabled()
-
-
-@functools.cache
-def _onednn_enabled():
-    from keras_sknet import platform
-
-    return platform.onednn_enabled()
 
 
 def path_for(x, groups, dilation):
@@ -223,8 +194,6 @@ def conv2d(x, kernel, strides, dilation, padding, depthwise=False, groups=None):
         return tf.nn.depthwise_conv2d(
             x, kernel, (1, strides, strides, 1), padding, dilations=(dilation, dilation)
         )
-    if subsample_before_pointwise(x, kernel, strides, padding):
-        x, strides = x[:, ::strides, ::strides, :], 1
     if groups is None:
         groups = x.shape[-1] // kernel.shape[2]
     path = path_for(x, groups, dilation)
