@@ -275,12 +275,12 @@ def phase_env(framework, tiny):
         env["JAX_PLATFORMS"] = "cpu"
         # One thread: on a busy CPU, threads spinning in each other's way made tiny steps 10-30x
         # slower. XLA's CPU compiler at its lowest optimisation: the tiny nets compile 2x faster.
+        # (Only "--" flags: XLA stops reading XLA_FLAGS at the first token without one.)
         env["OMP_NUM_THREADS"] = "1"
         env["XLA_FLAGS"] = " ".join(
             [
                 env.get("XLA_FLAGS", ""),
                 "--xla_cpu_multi_thread_eigen=false",
-                "intra_op_parallelism_threads=1",
                 "--xla_backend_optimization_level=0",
                 "--xla_llvm_disable_expensive_passes=true",
             ]

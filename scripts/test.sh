@@ -23,8 +23,8 @@ export KERAS_SKNET_REQUIRE_BACKENDS=1
 export KERAS_SKNET_REQUIRE_ONNX=1
 export KERAS_SKNET_REQUIRE_HUB=1
 # Two pytest workers share the cores: each library gets its share of threads, not all of them.
-# Threads in each other's way made the capped pass more than twice as slow on 2 cores.
-# (JAX subprocesses get XLA's single-thread flags from tests/helpers.with_jax_threads.)
+# Threads in each other's way made the capped pass more than twice as slow on 2 cores. (JAX has
+# no working thread setting: XLA_FLAGS' --xla_cpu_multi_thread_eigen=false changed nothing.)
 workers=2
 threads=$(( $(nproc) / workers ))
 threads=$(( threads > 0 ? threads : 1 ))

@@ -38,22 +38,3 @@ def reference_sk(sk, x, training=False):
         training=training,
         split_input=sk.split_input,
     )
-
-
-# XLA's own way to run one thread (JAX reads it; TensorFlow's XLA would abort on the second
-# token, so it goes only into the environment of a JAX subprocess).
-XLA_SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
-
-
-def with_jax_threads(env):
-    """`env` for a JAX subprocess, held to one thread when the suite runs one per worker.
-
-    scripts/test.sh sets OMP_NUM_THREADS (PyTorch) and TF_NUM_INTRAOP_THREADS (TensorFlow) to
-    the cores per pytest worker; when that is 1 XLA gets its single-thread flags too, beside
-    whatever XLA_FLAGS `env` already has (an instruction-set cap, host devices).
-    """
-    env = dict(env)
-    if env.get("OMP_NUM_THREADS") == "1":
-        flags = env.get("XLA_FLAGS", "").split()
-        env["XLA_FLAGS"] = " ".join([*flags, *(f for f in XLA_SINGLE_THREAD_FLAGS if f not in flags)])
-    return env

@@ -528,7 +528,7 @@ def backend_runs(tmp_path_factory):
         if os.environ.get("KERAS_SKNET_REQUIRE_BACKENDS") == "1":
             pytest.fail(f"KERAS_SKNET_REQUIRE_BACKENDS=1 but {', '.join(missing)} not installed")
         pytest.skip(f"needs {', '.join(missing)} (pip install -e .[jax,torch])")
-    from tests.helpers import randomize_batch_norms, with_jax_threads
+    from tests.helpers import randomize_batch_norms
 
     root = tmp_path_factory.mktemp("hub_backends")
     backbone = SKNetBackbone(**TINY)
@@ -545,8 +545,6 @@ def backend_runs(tmp_path_factory):
     started = {}
     for backend in OTHER_BACKENDS:
         backend_env = dict(env, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        if backend == "jax":
-            backend_env = with_jax_threads(backend_env)
         command = [sys.executable, "-m", "tests.hub_backend_worker", str(root / "preset")]
         command += [str(root / "images.npz"), str(root / backend)]
         started[backend] = subprocess.Popen(

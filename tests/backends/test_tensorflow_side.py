@@ -21,7 +21,6 @@ import keras
 import numpy as np
 import pytest
 
-from tests import helpers
 from tests.backends import common
 
 BACKEND = keras.backend.backend()
@@ -56,7 +55,6 @@ def _environment(backend, reference, output):
     if backend == "jax":
         # XLA's CPU optimisations take most of the JAX tests' time and change no result they check.
         env.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-        env = helpers.with_jax_threads(env)
     return env
 
 

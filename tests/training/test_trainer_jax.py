@@ -18,7 +18,6 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import with_jax_threads
 from tests.training.helpers import tiny
 from training.inputs import pad_to_multiple
 from training.state import FileTrainingState
@@ -54,7 +53,7 @@ def jax_env(cache_dir, host_devices=None):
     env.pop("TF_CONFIG", None)
     if host_devices:
         env["XLA_FLAGS"] = f"{HOST_DEVICES_FLAG}={host_devices}"
-    return with_jax_threads(env)
+    return env
 
 
 def start(module, args, env):
