@@ -411,7 +411,17 @@ def main():
         ]
     print("\n".join(lines))
     if not args.no_write:
-        append_markdown("Peers: SKNet-50 vs timm and our baselines (bench_peers.py)", lines)
+        append_markdown(f"Peers: SKNet-50 vs timm and our baselines (bench_peers.py, {cpu_class()})", lines)
+
+
+def cpu_class():
+    """The instruction-set class the peers table is kept per: `"AVX-512"`, `"AVX2"` or the machine."""
+    features = platform.cpu_features()
+    if "avx512f" in features:
+        return "AVX-512"
+    if "avx2" in features:
+        return "AVX2"
+    return os.uname().machine
 
 
 if __name__ == "__main__":
