@@ -411,17 +411,9 @@ def main():
         ]
     print("\n".join(lines))
     if not args.no_write:
-        append_markdown(f"Peers: SKNet-50 vs timm and our baselines (bench_peers.py, {cpu_class()})", lines)
-
-
-def cpu_class():
-    """The instruction-set class the peers table is kept per: `"AVX-512"`, `"AVX2"` or the machine."""
-    features = platform.cpu_features()
-    if "avx512f" in features:
-        return "AVX-512"
-    if "avx2" in features:
-        return "AVX2"
-    return os.uname().machine
+        # One table per instruction-set class ("AVX-512", "AVX2"), without the extensions.
+        isa = platform.vector_isa().split(" (")[0]
+        append_markdown(f"Peers: SKNet-50 vs timm and our baselines (bench_peers.py, {isa})", lines)
 
 
 if __name__ == "__main__":

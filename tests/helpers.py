@@ -4,7 +4,38 @@ Fixtures stay in conftest.py, which pytest loads itself; test modules import
 no conftest and no other test module.
 """
 
+import importlib.util
+import os
+
+import pytest
+
 from tests import reference
+
+REQUIRE_BACKENDS = "KERAS_SKNET_REQUIRE_BACKENDS"  # "1" (scripts/test.sh): a missing backend fails
+
+
+def missing_backends(backends):
+    """The Keras backends among `backends` whose package is not installed.
+
+    Fails the test instead where `KERAS_SKNET_REQUIRE_BACKENDS=1`, so that CI never skips them.
+    """
+    missing = [b for b in backends if importlib.util.find_spec(b) is None]
+    if missing and os.environ.get(REQUIRE_BACKENDS) == "1":
+        pytest.fail(
+            f"{REQUIRE_BACKENDS}=1 but {', '.join(missing)} not installed: pip install -e .[jax,torch]"
+        )
+    return missing
+
+
+def subprocess_environment(**variables):
+    """This process's environment for a subprocess, without pytest's own variables, plus `variables`.
+
+    (An xdist worker's and the current test's `PYTEST_*` variables would confuse a pytest or a
+    program started from a test.)
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+    env.update(variables)
+    return env
 
 
 def randomize_batch_norms(model, rng):

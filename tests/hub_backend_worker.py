@@ -4,13 +4,14 @@
 
 `tests/test_hub.py` writes PRESET on TensorFlow and starts this under JAX and
 PyTorch: keras-hub's own `ImageClassifier.from_preset` and `Backbone.from_preset`
-must return the keras_sknet classes there too. It leaves in OUTPUT_DIR the
-classifier's logits on the uint8 `images` of IMAGES.npz (`predict`: the preset's
-preprocessor in tf.data, then the model), the preprocessor called eagerly on
-this backend's ops (`preprocessed`), the backbone's pyramid on TensorFlow's
-preprocessing of the images (`preprocessed` in IMAGES.npz) (all in `outputs.npz`), the backend's name and the classes it got
-(`outputs.json`), and the classifier saved again as a preset from this backend
-(`preset/`), for TensorFlow to load.
+must return the keras_sknet classes there too. It leaves in OUTPUT_DIR, in
+`outputs.npz`: the classifier's `predict` logits on the uint8 `images` of
+IMAGES.npz (keras-hub preprocesses them in tf.data, or eagerly on this backend
+where grain is installed), the preprocessor called eagerly on this backend
+(`preprocessed`), and the backbone's pyramid on TensorFlow's preprocessing
+(`preprocessed` in IMAGES.npz); in `outputs.json` the backend's name and the
+classes it got; in `preset/` the classifier saved again from this backend, for
+TensorFlow to load.
 """
 
 import argparse

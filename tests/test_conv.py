@@ -206,8 +206,13 @@ def test_strided_pointwise_on_rgb_trains_on_one_thread(backend):
     an immediate abort. In a subprocess per backend, with every library on one thread.
     """
     pytest.importorskip(backend)
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_NUM_INTRAOP_THREADS="1", OMP_NUM_THREADS="1")
-    env.update(TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=backend,
+        TF_NUM_INTRAOP_THREADS="1",
+        OMP_NUM_THREADS="1",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
     if os.path.exists(MALLOC_DEBUG):
         env.update(LD_PRELOAD=MALLOC_DEBUG, GLIBC_TUNABLES="glibc.malloc.check=3")
     result = subprocess.run(

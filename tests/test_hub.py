@@ -523,12 +523,11 @@ def backend_runs(tmp_path_factory):
     The preprocessor takes the longest path: a non-square uint8 image resized and centre-cropped
     (`crop_pct`), channels reversed, normalised. The weights are random, BatchNorm statistics too.
     """
-    missing = [b for b in OTHER_BACKENDS if importlib.util.find_spec(b) is None]
+    from tests.helpers import missing_backends, randomize_batch_norms, subprocess_environment
+
+    missing = missing_backends(OTHER_BACKENDS)
     if missing:
-        if os.environ.get("KERAS_SKNET_REQUIRE_BACKENDS") == "1":
-            pytest.fail(f"KERAS_SKNET_REQUIRE_BACKENDS=1 but {', '.join(missing)} not installed")
         pytest.skip(f"needs {', '.join(missing)} (pip install -e .[jax,torch])")
-    from tests.helpers import randomize_batch_norms
 
     root = tmp_path_factory.mktemp("hub_backends")
     backbone = SKNetBackbone(**TINY)
@@ -541,10 +540,9 @@ def backend_runs(tmp_path_factory):
     images = np.random.default_rng(6).integers(0, 256, (3, 45, 37, 3)).astype("uint8")
     preprocessed = keras.ops.convert_to_numpy(classifier.preprocessor(images))
     np.savez(root / "images.npz", images=images, preprocessed=preprocessed)
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
     started = {}
     for backend in OTHER_BACKENDS:
-        backend_env = dict(env, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        backend_env = subprocess_environment(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         command = [sys.executable, "-m", "tests.hub_backend_worker", str(root / "preset")]
         command += [str(root / "images.npz"), str(root / backend)]
         started[backend] = subprocess.Popen(

@@ -12,7 +12,6 @@ unless KERAS_SKNET_REQUIRE_BACKENDS=1 (set by scripts/test.sh, so CI fails
 rather than skips).
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,12 +20,12 @@ import keras
 import numpy as np
 import pytest
 
+from tests import helpers
 from tests.backends import common
 
 BACKEND = keras.backend.backend()
 OTHER_BACKENDS = ("jax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-REQUIRE_BACKENDS = "KERAS_SKNET_REQUIRE_BACKENDS"
 TIMEOUT_S = 900
 
 pytestmark = [
@@ -37,15 +36,9 @@ pytestmark = [
 ]
 
 
-def _installed(backend):
-    return importlib.util.find_spec(backend) is not None
-
-
 def _environment(backend, reference, output):
-    # Not this pytest's own variables (an xdist worker's, the current test's).
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
-    env.update(
-        {
+    env = helpers.subprocess_environment(
+        **{
             "KERAS_BACKEND": backend,
             common.REFERENCE_VARIABLE: reference,
             common.OUTPUT_VARIABLE: output,
@@ -67,11 +60,7 @@ def runs(tmp_path_factory, request):
     """
     from tests.backends.make_reference import make_reference
 
-    missing = [b for b in OTHER_BACKENDS if not _installed(b)]
-    if missing and os.environ.get(REQUIRE_BACKENDS) == "1":
-        pytest.fail(
-            f"{REQUIRE_BACKENDS}=1 but {', '.join(missing)} not installed: pip install -e .[jax,torch]"
-        )
+    missing = helpers.missing_backends(OTHER_BACKENDS)
     reference = str(tmp_path_factory.mktemp("reference"))
     make_reference(reference)
     markers = request.config.getoption("markexpr")
