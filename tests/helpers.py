@@ -6,6 +6,8 @@ no conftest and no other test module.
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -69,3 +71,43 @@ def reference_sk(sk, x, training=False):
         training=training,
         split_input=sk.split_input,
     )
+
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_as_user(args, cwd, timeout=600, **variables):
+    """Runs `python ARGS` the way a user does: a subprocess in `cwd` (a fresh folder of the user's).
+
+    This checkout comes first on the subprocess's path, so the command runs the code under test
+    whatever folder it starts in; `variables` are added to the environment.
+
+    Returns:
+        The `subprocess.CompletedProcess`, with text `stdout` and `stderr`.
+    """
+    env = subprocess_environment(**variables)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPOSITORY, env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_one_line_error(result, *names):
+    """A user's mistake: a non-zero exit, no traceback, one line on stderr naming each of `names`."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0, f"exit 0 on a user's mistake; stdout: {result.stdout[-1000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(lines) == 1, f"{len(lines)} lines on stderr, expected one:\n{result.stderr[-3000:]}"
+    for name in names:
+        assert str(name) in lines[0], f"{name!r} not named in: {lines[0]}"
+
+
+def folder_contents(folder):
+    """{relative path: bytes} of every file under `folder` (to assert a user's files survived)."""
+    contents = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                contents[os.path.relpath(path, folder)] = f.read()
+    return contents
