@@ -68,7 +68,9 @@ def make_dataset(
     at 224 or 320 for evaluation; "slightly less aggressive scale
     augmentation" for the lightweight models: `area_range=LIGHTWEIGHT_AREA_RANGE`),
     Section 4.2 (CIFAR: pad 4 + random crop + flip), Section 4.4 (the
-    `scales_demo` dataset).
+    `scales_demo` dataset). It calls the stages of `training.data.stages` in
+    order, with options chosen for the dataset; compose them yourself for a
+    pipeline of your own.
 
     Args:
         name: one of `SUPPORTED_DATASETS` ("imagenet2012", "imagenette",
@@ -148,6 +150,8 @@ def make_dataset(
         >>> demo = make_dataset("scales_demo", "train", 64, seed=0)
     """
     catalog.resolve(name)  # an unknown dataset is the first error
+    training = split.startswith("train") if training is None else bool(training)
+    mixing = training and (mixup_alpha > 0 or cutmix_alpha > 0)
     _check_arguments(
         batch_size=batch_size,
         image_size=image_size,
@@ -160,15 +164,9 @@ def make_dataset(
         mixup_alpha=mixup_alpha,
         cutmix_alpha=cutmix_alpha,
         skip_batches=skip_batches,
+        mixing=mixing,
         cache=cache,
     )
-    training = split.startswith("train") if training is None else bool(training)
-    mixing = training and (mixup_alpha > 0 or cutmix_alpha > 0)
-    if mixing and label_format != "one_hot":
-        raise ValueError(
-            "MixUp and CutMix mix the labels of two images: pass label_format='one_hot' (labels become "
-            f"float32 (batch, num_classes) soft labels). Received: label_format={label_format!r}"
-        )
     deterministic = seed is not None
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
@@ -275,6 +273,7 @@ def _check_arguments(
     mixup_alpha,
     cutmix_alpha,
     skip_batches,
+    mixing,
     cache,
 ):
     """Raises ValueError for a bad option, before any dataset is read."""
@@ -297,6 +296,11 @@ def _check_arguments(
         raise ValueError(
             f"`mixup_alpha` must be >= 0 and `cutmix_alpha` in [0, 1]. Received: mixup_alpha={mixup_alpha!r}, "
             f"cutmix_alpha={cutmix_alpha!r}"
+        )
+    if mixing and label_format != "one_hot":
+        raise ValueError(
+            "MixUp and CutMix mix the labels of two images: pass label_format='one_hot' (labels become "
+            f"float32 (batch, num_classes) soft labels). Received: label_format={label_format!r}"
         )
     if not isinstance(skip_batches, int) or skip_batches < 0:
         raise ValueError(f"`skip_batches` must be an int >= 0. Received: skip_batches={skip_batches!r}")
