@@ -7,7 +7,7 @@ import tensorflow_datasets as tfds
 
 from keras_sknet.applications import preprocess_input
 from tests.training import builders
-from training.data import dataset_info, make_dataset
+from training.data import dataset_info, make_dataset, stages
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
@@ -256,3 +256,91 @@ def test_bad_options_are_rejected(tfds_dir, kwargs, match):
 def test_unknown_split_lists_the_available_ones(tfds_dir):
     with pytest.raises(ValueError, match=r"split='valid'.*'train', 'test'"):
         make_dataset("scales_demo/tiny", "valid", 8, data_dir=tfds_dir)
+
+
+def test_the_stages_compose_to_make_dataset(tfds_dir):
+    # The training pipeline of the embedded dataset with every random stage, built from the public
+    # stages as a user would: the same batches, bit for bit, as make_dataset's.
+    options = dict(rand_augment=True, label_format="one_hot", mixup_alpha=0.4, cutmix_alpha=1.0)
+    expected = batches(make_dataset("scales_demo/tiny", "train", 16, data_dir=tfds_dir, seed=1, **options))
+
+    seeds = stages.derive_seeds(1)
+    source = stages.read_source(
+        "scales_demo/tiny", "train", data_dir=tfds_dir, shuffle_files=True, seed=seeds.file
+    )
+    assert (source.num_examples, source.num_classes, source.style, source.image_size) == (96, 8, "flip", 64)
+    ds = stages.decode_and_crop(source.dataset, 64)
+    ds = stages.cache_and_shuffle(ds, cache=True, shuffle_buffer=source.num_examples, seed=seeds.shuffle)
+    ds = stages.augment(ds, 64, source.style, seeds.element)
+    ds = stages.rand_augment(ds, True, seeds.rand_augment)
+    ds = stages.batch_examples(ds, 16, num_classes=8, label_format="one_hot", drop_remainder=True)
+    ds = stages.mix(ds, 0.4, 1.0, seeds=(seeds.mixup, seeds.cutmix, seeds.switch))
+    ds = stages.normalize_and_prefetch(ds)
+
+    composed = batches(ds)
+    assert len(composed) == len(expected) == 6
+    for (xa, ya), (xb, yb) in zip(composed, expected):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_the_evaluation_stages_compose_to_make_dataset(tfds_dir):
+    # ImageNet style: the centre crop decodes only its window of each JPEG.
+    expected = batches(make_dataset("tiny_jpegs", "validation", 5, image_size=40, data_dir=tfds_dir))
+    source = stages.read_source("tiny_jpegs", "validation", data_dir=tfds_dir)
+    assert source.style == "imagenet"
+    ds = stages.decode_and_crop(source.dataset, 40, crop_pct=0.875)
+    ds = stages.normalize_and_prefetch(stages.batch_examples(ds, 5))
+    composed = batches(ds)
+    assert [len(x) for x, _ in composed] == [5, 5, 2]
+    for (xa, ya), (xb, yb) in zip(composed, expected):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_a_users_own_images_through_the_stages():
+    # Images of the user's own, in memory (uint8) and encoded (PNG), without any TFDS dataset.
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 40, 48, 3), dtype=np.uint8)
+    labels = np.arange(6, dtype=np.int32) % 3
+    pngs = [tf.io.encode_png(image).numpy() for image in images]
+
+    decoded = [
+        np.stack([x.numpy() for x, _ in stages.decode_and_crop(tf.data.Dataset.from_tensor_slices(data), 32)])
+        for data in ((images, labels), (pngs, labels))
+    ]
+    np.testing.assert_array_equal(decoded[0], decoded[1])  # the same, decoded or not
+    assert decoded[0].dtype == np.uint8 and decoded[0].shape == (6, 32, 32, 3)
+
+    square = tf.data.Dataset.from_tensor_slices((images[:, :, :40], labels))
+    flipped = [x.numpy() for x, _ in stages.augment(square, 40, "flip", seed=0)]
+    mirrored = [np.array_equal(out, image[:, ::-1]) for out, image in zip(flipped, images[:, :, :40])]
+    unchanged = [np.array_equal(out, image) for out, image in zip(flipped, images[:, :, :40])]
+    assert all(m or u for m, u in zip(mirrored, unchanged)) and any(mirrored) and any(unchanged)
+
+    def pipeline():
+        ds = stages.augment(square, 40, "flip", seed=0)
+        ds = stages.batch_examples(ds, 3, num_classes=3, label_format="one_hot")
+        ds = stages.mix(ds, cutmix_alpha=1.0, seeds=(1, 2, 3))
+        return batches(stages.normalize_and_prefetch(ds))
+
+    (x1, y1), (x2, y2) = pipeline()
+    assert x1.shape == (3, 40, 40, 3) and y1.shape == (3, 3) and y1.dtype == np.float32
+    np.testing.assert_allclose(np.concatenate([y1, y2]).sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(pipeline()[0][0], x1)  # seeded: the same again
+
+    plain = batches(stages.normalize_and_prefetch(stages.batch_examples(square, 6)))
+    np.testing.assert_allclose(plain[0][0], preprocess_input(images[:, :, :40].astype("float32")), atol=1e-5)
+    np.testing.assert_array_equal(plain[0][1], labels)
+
+
+def test_stages_reject_bad_options():
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, np.int32)))
+    with pytest.raises(ValueError, match="cached_bytes"):
+        stages.cache_and_shuffle(ds, cache="auto")
+    with pytest.raises(ValueError, match="style='crop'"):
+        stages.augment(ds, 8, "crop", seed=0)
+    with pytest.raises(ValueError, match="num_classes=None"):
+        stages.batch_examples(ds, 2, label_format="one_hot")
+    with pytest.raises(ValueError, match="mixup_alpha=0.0"):
+        stages.mix(stages.batch_examples(ds, 2, num_classes=2, label_format="one_hot"))

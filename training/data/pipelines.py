@@ -4,6 +4,11 @@
       -> decode + augment per image (parallel, stateless seeds) -> [RandAugment]
       -> batch -> [MixUp / CutMix] -> preprocess_input -> prefetch
 
+Each arrow is a stage of `training.data.stages` (`read_source`, `decode_and_crop`,
+`cache_and_shuffle`, `augment`, `rand_augment`, `batch_examples`, `mix`,
+`normalize_and_prefetch`), usable alone; `make_dataset` checks its arguments,
+chooses each stage's options from the dataset and calls them in that order.
+
 Elements are `(images, labels)`: images float32 `(batch, size, size, 3)`
 normalised by `keras_sknet.applications.preprocess_input`; labels int32
 `(batch,)` (`label_format="sparse"`) or float32 one-hot `(batch, classes)`
@@ -11,156 +16,19 @@ normalised by `keras_sknet.applications.preprocess_input`; labels int32
 soft, the two images' one-hot vectors mixed in the images' proportions).
 """
 
-import logging
-import os
-
-import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from keras_sknet.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from training.data import catalog
-from training.data import folder as folder_lib
+from training.data import catalog, stages
 from training.data import preprocessing as pre
+from training.data.stages import CACHE_BUDGET_BYTES, LABEL_FORMATS, check_choice
 
-logger = logging.getLogger(__name__)
+__all__ = ["CACHE_BUDGET_BYTES", "LABEL_FORMATS", "make_dataset"]
 
-AUTOTUNE = tf.data.AUTOTUNE
-LABEL_FORMATS = ("sparse", "one_hot")
-# cache="auto" keeps a split in memory when it takes at most this much there (decoded images, or
-# the encoded files for the ImageNet style's training split).
-CACHE_BUDGET_BYTES = 2 * 1024**3
 # Shuffle buffers: whole small datasets; 10,000 encoded images for the ImageNet style (ImageNet's
 # JPEGs average 110 KB, so about 1.1 GB), as TensorFlow's official ImageNet pipeline does.
 MAX_SHUFFLE_BUFFER = 50_000
 ENCODED_SHUFFLE_BUFFER = 10_000
-RAND_AUGMENT_DEFAULTS = {"num_ops": 2, "factor": 0.5}
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
-
-
-def _derive_seeds(seed, pipeline_id, count):
-    """Independent int31 seeds for the pipeline's random streams, different per input pipeline."""
-    state = np.random.SeedSequence([int(seed), int(pipeline_id)]).generate_state(count)
-    return [int(s) % (2**31 - 1) for s in state]
-
-
-def _tfds_source(builder, split, input_context, encoded, shuffle_files, seed):
-    name = builder.info.full_name
-    image_key, label_key = catalog.image_label_keys(builder)
-    label_feature = builder.info.features[label_key]
-    if not isinstance(label_feature, tfds.features.ClassLabel):
-        raise ValueError(
-            f"The label feature {label_key!r} of {name!r} is not a ClassLabel: {label_feature!r}"
-        )
-    try:
-        split_info = builder.info.splits[split]
-    except (KeyError, ValueError) as error:
-        raise ValueError(
-            f"Unknown split of {name!r}. Received: split={split!r}; available: {list(builder.info.splits)}"
-        ) from error
-    num_examples, num_bytes = split_info.num_examples, split_info.num_bytes
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        # Equal contiguous slices by example, whatever the number of files.
-        count = input_context.num_input_pipelines
-        split = tfds.even_splits(split, n=count)[input_context.input_pipeline_id]
-        num_examples = builder.info.splits[split].num_examples
-        num_bytes = num_bytes // count
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    decoders = {image_key: tfds.decode.SkipDecoding()} if encoded else None
-    ds = builder.as_dataset(
-        split=split, shuffle_files=shuffle_files, read_config=read_config, decoders=decoders
-    )
-    ds = ds.map(lambda example: (example[image_key], tf.cast(example[label_key], tf.int32)))
-    return ds, num_examples, num_bytes, label_feature.num_classes
-
-
-def _folder_source(root, split, input_context, strict, validate_files, validation_fraction):
-    folder = folder_lib.list_image_folder(root, validation_fraction)
-    paths, labels = folder_lib.folder_split_files(folder, split, strict=strict, validate=validate_files)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        step, first = input_context.num_input_pipelines, input_context.input_pipeline_id
-        paths, labels = paths[first::step], labels[first::step]
-        if not paths:
-            raise ValueError(f"Input pipeline {first} of {step} gets no files of {root!r} (split {split!r})")
-    num_bytes = sum(os.path.getsize(p) for p in paths)
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels.astype(np.int32)))
-    ds = ds.map(lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=AUTOTUNE)
-    return ds, len(paths), num_bytes, len(folder.class_names)
-
-
-def _fit(image, size, interpolation):
-    """Resizes to size x size unless it already is; returns uint8."""
-    shape = tf.shape(image)
-    same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
-    image = tf.cond(
-        same,
-        lambda: tf.cast(image, tf.float32),
-        lambda: pre.resize(tf.cast(image, tf.float32), size, interpolation),
-    )
-    image = _to_uint8(image)
-    image.set_shape([size, size, 3])
-    return image
-
-
-def _to_uint8(image):
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-
-
-def _normalize(images):
-    """`keras_sknet.applications.preprocess_input` in TensorFlow ops, the same constants and order.
-
-    The pipeline is a TensorFlow graph whatever Keras' backend is: `keras.ops` would
-    build JAX or PyTorch arrays there, which tf.data cannot trace.
-    """
-    mean = np.array(IMAGENET_MEAN, dtype="float32") * 255.0
-    std = np.array(IMAGENET_STD, dtype="float32") * 255.0
-    return (tf.cast(images, tf.float32) - mean) / std
-
-
-def _rand_augment_layer(rand_augment, seed):
-    if rand_augment is True:
-        kwargs = dict(RAND_AUGMENT_DEFAULTS)
-    elif isinstance(rand_augment, dict):
-        kwargs = {**RAND_AUGMENT_DEFAULTS, **rand_augment}
-    else:
-        raise ValueError(
-            "`rand_augment` must be None, True or a dict of keras.layers.RandAugment arguments "
-            f"(num_ops, factor, interpolation). Received: rand_augment={rand_augment!r}"
-        )
-    if "value_range" in kwargs or "seed" in kwargs:
-        raise ValueError(
-            f"`rand_augment` sets value_range (0, 255) and the seed itself. Received: {rand_augment!r}"
-        )
-    return keras.layers.RandAugment(value_range=(0, 255), seed=seed, **kwargs)
-
-
-def _mixer(mixup_alpha, cutmix_alpha, switch_prob, seeds):
-    """A batch function mixing images and one-hot labels with Keras' MixUp and/or CutMix."""
-    mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seeds[0]) if mixup_alpha > 0 else None
-    cutmix = (
-        keras.layers.CutMix(factor=(cutmix_alpha, cutmix_alpha), seed=seeds[1]) if cutmix_alpha > 0 else None
-    )
-
-    def apply(layer, images, labels):
-        out = layer({"images": images, "labels": labels}, training=True)
-        return tf.cast(out["images"], tf.float32), tf.cast(out["labels"], tf.float32)
-
-    def mix(images, labels, seed):
-        images = tf.cast(images, tf.float32)
-        if mixup is not None and cutmix is not None:
-            # One of the two per batch, as timm does (switch_prob = probability of CutMix).
-            use_cutmix = tf.random.stateless_uniform([], seed) < switch_prob
-            return tf.cond(
-                use_cutmix, lambda: apply(cutmix, images, labels), lambda: apply(mixup, images, labels)
-            )
-        return apply(mixup if mixup is not None else cutmix, images, labels)
-
-    return mix
 
 
 def make_dataset(
@@ -200,7 +68,9 @@ def make_dataset(
     at 224 or 320 for evaluation; "slightly less aggressive scale
     augmentation" for the lightweight models: `area_range=LIGHTWEIGHT_AREA_RANGE`),
     Section 4.2 (CIFAR: pad 4 + random crop + flip), Section 4.4 (the
-    `scales_demo` dataset).
+    `scales_demo` dataset). It calls the stages of `training.data.stages` in
+    order, with options chosen for the dataset; compose them yourself for a
+    pipeline of your own.
 
     Args:
         name: one of `SUPPORTED_DATASETS` ("imagenet2012", "imagenette",
@@ -279,11 +149,138 @@ def make_dataset(
         >>> val320 = make_dataset("imagenet2012", "validation", 100, image_size=320, training=False)
         >>> demo = make_dataset("scales_demo", "train", 64, seed=0)
     """
-    entry = catalog.resolve(name)
+    catalog.resolve(name)  # an unknown dataset is the first error
+    training = split.startswith("train") if training is None else bool(training)
+    mixing = training and (mixup_alpha > 0 or cutmix_alpha > 0)
+    _check_arguments(
+        batch_size=batch_size,
+        image_size=image_size,
+        style=style,
+        label_format=label_format,
+        interpolation=interpolation,
+        crop_pct=crop_pct,
+        area_range=area_range,
+        aspect_ratio_range=aspect_ratio_range,
+        mixup_alpha=mixup_alpha,
+        cutmix_alpha=cutmix_alpha,
+        skip_batches=skip_batches,
+        mixing=mixing,
+        cache=cache,
+    )
+    deterministic = seed is not None
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    seeds = stages.derive_seeds(seed, input_context.input_pipeline_id if input_context is not None else 0)
+    per_replica_batch = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
+
+    source = stages.read_source(
+        name,
+        split,
+        style=style,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        download=download,
+        input_context=input_context,
+        shuffle_files=training,
+        seed=seeds.file,
+        strict=strict,
+        validate_files=validate_files,
+        validation_fraction=validation_fraction,
+    )
+    style, image_size, ds = source.style, image_size or source.image_size, source.dataset
+
+    # The ImageNet style's training crop decodes only its window, so its files stay encoded (and
+    # cached so) until `augment`; the other pipelines cache decoded images at their final size.
+    decode_in_augment = style == "imagenet" and training
+    if decode_in_augment:
+        cached_bytes = source.num_bytes
+    else:
+        ds = stages.decode_and_crop(
+            ds,
+            image_size,
+            crop_pct=crop_pct if style == "imagenet" else None,
+            interpolation=interpolation,
+            skip_undecodable=source.skip_undecodable,
+        )
+        cached_bytes = source.num_examples * image_size * image_size * 3
+    if training:
+        default_buffer = ENCODED_SHUFFLE_BUFFER if decode_in_augment else MAX_SHUFFLE_BUFFER
+        shuffle_buffer = max(1, shuffle_buffer or min(source.num_examples, default_buffer))
+    else:
+        shuffle_buffer = None
+    ds = stages.cache_and_shuffle(
+        ds,
+        cache=cache,
+        cached_bytes=cached_bytes,
+        shuffle_buffer=shuffle_buffer,
+        seed=seeds.shuffle,
+        repeat=repeat,
+    )
+
+    # Skipped training examples are dropped before any work on them, unless a Keras layer that draws
+    # from a seed state of its own (RandAugment, MixUp, CutMix) has to see them to stay in step.
+    skip_early = training and not rand_augment and not mixing
+    if training:
+        ds = stages.augment(
+            ds,
+            image_size,
+            style,
+            seeds.element,
+            area_range=area_range,
+            aspect_ratio_range=aspect_ratio_range,
+            interpolation=interpolation,
+            skip=skip_batches * per_replica_batch if skip_early else 0,
+            skip_undecodable=source.skip_undecodable,
+        )
+        if rand_augment:
+            ds = stages.rand_augment(ds, rand_augment, seeds.rand_augment, deterministic=deterministic)
+    ds = stages.batch_examples(
+        ds,
+        per_replica_batch,
+        num_classes=source.num_classes,
+        label_format=label_format,
+        drop_remainder=training if drop_remainder is None else drop_remainder,
+    )
+    if mixing:
+        ds = stages.mix(
+            ds,
+            mixup_alpha,
+            cutmix_alpha,
+            switch_prob=mix_switch_prob,
+            seeds=(seeds.mixup, seeds.cutmix, seeds.switch),
+        )
+    if skip_batches and not skip_early:
+        ds = ds.skip(skip_batches)
+    ds = stages.normalize_and_prefetch(ds)
+
+    options = tf.data.Options()
+    # Evaluation keeps the split's order (predictions line up with tfds.load); unseeded training may
+    # reorder elements in parallel maps for speed.
+    options.deterministic = deterministic or not training
+    return ds.with_options(options)
+
+
+def _check_arguments(
+    *,
+    batch_size,
+    image_size,
+    style,
+    label_format,
+    interpolation,
+    crop_pct,
+    area_range,
+    aspect_ratio_range,
+    mixup_alpha,
+    cutmix_alpha,
+    skip_batches,
+    mixing,
+    cache,
+):
+    """Raises ValueError for a bad option, before any dataset is read."""
     if style is not None:
-        _check_choice("style", style, catalog.STYLES)
-    _check_choice("label_format", label_format, LABEL_FORMATS)
-    _check_choice("interpolation", interpolation, pre.INTERPOLATIONS)
+        check_choice("style", style, catalog.STYLES)
+    check_choice("label_format", label_format, LABEL_FORMATS)
+    check_choice("interpolation", interpolation, pre.INTERPOLATIONS)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
@@ -300,8 +297,6 @@ def make_dataset(
             f"`mixup_alpha` must be >= 0 and `cutmix_alpha` in [0, 1]. Received: mixup_alpha={mixup_alpha!r}, "
             f"cutmix_alpha={cutmix_alpha!r}"
         )
-    training = split.startswith("train") if training is None else bool(training)
-    mixing = training and (mixup_alpha > 0 or cutmix_alpha > 0)
     if mixing and label_format != "one_hot":
         raise ValueError(
             "MixUp and CutMix mix the labels of two images: pass label_format='one_hot' (labels become "
@@ -309,122 +304,5 @@ def make_dataset(
         )
     if not isinstance(skip_batches, int) or skip_batches < 0:
         raise ValueError(f"`skip_batches` must be an int >= 0. Received: skip_batches={skip_batches!r}")
-    # Where skipped training examples can be dropped before any work is done on them.
-    skip_early = training and not rand_augment and not mixing
     if not (cache in ("auto", True, False) or isinstance(cache, str)):
         raise ValueError(f"`cache` must be 'auto', True, False or a file path. Received: cache={cache!r}")
-
-    deterministic = seed is not None
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2**31 - 1))
-    pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
-    file_seed, shuffle_seed, element_seed, augment_seed, mixup_seed, cutmix_seed, switch_seed = _derive_seeds(
-        seed, pipeline_id, 7
-    )
-    per_replica_batch = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
-    drop_remainder = training if drop_remainder is None else drop_remainder
-
-    is_folder = catalog.base_name(name) == "folder"
-    if is_folder:
-        if data_dir is None:
-            raise ValueError(
-                "name='folder' reads the image folder given as data_dir. Received: data_dir=None"
-            )
-        style = style or entry.style
-        ds, num_examples, num_bytes, num_classes = _folder_source(
-            data_dir, split, input_context, strict, validate_files, validation_fraction
-        )
-    else:
-        builder = catalog.load_builder(name, data_dir, manual_dir, download)
-        entry = entry or catalog.generic_entry(builder)
-        style = style or entry.style
-        # The ImageNet style reads encoded images and decodes only the crop; the others decode first.
-        ds, num_examples, num_bytes, num_classes = _tfds_source(
-            builder, split, input_context, style == "imagenet", training, file_seed
-        )
-    image_size = image_size or entry.image_size
-    encoded = style == "imagenet"
-
-    # What to cache, and where: decoded images at their final size when the transform is not random
-    # (evaluation) or random only after decoding (CIFAR / flip styles); the encoded files otherwise.
-    def decode_fit(image, label):
-        image = pre.decode_rgb(image) if image.dtype == tf.string else pre.to_rgb(image)
-        return _fit(image, image_size, interpolation), label
-
-    def center(image_bytes, label):
-        image = pre.center_crop(image_bytes, image_size, crop_pct, interpolation)
-        return _to_uint8(image), label
-
-    if encoded and training:
-        cached_bytes = num_bytes
-    else:
-        ds = ds.map(center if encoded else decode_fit, num_parallel_calls=AUTOTUNE)
-        if is_folder and not validate_files and not strict:
-            ds = ds.ignore_errors(log_warning=True)
-        cached_bytes = num_examples * image_size * image_size * 3
-    if isinstance(cache, str) and cache != "auto":
-        ds = ds.cache(cache)
-    elif cache is True or (cache == "auto" and cached_bytes <= CACHE_BUDGET_BYTES):
-        ds = ds.cache()
-
-    if training:
-        buffer = shuffle_buffer or min(
-            num_examples, ENCODED_SHUFFLE_BUFFER if encoded else MAX_SHUFFLE_BUFFER
-        )
-        ds = ds.shuffle(max(1, buffer), seed=shuffle_seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-
-    if training:
-        seeds = tf.data.Dataset.random(seed=element_seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds))
-        if skip_batches and skip_early:  # the examples go with their seeds
-            ds = ds.skip(skip_batches * per_replica_batch)
-
-        def augment(example, element_seed):
-            image, label = example
-            if style == "imagenet":
-                image = pre.inception_crop(
-                    image, image_size, element_seed, area_range, aspect_ratio_range, interpolation
-                )
-                image = _to_uint8(image)
-            elif style == "cifar":
-                image = pre.pad_and_crop(image, element_seed)
-            elif style == "flip":
-                image = pre.random_flip(image, element_seed)
-            image.set_shape([image_size, image_size, 3])
-            return image, label
-
-        ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
-        if is_folder and encoded and not validate_files and not strict:
-            ds = ds.ignore_errors(log_warning=True)
-        if rand_augment:
-            layer = _rand_augment_layer(rand_augment, augment_seed)
-            # The layer draws from one seed state: sequential when deterministic.
-            ds = ds.map(
-                lambda image, label: (_to_uint8(layer(image, training=True)), label),
-                num_parallel_calls=None if deterministic else AUTOTUNE,
-            )
-
-    ds = ds.batch(per_replica_batch, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-
-    def finish(images, labels):
-        if label_format == "one_hot":
-            labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
-        return images, labels
-
-    ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
-    if mixing:
-        mix = _mixer(mixup_alpha, cutmix_alpha, mix_switch_prob, (mixup_seed, cutmix_seed))
-        batch_seeds = tf.data.Dataset.random(seed=switch_seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, batch_seeds)).map(lambda batch, s: mix(batch[0], batch[1], s))
-    if skip_batches and not skip_early:
-        ds = ds.skip(skip_batches)
-    ds = ds.map(lambda images, labels: (_normalize(images), labels), num_parallel_calls=AUTOTUNE)
-    ds = ds.prefetch(AUTOTUNE)
-
-    options = tf.data.Options()
-    # Evaluation keeps the split's order (predictions line up with tfds.load); unseeded training may
-    # reorder elements in parallel maps for speed.
-    options.deterministic = deterministic or not training
-    return ds.with_options(options)
