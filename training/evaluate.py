@@ -148,9 +148,9 @@ def _work(args):
     result["model"] = path
     out = os.path.join(args.model_dir, f"eval_{result['image_size']}.json")
     write_json_atomically(out, result, indent=2)
-    top5 = f"top-5 {100 * result['top5']:.2f}% " if "top5" in result else ""
+    top5 = f", top-5 {100 * result['top5']:.2f}%" if "top5" in result else ""
     print(
-        f"{experiment.name} ({os.path.basename(path)}): top-1 {100 * result['top1']:.2f}%, {top5}on "
+        f"{experiment.name} ({os.path.basename(path)}): top-1 {100 * result['top1']:.2f}%{top5} on "
         f"{result['examples']} {result['split']} images, single {result['image_size']}x"
         f"{result['image_size']} crop. Written to {out}"
     )

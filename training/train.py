@@ -243,9 +243,9 @@ def _work(args):
         raise cli.UserError(str(error)) from error
     final = summary["final"]
     speed = summary["train_images_per_second"]
-    top5 = f"top-5 {100 * final['top5']:.2f}% " if "top5" in final else ""
+    top5 = f", top-5 {100 * final['top5']:.2f}%" if "top5" in final else ""
     print(
-        f"\n{experiment.name} on {summary['dataset']}: top-1 {100 * final['top1']:.2f}%, {top5}on "
+        f"\n{experiment.name} on {summary['dataset']}: top-1 {100 * final['top1']:.2f}%{top5} on "
         f"{final['examples']} {final['split']} images at {final['image_size']}px; "
         + (f"{speed:.1f} training images/s; " if speed else "")
         + f"{summary['wall_time_seconds'] / 60:.1f} min in all."
