@@ -11,22 +11,29 @@
 4. prints where everything went.
 """
 
-import argparse
 import os
 import sys
 
+from keras_sknet.utils import cli
+
 SCALES = (1.0, 1.5, 2.0)
+PROG = "python -m training.demo"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", default=os.path.join("saved_models", "scales_demo"))
     parser.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
     parser.add_argument(
         "--analysis-scenes", type=int, default=480, help="test scenes for the scale experiment"
     )
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.analysis_scenes < 1:
+        parser.error(
+            f"--analysis-scenes must be at least 1. Received: --analysis-scenes {args.analysis_scenes}"
+        )
+    return args
 
 
 def scenes_at_scales(count, scales=SCALES):
@@ -98,10 +105,17 @@ def analyse(model, model_dir, scenes):
 
 def main(argv=None):
     args = parse_args(argv)
+    return cli.run(lambda: _work(args), prog=PROG)
+
+
+def _work(args):
+    cli.quiet_tensorflow()
+    from training.run_dir import check_run_dir
+
+    check_run_dir(args.model_dir)  # before any work: a folder of the user's is refused
     import keras
 
     from keras_sknet.export import ExportError
-    from training.data import DatasetUnavailableError
     from training.experiments import get_experiment
     from training.trainer import TrainingDiverged, train
 
@@ -109,12 +123,14 @@ def main(argv=None):
         summary = train(
             get_experiment("scales_demo"), args.model_dir, data_dir=args.data_dir, verbose=args.verbose
         )
-        model = keras.models.load_model(os.path.join(args.model_dir, "best.keras"))
+    except TrainingDiverged as error:
+        raise cli.UserError(str(error)) from error
+    model = keras.models.load_model(os.path.join(args.model_dir, "best.keras"))
+    try:
         exports = export_all(model, os.path.join(args.model_dir, "export"), args.data_dir)
-        report, figures = analyse(model, args.model_dir, args.analysis_scenes)
-    except (ValueError, TrainingDiverged, DatasetUnavailableError, ExportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except ExportError as error:  # said in one line, as before
+        raise cli.UserError(str(error)) from error
+    report, figures = analyse(model, args.model_dir, args.analysis_scenes)
 
     final = summary["final"]
     print(

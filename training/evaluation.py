@@ -10,6 +10,14 @@ command line is `python -m training.evaluate`; the trainer calls
 import keras
 import numpy as np
 
+# Top-k accuracy beside top-1, reported only with more than k classes (it is 100% otherwise).
+TOP_K = 5
+
+
+def reports_top_k(num_classes):
+    """Whether top-`TOP_K` accuracy says anything for `num_classes` classes (more than `TOP_K`)."""
+    return TOP_K < num_classes
+
 
 def predictor(model):
     """`model(images, training=False)` as one compiled function returning probabilities.
@@ -69,7 +77,8 @@ def evaluate_model(model, experiment, data_dir=None, manual_dir=None, image_size
         crop_pct: the resize before the centre crop is image_size / crop_pct.
 
     Returns:
-        {"top1": ..., "top5": ..., "image_size": ..., "examples": ..., "split": ...}
+        {"top1": ..., "top5": ..., "image_size": ..., "examples": ..., "split": ...}; "top5"
+        only with more than 5 classes.
 
     Example:
         >>> evaluate_model(keras.models.load_model("runs/x/best.keras"), experiment, image_size=320)  # doctest: +SKIP
@@ -91,19 +100,17 @@ def evaluate_model(model, experiment, data_dir=None, manual_dir=None, image_size
         download=False,
     )
     top1 = keras.metrics.SparseCategoricalAccuracy()
-    top5 = keras.metrics.SparseTopKCategoricalAccuracy(5)
+    top_k = keras.metrics.SparseTopKCategoricalAccuracy(TOP_K) if reports_top_k(info.num_classes) else None
     predict = predictor(model)
     batches = dataset.as_numpy_iterator() if keras.backend.backend() == "jax" else dataset
     examples = 0
     for images, labels in batches:
         probabilities = predict(images)
         top1.update_state(labels, probabilities)
-        top5.update_state(labels, probabilities)
+        if top_k is not None:
+            top_k.update_state(labels, probabilities)
         examples += int(labels.shape[0])
-    return {
-        "top1": float(top1.result()),
-        "top5": float(top5.result()),
-        "image_size": size,
-        "examples": examples,
-        "split": info.eval_split,
-    }
+    result = {"top1": float(top1.result())}
+    if top_k is not None:
+        result[f"top{TOP_K}"] = float(top_k.result())
+    return {**result, "image_size": size, "examples": examples, "split": info.eval_split}

@@ -193,10 +193,25 @@ def get_experiment(name):
     return EXPERIMENTS[name]
 
 
+def _type_name(kind):
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        dict: "a JSON object",
+        tuple: "a JSON list",
+    }.get(kind, kind.__name__)
+
+
 def _convert(field, text):
-    """Parses a command-line value for an Experiment field, by the field's type."""
+    """Parses a command-line value for an Experiment field, by the field's type.
+
+    Raises:
+        ValueError: `text` is not a value of the field's type (the message says which type).
+    """
     kind = field.type
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+    optional = typing.get_origin(kind) in (typing.Union, types.UnionType)  # X | None
+    if optional:
         if text.lower() in ("none", "null"):
             return None
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
@@ -204,16 +219,33 @@ def _convert(field, text):
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"{field.name} takes true or false. Received: {text!r}")
         return text.lower() in ("true", "1")
+    expected = _type_name(kind) + (" or none" if optional else "")
     if kind in (int, float, str):
-        return kind(text)
-    value = json.loads(text)  # dicts and tuples
-    return tuple(value) if isinstance(value, list) else value
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{field.name} takes {expected}. Received: {text!r}") from None
+    try:
+        value = json.loads(text)  # dicts and tuples
+    except json.JSONDecodeError:
+        value = None
+    if kind is tuple and isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, kind):
+        example = '{"key": value}' if kind is dict else "[0.5, 0.75]"
+        raise ValueError(f"{field.name} takes {expected} such as {example}. Received: {text!r}")
+    return value
 
 
 def override(experiment, assignments):
     """Returns `experiment` with `["field=value", ...]` applied (values parsed by field type).
 
-    Raises ValueError naming an unknown field and listing the known ones.
+    Raises ValueError naming an unknown field and listing the known ones, or naming
+    a value that is not of its field's type.
+
+    Example:
+        >>> override(get_experiment("scales_demo"), ["epochs=2", "batch_size=16"]).epochs
+        2
     """
     fields = {f.name: f for f in dataclasses.fields(Experiment)}
     changes = {}
@@ -224,6 +256,45 @@ def override(experiment, assignments):
             raise ValueError(f"Cannot set {assignment!r}: use field=value with a field among {known}")
         try:
             changes[key] = _convert(fields[key], text)
-        except (ValueError, json.JSONDecodeError) as error:
+        except ValueError as error:
             raise ValueError(f"Cannot set {assignment!r}: {error}") from error
     return dataclasses.replace(experiment, **changes)
+
+
+# Fields that must be at least 1, and the choices of the others the trainer reads.
+POSITIVE_FIELDS = ("batch_size", "base_batch_size", "epochs", "image_size", "eval_image_size")
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("step", "cosine")
+CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "mixed_precision": (None, "none", "float32", "auto", "float16", "bfloat16"),
+}
+
+
+def check_experiment(experiment):
+    """Checks the fields a run reads before it starts: sizes at least 1, known choices.
+
+    The model and its arguments are checked by `training.model.check_model`, the
+    data by `training.data.dataset_info`.
+
+    Raises:
+        ValueError: naming the field, the value received and what is accepted.
+
+    Example:
+        >>> check_experiment(override(get_experiment("scales_demo"), ["epochs=0"]))  # doctest: +SKIP
+        ValueError: Cannot train scales_demo: epochs must be at least 1. Received: epochs=0
+    """
+    for name in POSITIVE_FIELDS:
+        value = getattr(experiment, name)
+        if value < 1:
+            raise ValueError(
+                f"Cannot train {experiment.name}: {name} must be at least 1. Received: {name}={value!r}"
+            )
+    for name, choices in CHOICES.items():
+        value = getattr(experiment, name)
+        if value not in choices:
+            accepted = ", ".join(dict.fromkeys(str(c).lower() for c in choices))  # None is said "none"
+            raise ValueError(
+                f"Cannot train {experiment.name}: {name} must be one of {accepted}. Received: {name}={value!r}"
+            )

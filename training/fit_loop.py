@@ -2,12 +2,14 @@
 
     summary = run_resumably(experiment, model_dir, backend_run, data_dir, manual_dir, ...)
 
-A run directory holds the recipe (config.json), the backup of the training
-state (backup/), the models (best.keras, last.keras), the metrics (metrics.csv,
-logs/) and summary.json. `run_resumably` checks that the directory holds this
-recipe and this backend's backup, builds and compiles the model, restores the
-backup, finishes an interrupted epoch with the steps it still owes, fits the
-epochs left, and evaluates.
+A run directory holds the recipe (config.json), the data and its classes
+(data.json), the backup of the training state (backup/), the models
+(best.keras, last.keras), the metrics (metrics.csv, logs/) and summary.json.
+`run_resumably` checks that the directory may take the run (`training.run_dir`)
+and holds no other recipe nor another backend's backup, builds and compiles the
+model, restores the backup, finishes an interrupted epoch with the steps it
+still owes, fits the epochs left, and evaluates. Only a run that reached its
+first step claims the directory (writes config.json).
 
 What differs per backend is a `BackendRun` (`training.trainer` has the two):
 where the run computes (a `tf.distribute` strategy or JAX devices), the
@@ -25,12 +27,11 @@ import time
 import keras
 
 from keras_sknet.utils.files import write_json_atomically
+from training import run_dir
 from training.evaluation import evaluate_model
 from training.model import compile_model
+from training.run_dir import CONFIG_FILE, DATA_FILE, SUMMARY_FILE
 from training.state import BACKUP_DIR, Backup, FileTrainingState, SaveBestAndLast, StopOnNaN, Throughput
-
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,14 +113,38 @@ def _check_backup_backend(model_dir, backend):
     )
 
 
-def _start_run(experiment, model_dir, backend, chief):
-    os.makedirs(model_dir, exist_ok=True)
-    _check_same_recipe(model_dir, experiment)
-    _check_backup_backend(model_dir, backend)
-    if chief:
-        write_json_atomically(
-            os.path.join(model_dir, CONFIG_FILE), json.loads(experiment.to_json()), indent=2, sort_keys=True
-        )
+class _ClaimAtFirstStep(keras.callbacks.Callback):
+    """Writes config.json and data.json once the first step has trained: the run has started.
+
+    A run that fails before (a bad model argument, a shape the model cannot take, a
+    first step that diverges) leaves the folder unclaimed, free for the corrected command.
+    """
+
+    def __init__(self, model_dir, experiment, record, chief):
+        super().__init__()
+        self.model_dir = model_dir
+        self.recipe = json.loads(experiment.to_json())
+        self.record = record
+        self.chief = chief
+        self.claimed = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.claimed or self.model.stop_training:
+            return
+        if self.chief:
+            run_dir.claim_run_dir(self.model_dir, self.recipe, self.record)
+        self.claimed = True
+
+
+class _EpochProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar with the run's epoch numbering ("Epoch 6/8", not "6/6", for a resumed epoch)."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.run_epochs})
 
 
 def _announce(experiment, model_dir, first_epoch, first_step, backup):
@@ -132,9 +157,12 @@ def _announce(experiment, model_dir, first_epoch, first_step, backup):
     return True
 
 
-def _callbacks(state, first_epoch, first_step, model_dir, chief, model, backup_every, nan_guard, throughput):
+def _callbacks(
+    state, first_epoch, first_step, model_dir, chief, model, backup_every, nan_guard, throughput, claim
+):
     callbacks = [
         nan_guard,  # first: a NaN step is flagged before anything else saves
+        claim,  # before the first backup
         Backup(state, first_epoch, first_step, *backup_every),
         SaveBestAndLast(state, model_dir, chief=chief, model=model),
         throughput,
@@ -155,11 +183,11 @@ def _diverged(experiment, failure, state):
     )
 
 
-def _summary(experiment, model_dir, start, optimizer, state, final, throughput, replicas):
+def _summary(experiment, model_dir, start, optimizer, state, final, throughput, replicas, record):
     return {
         "experiment": experiment.name,
         "model": experiment.model,
-        "dataset": experiment.dataset,
+        "dataset": run_dir.dataset_label(experiment.dataset, record["data_dir"]),
         "epochs": experiment.epochs,
         "steps": int(optimizer.iterations.numpy()),
         "best_val_top1": state.best_value,
@@ -171,7 +199,15 @@ def _summary(experiment, model_dir, start, optimizer, state, final, throughput, 
         "mixed_precision": keras.config.dtype_policy().name,
         "files": {
             name: os.path.join(model_dir, name)
-            for name in ("best.keras", "last.keras", "metrics.csv", "logs", CONFIG_FILE, SUMMARY_FILE)
+            for name in (
+                "best.keras",
+                "last.keras",
+                "metrics.csv",
+                "logs",
+                CONFIG_FILE,
+                DATA_FILE,
+                SUMMARY_FILE,
+            )
         },
     }
 
@@ -217,8 +253,12 @@ def run_resumably(experiment, model_dir, run, data_dir, manual_dir, backup_every
     """
     from training import data
 
-    _start_run(experiment, model_dir, run.backend, run.chief)
+    # The folder is claimed only at the first step (`_ClaimAtFirstStep`).
+    _check_same_recipe(model_dir, experiment)
+    _check_backup_backend(model_dir, run.backend)
     info = data.dataset_info(experiment.dataset, data_dir=data_dir, manual_dir=manual_dir)
+    run_dir.check_same_classes(model_dir, info)
+    record = run_dir.data_record(experiment.dataset, info, data_dir, manual_dir)
     steps = run.steps_per_epoch(experiment, info)
     keras.config.set_dtype_policy(run.policy(experiment))
     keras.utils.set_random_seed(experiment.seed)
@@ -236,7 +276,9 @@ def run_resumably(experiment, model_dir, run, data_dir, manual_dir, backup_every
             batches, validation = run.fit_data(
                 experiment, info, data_dir, manual_dir, steps, first_epoch, fit_model
             )
+            os.makedirs(model_dir, exist_ok=True)  # for the logs; a build that fails leaves no folder
             nan_guard = StopOnNaN()
+            claim = _ClaimAtFirstStep(model_dir, experiment, record, run.chief)
             callbacks = _callbacks(
                 state,
                 first_epoch,
@@ -247,14 +289,19 @@ def run_resumably(experiment, model_dir, run, data_dir, manual_dir, backup_every
                 backup_every,
                 nan_guard,
                 throughput,
+                claim,
             )
+            if verbose != 0:
+                callbacks.append(_EpochProgress(experiment.epochs))
             fit = dict(callbacks=callbacks, verbose=verbose, shuffle=False, **validation)
             _fit_epochs(experiment, run, fit_model, batches, steps, first_epoch, first_step, nan_guard, fit)
             if nan_guard.failure is not None:
                 raise _diverged(experiment, nan_guard.failure, state)
 
         final = evaluate_model(model, experiment, data_dir, manual_dir)
-    summary = _summary(experiment, model_dir, start, optimizer, state, final, throughput, run.replicas)
+    summary = _summary(
+        experiment, model_dir, start, optimizer, state, final, throughput, run.replicas, record
+    )
     if run.chief:
         write_json_atomically(os.path.join(model_dir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
     return summary

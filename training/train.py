@@ -9,20 +9,26 @@ Killed at any point, the same command continues from the last backup. Runs on
 Keras' tensorflow backend (tf.distribute) or jax backend (keras.distribution).
 """
 
-import argparse
 import json
 import os
 import re
 import sys
 
+from keras_sknet.utils import cli
+
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 BACKENDS = ("tensorflow", "jax")
+PROG = "python -m training.train"
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--experiment", required=True, help="a registered experiment (see --list)")
-    parser.add_argument("--model-dir", help="run directory (default: saved_models/EXPERIMENT)")
+def make_parser():
+    parser = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", help="a registered experiment (see --list)")
+    parser.add_argument(
+        "--model-dir",
+        help="run directory: new, empty or an earlier run's (default: saved_models/EXPERIMENT, "
+        "saved_models/EXPERIMENT_FOLDER for an image folder)",
+    )
     parser.add_argument("--data-dir", help="TFDS data directory (for 'folder' datasets: the image folder)")
     parser.add_argument("--manual-dir", help="manually downloaded archives (imagenet2012)")
     parser.add_argument("--epochs", type=int)
@@ -55,7 +61,16 @@ def parse_args(argv=None):
         "--verbose", type=int, choices=[0, 1, 2], help="0 silent, 1 progress bar, 2 one line per epoch"
     )
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    """The command line's arguments; `--experiment` is required unless `--list` is given."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not args.list and not args.experiment:
+        parser.error("--experiment is required (python -m training.train --list shows them)")
+    return args
 
 
 def resolve(args):
@@ -142,18 +157,58 @@ def main(argv=None):
         for name, experiment in sorted(EXPERIMENTS.items()):
             print(f"{name:34s} {experiment.description}")
         return 0
+    return cli.run(lambda: _work(args), prog=PROG)
 
+
+def check_data_source(experiment, data_dir):
+    """The data options checked in the command line's words, before any work (image folders)."""
+    from training.run_dir import is_folder
+
+    if not is_folder(experiment.dataset):
+        return
+    if data_dir is None:
+        raise cli.UserError(
+            f"dataset=folder reads the image folder given as --data-dir; none was given "
+            f"(python -m training.train --experiment {experiment.name} --data-dir photos/)"
+        )
+    if not os.path.isdir(os.path.expanduser(data_dir)):
+        raise cli.UserError(
+            f"--data-dir {data_dir!r} is not a folder: for dataset=folder give a folder of images, "
+            "one sub-folder per class (photos/<class>/<image>)"
+        )
+
+
+def default_model_dir(experiment, data_dir):
+    """saved_models/EXPERIMENT, or saved_models/EXPERIMENT_FOLDER for an image folder."""
+    from training.run_dir import dataset_label
+
+    label = dataset_label(experiment.dataset, data_dir)
+    if label == experiment.dataset:
+        return os.path.join("saved_models", experiment.name)
+    return os.path.join("saved_models", f"{experiment.name}_{os.path.basename(label)}")
+
+
+def _work(args):
+    """Checks everything it can, then trains: every mistake of the user's is found before any work."""
+    cli.quiet_tensorflow()
     backend = keras_backend()
     if backend not in BACKENDS:
-        # Refused before anything is imported (TensorFlow imported before PyTorch crashes).
-        print(
-            f"error: the trainer runs on Keras' {' and '.join(BACKENDS)} backends (its input pipelines "
-            f"are tf.data). Received: KERAS_BACKEND={backend!r}",
-            file=sys.stderr,
+        # Refused before Keras is imported here (TensorFlow imported before PyTorch crashes).
+        raise cli.UserError(
+            f"the trainer runs on Keras' {' and '.join(BACKENDS)} backends (its input pipelines are "
+            f"tf.data). Received: KERAS_BACKEND={backend!r}"
         )
-        return 1
     if backend == "jax" and args.logical_cpus > 1:
         force_host_devices(args.logical_cpus)
+
+    from training.experiments import check_experiment
+    from training.run_dir import check_run_dir
+
+    experiment = resolve(args)
+    check_experiment(experiment)
+    check_data_source(experiment, args.data_dir)
+    model_dir = args.model_dir or default_model_dir(experiment, args.data_dir)
+    check_run_dir(model_dir)
 
     import tensorflow as tf
 
@@ -165,16 +220,15 @@ def main(argv=None):
         )
         devices = [f"/cpu:{i}" for i in range(args.logical_cpus)]
 
-    from training.data import DatasetUnavailableError
+    from training.model import model_function
     from training.trainer import TrainingDiverged, make_strategy, train
 
+    model_function(experiment)  # the model's arguments, before a strategy or devices are made
+    if backend == "jax":
+        placement = dict(devices=_jax_devices(args.logical_cpus))
+    else:
+        placement = dict(strategy=make_strategy(devices))
     try:
-        experiment = resolve(args)
-        model_dir = args.model_dir or os.path.join("saved_models", experiment.name)
-        if backend == "jax":
-            placement = dict(devices=_jax_devices(args.logical_cpus))
-        else:
-            placement = dict(strategy=make_strategy(devices))
         summary = train(
             experiment,
             model_dir,
@@ -185,18 +239,21 @@ def main(argv=None):
             verbose="auto" if args.verbose is None else args.verbose,
             **placement,
         )
-    except (ValueError, TrainingDiverged, DatasetUnavailableError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except TrainingDiverged as error:  # the user's recipe or data: one line, no traceback
+        raise cli.UserError(str(error)) from error
     final = summary["final"]
     speed = summary["train_images_per_second"]
+    top5 = f", top-5 {100 * final['top5']:.2f}%" if "top5" in final else ""
     print(
-        f"\n{experiment.name}: top-1 {100 * final['top1']:.2f}%, top-5 {100 * final['top5']:.2f}% on "
+        f"\n{experiment.name} on {summary['dataset']}: top-1 {100 * final['top1']:.2f}%{top5} on "
         f"{final['examples']} {final['split']} images at {final['image_size']}px; "
         + (f"{speed:.1f} training images/s; " if speed else "")
         + f"{summary['wall_time_seconds'] / 60:.1f} min in all."
     )
-    print(f"Run directory: {model_dir} (best.keras, last.keras, metrics.csv, logs/, summary.json)")
+    print(
+        f"Run directory: {model_dir} (best.keras, last.keras, metrics.csv, logs/, summary.json); "
+        f"evaluate it with: python -m training.evaluate --model-dir {model_dir}"
+    )
     return 0
 
 

@@ -46,10 +46,19 @@ from training.distribution import (
     make_strategy,
 )
 from training.evaluation import evaluate_model
+from training.experiments import check_experiment
 from training.fit_loop import CONFIG_FILE, SUMMARY_FILE, BackendRun, TrainingDiverged, run_resumably
-from training.model import LR_SCHEDULES, OPTIMIZERS, build_model, compile_model, make_optimizer
+from training.model import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    build_model,
+    compile_model,
+    make_optimizer,
+    model_function,
+)
 from training.optimizers import SGDWeightDecay, StepWithWarmup  # noqa: F401  (importable here, as before)
 from training.precision import resolve_mixed_precision, warn_if_slow_on_cpu
+from training.run_dir import check_run_dir
 from training.state import (  # noqa: F401  (the callbacks are importable here, as before)
     BACKUP_DIR,
     Backup,
@@ -202,8 +211,9 @@ def train(
 
     Args:
         experiment: a `training.experiments.Experiment`.
-        model_dir: the run directory: config.json, backup/, best.keras, last.keras,
-            metrics.csv, logs/ (TensorBoard), summary.json.
+        model_dir: the run directory: config.json, data.json (the data and its classes,
+            for `training.evaluate`), backup/, best.keras, last.keras, metrics.csv,
+            logs/ (TensorBoard), summary.json. A folder of the user's files is refused.
         data_dir, manual_dir: TFDS data directory and manual-download directory.
         strategy: TensorFlow: a `tf.distribute` strategy (default: `make_strategy()`).
         backup_every_seconds, backup_every_steps: how often the training state is
@@ -217,8 +227,15 @@ def train(
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
-        ValueError: a bad recipe, a model_dir that holds another recipe, a backend
-            other than tensorflow and jax, or a setting the backend cannot run.
+        ValueError: a bad recipe (a field, a model argument), a model_dir that holds
+            another recipe, a backend other than tensorflow and jax, or a setting the
+            backend cannot run.
+        NotADirectoryError, PermissionError, FileExistsError: a model_dir that cannot
+            be written, or that holds files of the user's (`training.run_dir.check_run_dir`).
+        DatasetUnavailableError: the data is not there and cannot be prepared.
+
+    All of these are raised before the first step, and a run that fails before its
+    first step leaves no config.json: the corrected call trains into the same folder.
 
     Example:
         >>> summary = train(get_experiment("scales_demo"), "runs/demo")  # doctest: +SKIP
@@ -242,6 +259,10 @@ def train(
             "`devices` chooses JAX devices; on tensorflow pass strategy=make_strategy(device_names). "
             f"Received: devices={devices!r}"
         )
+    # Before any work: the recipe's fields, the model's arguments, the run directory.
+    check_experiment(experiment)
+    model_function(experiment)
+    check_run_dir(model_dir)
     start = time.perf_counter()
     run = _JaxRun(devices, experiment.batch_size) if backend == "jax" else _TensorFlowRun(strategy)
     return run_resumably(

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.experiments import EXPERIMENTS, get_experiment, override
+from training.experiments import EXPERIMENTS, check_experiment, get_experiment, override
 from training.optimizers import SGDWeightDecay, StepWithWarmup
 
 
@@ -69,11 +69,31 @@ def test_overrides_parse_by_field_type():
         ("epochs=three", "three"),
         ("jit_compile=maybe", "maybe"),
         ("name=x", "name=x"),
+        ("learning_rate=fast", "learning_rate takes a number. Received: 'fast'"),
+        ("model_kwargs=[1]", "model_kwargs takes a JSON object"),
+        ("model_kwargs={oops", "model_kwargs takes a JSON object"),
+        ("lr_milestones=0.5", "lr_milestones takes a JSON list or none"),
     ],
 )
 def test_bad_overrides(assignment, match):
     with pytest.raises(ValueError, match=match):
         override(get_experiment("sknet29_cifar10"), [assignment])
+
+
+@pytest.mark.parametrize(
+    "assignment,match",
+    [
+        ("epochs=0", "epochs must be at least 1. Received: epochs=0"),
+        ("batch_size=-4", "batch_size must be at least 1"),
+        ("optimizer=adam", "optimizer must be one of sgd, adamw. Received: optimizer='adam'"),
+        ("lr_schedule=linear", "lr_schedule must be one of step, cosine"),
+        ("mixed_precision=half", "mixed_precision must be one of none, float32, auto, float16, bfloat16"),
+    ],
+)
+def test_check_experiment_refuses_what_a_run_cannot_use(assignment, match):
+    check_experiment(get_experiment("scales_demo"))
+    with pytest.raises(ValueError, match=match):
+        check_experiment(override(get_experiment("scales_demo"), [assignment]))
 
 
 def test_unknown_experiment_lists_the_registered_ones():

@@ -67,3 +67,49 @@ def test_the_loop_does_not_import_the_trainer_and_both_backends_fill_every_hook(
     assert hooks == {"steps_per_epoch", "policy", "build", "training_state", "fit_data"}
     for run in (trainer._TensorFlowRun, trainer._JaxRun):
         assert issubclass(run, fit_loop.BackendRun) and not run.__abstractmethods__, run
+
+
+@pytest.mark.parametrize(
+    "model_kwargs,match",
+    [
+        (
+            '{"stage_depth": [1]}',
+            r"key 'stage_depth', which SKNet\(\) does not take; it takes stage_depths, block",
+        ),
+        (
+            '{"stage_depths": [1], "classes": 3}',
+            "cannot set 'classes': the trainer sets input_shape, classes",
+        ),
+        ('{"stem": "cifar"}', r"lacks 'stage_depths', which SKNet\(\) needs"),
+    ],
+)
+def test_model_arguments_are_checked_before_the_model_is_built(model_kwargs, match):
+    from training.experiments import get_experiment, override
+
+    experiment = override(get_experiment("scales_demo"), [f"model_kwargs={model_kwargs}"])
+    with pytest.raises(ValueError, match=match):
+        model.model_function(experiment)
+    with pytest.raises(ValueError, match="Unknown model 'SKNet51'.*SKNet50"):
+        model.model_function(override(experiment, ["model=SKNet51"]))
+    assert model.model_function(get_experiment("scales_demo")).__name__ == "SKNet"
+
+
+def test_a_resumed_epoch_is_numbered_out_of_the_whole_run(capsys):
+    progress = fit_loop._EpochProgress(8)
+    # A resumed run fits its interrupted 6th epoch alone: fit(initial_epoch=5, epochs=6).
+    progress.set_params({"verbose": 1, "epochs": 6, "steps": 3})
+    progress.on_epoch_begin(5)
+    assert "Epoch 6/8" in capsys.readouterr().out
+
+
+def test_top5_only_with_more_than_five_classes():
+    import numpy as np
+
+    from tests.training.helpers import tiny
+
+    assert not evaluation.reports_top_k(5) and evaluation.reports_top_k(6)
+    for classes, expected in ((2, {"loss", "top1"}), (8, {"loss", "top1", "top5"})):
+        network = model.build_model(tiny(), classes)
+        model.compile_model(network, tiny(), 10)
+        images, labels = np.zeros((2, 32, 32, 3), "float32"), np.eye(classes, dtype="float32")[[0, 1]]
+        assert set(network.evaluate(images, labels, return_dict=True, verbose=0)) == expected
