@@ -215,22 +215,24 @@ def _check_input_shape(input_shape, min_size, name="input_shape"):
             f"e.g. (224, 224, 3). Received: {name}={input_shape!r}"
         )
     shape = tuple(int(d) if _is_size(d) else d for d in input_shape)
-    if _looks_channels_first(shape):
+    height, width, channels = shape
+    bad_channels = not _is_size(channels) or channels < 1
+    too_small = any(size is not None and (not _is_size(size) or size < min_size) for size in (height, width))
+    if (bad_channels or too_small) and _looks_channels_first(shape):
+        # Said first: "at least 32x32" would send a PyTorch user to resize, not to transpose.
         raise ValueError(
             f"`{name}` must be channels-last, (height, width, channels) such as (224, 224, 3); "
             f"{shape} looks channels-first (channels, height, width). Received: {name}={shape}"
         )
-    height, width, channels = shape
-    if not _is_size(channels) or channels < 1:
+    if bad_channels:
         raise ValueError(
             f"The channels (last) dimension of `{name}` must be a positive integer. Received: {name}={shape}"
         )
-    for size in (height, width):
-        if size is not None and (not _is_size(size) or size < min_size):
-            raise ValueError(
-                f"Input height and width must be at least {min_size}x{min_size} (or None) for this "
-                f"network. Received: {name}={shape}"
-            )
+    if too_small:
+        raise ValueError(
+            f"Input height and width must be at least {min_size}x{min_size} (or None) for this "
+            f"network. Received: {name}={shape}"
+        )
     return shape
 
 

@@ -290,3 +290,9 @@ def test_converter_output_in_an_unwritable_folder(tmp_path):
         assert_one_line(error, target, "not writable")
     finally:
         (tmp_path / "read_only").chmod(0o755)
+
+
+def test_a_channels_last_shape_that_starts_small_is_not_called_channels_first():
+    # SKNet29 takes inputs down to 4x4: (4, 32, 32) is 4 rows of 32 columns and 32 channels.
+    model = applications.SKNet29(input_shape=(4, 32, 32), include_top=False)
+    assert model.input_shape == (None, 4, 32, 32)
