@@ -116,6 +116,11 @@ def _first_line(error):
     return line if len(line) <= _MAX_REASON_CHARS else line[: _MAX_REASON_CHARS - 3] + "..."
 
 
+def _natural(name):
+    """Sorts `layers/sk_block_2/...` before `layers/sk_block_10/...` (Keras numbers repeated names)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def compare_arrays(stored, expected):
     """`(missing, unexpected, mismatched)` between a file's arrays and a model's, each sorted.
 
@@ -123,16 +128,16 @@ def compare_arrays(stored, expected):
         stored, expected: `{name: shape}` of the file and of the model.
 
     Returns:
-        Names the model has and the file lacks, names the file has and the model lacks,
+        In network order (`sk_block_2` before `sk_block_10`): names the model has and the file lacks, names the file has and the model lacks,
         and `(name, file_shape, model_shape)` of the names in both with other shapes.
     """
-    missing = sorted(set(expected) - set(stored))
-    unexpected = sorted(set(stored) - set(expected))
-    mismatched = sorted(
+    missing = sorted(set(expected) - set(stored), key=_natural)
+    unexpected = sorted(set(stored) - set(expected), key=_natural)
+    mismatched = [
         (name, tuple(stored[name]), tuple(expected[name]))
-        for name in set(stored) & set(expected)
+        for name in sorted(set(stored) & set(expected), key=_natural)
         if tuple(stored[name]) != tuple(expected[name])
-    )
+    ]
     return missing, unexpected, mismatched
 
 
