@@ -78,15 +78,19 @@ def test_corrupted_safetensors_are_refused(tmp_path, rng):
     save_safetensors(good, {"w": rng.normal(size=(64, 64)).astype("float32")})
     data = good.read_bytes()
     cases = {
-        "truncated": data[:-100],
-        "tiny": data[:5],
-        "header_cut": data[:20],
-        "garbage": b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"not json at all!" + b"\x00" * 16,
+        "truncated": (data[:-100], "is truncated: its tensors need"),
+        "tiny": (data[:5], "not a valid .safetensors file"),
+        "header_cut": (data[:20], "is truncated: its header says"),
+        "garbage": (
+            b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"not json at all!" + b"\x00" * 16,
+            "not a valid .safetensors file",
+        ),
+        "padded": (data + b"\x00" * 8, "8 bytes after its last tensor"),
     }
-    for name, content in cases.items():
+    for name, (content, match) in cases.items():
         path = tmp_path / f"{name}.safetensors"
         path.write_bytes(content)
-        with pytest.raises(ValueError, match="not a valid .safetensors file"):
+        with pytest.raises(ValueError, match=match):
             load_safetensors(path)
     _write_raw(
         tmp_path / "offsets.safetensors",

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from keras_sknet.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
+from keras_sknet.utils.validation import check_positive_int
 
 __all__ = [
     "CLASS_INDEX_MD5",
@@ -96,9 +97,9 @@ def decode_predictions(preds, top=5, class_index_path=None):
     if preds.ndim != 2 or preds.shape[1] != NUM_CLASSES:
         raise ValueError(
             "decode_predictions expects a batch of ImageNet predictions, shape "
-            f"(samples, {NUM_CLASSES}). Received shape {preds.shape}"
+            f"(samples, {NUM_CLASSES}). Received: preds.shape={preds.shape}"
         )
-    top = int(top)
+    top = check_positive_int("top", top)
     classes = load_class_index(class_index_path)
     results = []
     for scores in preds:

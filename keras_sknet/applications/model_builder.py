@@ -7,12 +7,14 @@ network's minimum works with `include_top=True` (the paper also evaluates at
 320x320), and so does an input of unknown size, `(None, None, 3)`.
 """
 
+import difflib
+import numbers
 import os
 
 import keras
 
 from keras_sknet.utils.validation import check_positive_int
-from keras_sknet.weights.checkpoint import is_caffemodel_path
+from keras_sknet.weights.checkpoint import ACCEPTED_FILES, is_caffemodel_path
 
 POOLING_MODES = (None, "avg", "max")
 
@@ -32,7 +34,8 @@ BASE_DOCSTRING = """Instantiates the {description}.
             models in `keras_sknet.weights.PRETRAINED`), or the path to a
             weights file: a Keras weights file (`.weights.h5`) or a timm
             checkpoint (`.safetensors`, or a PyTorch state dict with
-            `keras-sknet[interop]`), converted on load. SKNet50 and SKNet101
+            `keras-sknet[interop]`), converted on load; the weights of a whole
+            saved model (`.keras`) also load if they fit. SKNet50 and SKNet101
             also take the authors' Caffe weights (`.caffemodel`, downloaded
             by the user; see `keras_sknet.weights.CAFFE_WEIGHTS`).
         input_tensor: optional Keras tensor (the output of `keras.Input()` or
@@ -58,17 +61,23 @@ BASE_DOCSTRING = """Instantiates the {description}.
     """
 
 
+def _weights_help():
+    return f"`weights` takes None (random initialization), 'imagenet' or the path to {ACCEPTED_FILES}"
+
+
 def validate_arguments(weights, include_top, classes, pooling, classifier_activation):
-    """Checks the keras.applications arguments a model function receives."""
+    """Checks the keras.applications arguments a model function receives.
+
+    Only names and types: a file given as `weights` is checked by `check_weights_file`.
+    """
     if weights is not None:
         if not isinstance(weights, (str, os.PathLike)):
-            raise ValueError(
-                "The `weights` argument should be either `None` (random initialization), "
-                "'imagenet' (for the models with a public checkpoint) or the path to a weights "
-                f"file (Keras weights or a timm checkpoint). Received: weights={weights!r}"
-            )
-        if not os.path.isfile(weights):
-            if str(weights) == "imagenet":
+            raise ValueError(f"{_weights_help()}. Received: weights={weights!r}")
+        path = os.fsdecode(weights)
+        if os.path.isdir(path):
+            raise ValueError(f"weights={path!r} is a folder, not a file. {_weights_help()}.")
+        if not os.path.isfile(path):
+            if path == "imagenet":
                 from keras_sknet.weights.registry import PRETRAINED
 
                 raise ValueError(
@@ -77,11 +86,15 @@ def validate_arguments(weights, include_top, classes, pooling, classifier_activa
                     "Pass `weights=None` or the path to a weights file. "
                     f"Received: weights={weights!r}"
                 )
-            raise ValueError(
-                "The `weights` argument should be either `None` (random initialization), "
-                "'imagenet' or the path to an existing weights file. "
-                f"Received: weights={weights!r} (no such file)"
-            )
+            if not os.path.splitext(path)[1] and os.sep not in path and "/" not in path:
+                # A bare word is a name, not a file: "imagnet", "ImageNet", "pretrained".
+                close = difflib.get_close_matches(path.lower(), ["imagenet"], n=1, cutoff=0.6)
+                guess = " (did you mean 'imagenet'?)" if close else ""
+                raise ValueError(
+                    f"Unknown weights name {path!r}{guess}, and no file has that name. "
+                    f"{_weights_help()}. Received: weights={path!r}"
+                )
+            raise ValueError(f"No such weights file: {path!r}. {_weights_help()}. Received: weights={path!r}")
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
     if include_top:
@@ -92,7 +105,29 @@ def validate_arguments(weights, include_top, classes, pooling, classifier_activa
         raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
 
 
-def resolve_weights(weights, model, include_top, classes, pooling, classifier_activation):
+def check_weights_file(weights):
+    """Checks that a file given as `weights` is whole and what its name says; returns its format.
+
+    Cheap (a few bytes, a zip's or an HDF5 file's directory): it runs before any model is
+    built and before a big file is read, so an empty, truncated or misnamed file is told at once.
+
+    Args:
+        weights: an existing file (see `validate_arguments`).
+
+    Returns:
+        `"keras"`, `"safetensors"`, `"torch"` or `"caffe"` (see `detect_format`).
+    """
+    from keras_sknet.weights.checkpoint import detect_format
+
+    fmt = detect_format(weights)
+    if fmt == "keras":
+        from keras_sknet.weights.keras_weights import check_keras_file
+
+        check_keras_file(weights)
+    return fmt
+
+
+def resolve_weights(weights, model, include_top, classes, pooling, classifier_activation, channels=3):
     """Turns `weights="imagenet"` into the model's converted, cached public checkpoint.
 
     The other arguments are checked first, so a call that would fail never
@@ -102,6 +137,7 @@ def resolve_weights(weights, model, include_top, classes, pooling, classifier_ac
         weights: the `weights` argument of a model function.
         model: the model function's name, e.g. `"SKNet50"`.
         include_top, classes, pooling, classifier_activation: its other arguments.
+        channels: the channels of its input (the checkpoints take RGB: 3).
 
     Returns:
         A path to a Keras weights file, or `weights` itself.
@@ -118,6 +154,10 @@ def resolve_weights(weights, model, include_top, classes, pooling, classifier_ac
         raise ValueError(
             f"If using `weights='imagenet'` with `include_top=True`, `classes` should be {expected}. "
             f"Received: classes={classes!r}"
+        )
+    if channels != 3:
+        raise ValueError(
+            f"`weights='imagenet'` needs RGB inputs, 3 channels. Received: {channels} input channels"
         )
     from keras_sknet.weights.download import pretrained_weights_path
 
@@ -157,29 +197,57 @@ def _read_caffe_model(weights, include_top, classes):
     return blobs
 
 
-def _check_input_shape(input_shape, min_size):
+def _is_size(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _looks_channels_first(shape):
+    """(3, 224, 224), (1, None, None): a channel count first, a spatial size (or None) last."""
+    first, last = shape[0], shape[-1]
+    return _is_size(first) and first in (1, 3, 4) and (last is None or (_is_size(last) and last > 4))
+
+
+def _check_input_shape(input_shape, min_size, name="input_shape"):
+    """Returns `input_shape` as a tuple of ints (or None sizes) after checking it is channels-last."""
     if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
         raise ValueError(
-            "`input_shape` must be a tuple of three integers (height, width, channels), "
-            f"channels last. Received: input_shape={input_shape!r}"
+            f"`{name}` must be a tuple of three integers (height, width, channels), channels last, "
+            f"e.g. (224, 224, 3). Received: {name}={input_shape!r}"
         )
-    height, width, channels = input_shape
-    if channels is None or isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+    shape = tuple(int(d) if _is_size(d) else d for d in input_shape)
+    height, width, channels = shape
+    bad_channels = not _is_size(channels) or channels < 1
+    too_small = any(size is not None and (not _is_size(size) or size < min_size) for size in (height, width))
+    if (bad_channels or too_small) and _looks_channels_first(shape):
+        # Said first: "at least 32x32" would send a PyTorch user to resize, not to transpose.
         raise ValueError(
-            f"The channel dimension of `input_shape` must be a positive integer. "
-            f"Received: input_shape={tuple(input_shape)}"
+            f"`{name}` must be channels-last, (height, width, channels) such as (224, 224, 3); "
+            f"{shape} looks channels-first (channels, height, width). Received: {name}={shape}"
         )
-    for size in (height, width):
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < min_size):
-            raise ValueError(
-                f"Input size must be at least {min_size}x{min_size} (or None). "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
-    return tuple(input_shape)
+    if bad_channels:
+        raise ValueError(
+            f"The channels (last) dimension of `{name}` must be a positive integer. Received: {name}={shape}"
+        )
+    if too_small:
+        raise ValueError(
+            f"Input height and width must be at least {min_size}x{min_size} (or None) for this "
+            f"network. Received: {name}={shape}"
+        )
+    return shape
 
 
-def model_input(input_tensor, input_shape, default_size, min_size, include_top):
-    """Returns `(image_input, model_inputs)`: the tensor to build on and the model's inputs."""
+def check_input(input_tensor, input_shape, default_size, min_size, include_top):
+    """Checks the model's input arguments; returns the input shape (without the batch).
+
+    Args:
+        input_tensor, input_shape: the model function's arguments.
+        default_size, min_size: the default and smallest input height/width.
+        include_top: the default shape is `(default_size, default_size, 3)` with the
+            classifier, `(None, None, 3)` without.
+
+    Returns:
+        `(height, width, channels)`.
+    """
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "keras_sknet models are channels-last. Received: "
@@ -197,11 +265,18 @@ def model_input(input_tensor, input_shape, default_size, min_size, include_top):
                 "`input_shape` does not match the shape of `input_tensor`. "
                 f"Received: input_shape={tuple(input_shape)}, input_tensor.shape={input_tensor.shape}"
             )
-        _check_input_shape(tensor_shape, min_size)
-        return input_tensor, keras.utils.get_source_inputs(input_tensor)
+        return _check_input_shape(tensor_shape, min_size, name="input_tensor.shape[1:]")
     if input_shape is None:
-        input_shape = (default_size, default_size, 3) if include_top else (None, None, 3)
-    image_input = keras.Input(shape=_check_input_shape(input_shape, min_size))
+        return (default_size, default_size, 3) if include_top else (None, None, 3)
+    return _check_input_shape(input_shape, min_size)
+
+
+def model_input(input_tensor, input_shape, default_size, min_size, include_top):
+    """Returns `(image_input, model_inputs)`: the tensor to build on and the model's inputs."""
+    shape = check_input(input_tensor, input_shape, default_size, min_size, include_top)
+    if input_tensor is not None:
+        return input_tensor, keras.utils.get_source_inputs(input_tensor)
+    image_input = keras.Input(shape=shape)
     return image_input, image_input
 
 
@@ -248,11 +323,11 @@ def build_model(
         (all or nothing; with `include_top=False` its classifier is left out).
     """
     validate_arguments(weights, include_top, classes, pooling, classifier_activation)
+    # Every check that needs no file content comes before reading one (a checkpoint can be 100s of MB).
+    check_input(input_tensor, input_shape, default_size, min_size, include_top)
     state_dict = caffe_blobs = None
     if weights is not None:
-        from keras_sknet.weights.checkpoint import detect_format
-
-        fmt = detect_format(weights)
+        fmt = check_weights_file(weights)
         if fmt == "caffe":
             caffe_blobs = _read_caffe_model(weights, include_top, classes)
         elif fmt != "keras":
@@ -269,17 +344,17 @@ def build_model(
 
         load_caffe_blobs(model, caffe_blobs, source=f"The Caffe model {str(weights)!r}")
     elif weights is not None:
-        try:
-            model.load_weights(weights)
-        except Exception as error:  # Keras raises several types for mismatches.
-            raise ValueError(
-                f"Could not load the weights file {str(weights)!r} into model {name!r} "
-                f"(include_top={include_top}, classes={classes}): {error}"
-            ) from error
+        from keras_sknet.weights.keras_weights import CLASSIFIER_ARRAYS, load_keras_weights
+
+        if include_top:
+            hint, optional = f" (This model: include_top=True, classes={classes}.)", ()
+        else:  # a file with a classifier fits a model without one, as in keras.applications
+            hint, optional = "", (CLASSIFIER_ARRAYS,)
+        load_keras_weights(model, weights, hint=hint, optional=optional)
     return model
 
 
-def model_variant(builder, config, function_name, docstring, default_classes=1000, name=None):
+def model_variant(builder, config, function_name, docstring, min_size, default_classes=1000, name=None):
     """A keras.applications-style model function for one row of a family's configs.
 
     Args:
@@ -287,6 +362,7 @@ def model_variant(builder, config, function_name, docstring, default_classes=100
         config: the variant's architecture arguments (a row of the family's configs).
         function_name: the public name, e.g. "SKNet50"; it also selects `weights="imagenet"`.
         docstring: the function's docstring (`BASE_DOCSTRING` filled in).
+        min_size: the smallest input height/width (checked before any download).
         default_classes: the default of `classes`.
         name: the default model name.
 
@@ -307,8 +383,10 @@ def model_variant(builder, config, function_name, docstring, default_classes=100
         name=name,
         output_stride=32,
     ):
+        # The input is checked before `weights="imagenet"` may download anything.
+        shape = check_input(input_tensor, input_shape, None, min_size, include_top)
         weights = resolve_weights(
-            weights, function_name, include_top, classes, pooling, classifier_activation
+            weights, function_name, include_top, classes, pooling, classifier_activation, shape[-1]
         )
         architecture = config
         if is_caffemodel_path(weights):

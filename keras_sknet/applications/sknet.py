@@ -280,6 +280,7 @@ def SKNet(
 
 def _variant(config_name, function_name, description, reference):
     config = MODEL_CONFIGS[config_name]
+    min_size = min_input_size(config["stem"], len(config["stage_depths"]))
     default_size = STEMS[config["stem"]][0]
     # The CIFAR nets default to CIFAR-10's classes (Table 5 counts them with 10).
     default_classes = 10 if config["stem"] == "cifar" else 1000
@@ -287,11 +288,11 @@ def _variant(config_name, function_name, description, reference):
         description=description,
         reference=reference,
         default_shape=f"({default_size}, {default_size}, 3)",
-        min_size=min_input_size(config["stem"], len(config["stage_depths"])),
+        min_size=min_size,
         example=f"{function_name}()",
         example_output=f"(None, {default_classes})",
     )
-    return model_variant(SKNet, config, function_name, docstring, default_classes, name=config_name)
+    return model_variant(SKNet, config, function_name, docstring, min_size, default_classes, name=config_name)
 
 
 _SK = "Li et al., Selective Kernel Networks, CVPR 2019"

@@ -106,15 +106,16 @@ def SKResNet(
 
 def _variant(config_name, function_name, description):
     config = MODEL_CONFIGS[config_name]
+    min_size = min_input_size("imagenet", len(config["stage_depths"]))
     docstring = BASE_DOCSTRING.format(
         description=description,
         reference="Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1; timm's skresnet",
         default_shape=f"({DEFAULT_SIZE}, {DEFAULT_SIZE}, 3)",
-        min_size=min_input_size("imagenet", len(config["stage_depths"])),
+        min_size=min_size,
         example=f"{function_name}()",
         example_output="(None, 1000)",
     )
-    return model_variant(SKResNet, config, function_name, docstring, name=config_name)
+    return model_variant(SKResNet, config, function_name, docstring, min_size, name=config_name)
 
 
 SKResNet18 = _variant(

@@ -9,6 +9,10 @@
 - `load_timm_state_dict(model, state_dict)`: convert into a built model,
   all or nothing; `CheckpointMismatchError` lists what does not fit.
   `timm_state_dict(model)` goes the other way.
+- `load_keras_weights(model, path)`: a Keras weights file (or a `.keras` archive's
+  weights) into a model, a file of another architecture told in one line.
+- `check_output_file(path, overwrite)`: where a converted file goes, checked before
+  any work (writable folder, no user's file replaced unless asked).
 - `pretrained_weights_path(model)`: fetch, verify, convert and cache once.
 - `CAFFE_WEIGHTS`, `caffe_weights_config(model)`: the authors' own Caffe
   weights of SKNet-50 / SKNet-101 (downloaded by the user, not shipped);
@@ -22,6 +26,8 @@ from keras_sknet.weights.caffe_converter import caffe_weight_map, load_caffe_blo
 from keras_sknet.weights.caffemodel import read_caffemodel
 from keras_sknet.weights.checkpoint import detect_format, read_checkpoint, sha256_of
 from keras_sknet.weights.download import cache_dir, pretrained_weights_path
+from keras_sknet.weights.keras_weights import load_keras_weights
+from keras_sknet.weights.output import check_output_file
 from keras_sknet.weights.preprocessing import eval_transform
 from keras_sknet.weights.registry import (
     CAFFE_WEIGHTS,
@@ -49,11 +55,13 @@ __all__ = [
     "PretrainedConfig",
     "TIMM_ARCHITECTURES",
     "cache_dir",
+    "check_output_file",
     "caffe_weight_map",
     "caffe_weights_config",
     "detect_format",
     "eval_transform",
     "load_caffe_blobs",
+    "load_keras_weights",
     "load_safetensors",
     "load_timm_state_dict",
     "match_caffe_blobs",

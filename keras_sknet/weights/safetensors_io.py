@@ -39,6 +39,10 @@ def _invalid(path, reason):
     return ValueError(f"{str(path)!r} is not a valid .safetensors file: {reason}")
 
 
+def _truncated(path, reason):
+    return ValueError(f"{str(path)!r} is truncated: {reason}; an incomplete download or copy?")
+
+
 def read_header(path):
     """Parses and checks the header of a `.safetensors` file.
 
@@ -59,10 +63,12 @@ def read_header(path):
         if len(prefix) < 8:
             raise _invalid(path, f"only {file_size} bytes, shorter than the 8-byte header length")
         (header_size,) = struct.unpack("<Q", prefix)
-        if header_size > MAX_HEADER_BYTES or 8 + header_size > file_size:
+        if header_size > MAX_HEADER_BYTES:
             raise _invalid(
-                path, f"header length {header_size} does not fit a file of {file_size} bytes (truncated?)"
+                path, f"a header length of {header_size} bytes (the format allows {MAX_HEADER_BYTES})"
             )
+        if 8 + header_size > file_size:
+            raise _truncated(path, f"its header says {header_size} bytes, the whole file has {file_size}")
         raw = f.read(header_size)
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -99,11 +105,10 @@ def read_header(path):
                 path, f"tensor {name!r} starts at byte {begin}, expected {position} (gap or overlap)"
             )
         position = end
-    if position != buffer_size:
-        raise _invalid(
-            path,
-            f"the tensors need {position} bytes of data but the file has {buffer_size} (truncated or padded)",
-        )
+    if position > buffer_size:
+        raise _truncated(path, f"its tensors need {position} bytes of data, the file holds {buffer_size}")
+    if position < buffer_size:
+        raise _invalid(path, f"{buffer_size - position} bytes after its last tensor (padded or corrupted)")
     return entries, data_start
 
 
