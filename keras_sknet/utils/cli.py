@@ -27,8 +27,15 @@ import sys
 
 # Errors the library raises for a user's input: a one-line message, no traceback. Our own
 # exceptions for user input (ExportError, CheckpointMismatchError, ...) derive from these.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-               NotADirectoryError, ImportError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ImportError,
+)
 
 # Exit status of a user error found while working (argparse's own usage errors exit 2).
 USER_ERROR_STATUS = 1
