@@ -486,8 +486,10 @@ def check_min_agreement(min_agreement, quantize, agreement_modes, default):
             f"`min_agreement` applies to the exports checked by top-1 agreement ({', '.join(agreement_modes)}); "
             f"the others are checked element-wise. Received: quantize={quantize!r}, min_agreement={min_agreement!r}"
         )
-    if isinstance(min_agreement, bool) or not isinstance(min_agreement, (int, float, np.number)) or not (
-        0 <= min_agreement <= 1
+    if (
+        isinstance(min_agreement, bool)
+        or not isinstance(min_agreement, (int, float, np.number))
+        or not (0 <= min_agreement <= 1)
     ):
         raise ValueError(
             f"`min_agreement` must be a fraction in [0, 1] (0.95 for 95%). Received: min_agreement={min_agreement!r}"

@@ -156,7 +156,9 @@ def _holds_cwd(full):
     return cwd == real or cwd.startswith(real.rstrip(os.sep) + os.sep)
 
 
-def check_output_folder(path, foreign, *, what, overwrite=False, size=0, option="overwrite=True", name="path"):
+def check_output_folder(
+    path, foreign, *, what, overwrite=False, size=0, option="overwrite=True", name="path"
+):
     """Checks, before any work, that the folder output `what` can be written at `path`. Run it again to replace.
 
     The folder may be missing or empty; one holding an earlier output of ours
@@ -248,7 +250,9 @@ def folder_beside(path):
         parent = os.path.dirname(parent)
     for folder in reversed(made):
         os.mkdir(folder)
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.tmp-")
+    tmp = tempfile.mkdtemp(
+        dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.tmp-"
+    )
     try:
         yield tmp
     except BaseException:
