@@ -142,6 +142,11 @@ def _check_options(args):
             "--quantize applies to TFLite and ONNX only; a SavedModel keeps float32 weights. "
             f"Received: --format saved_model --quantize {args.quantize}"
         )
+    if args.min_agreement is not None and args.quantize not in ("dynamic", "int8"):
+        raise cli.UserError(
+            "--min-agreement applies to the exports checked by top-1 agreement (--quantize dynamic or int8). "
+            f"Received: --quantize {args.quantize} --min-agreement {args.min_agreement}"
+        )
     if not os.path.isfile(args.model):
         raise cli.UserError(
             f"No model file at {os.path.abspath(args.model)!r}"
