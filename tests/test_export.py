@@ -448,7 +448,9 @@ def test_cli_saved_model(fitted, tmp_path, capsys):
     out = capsys.readouterr().out
     # The default name says the SavedModel is frozen.
     assert str(tmp_path / "m_frozen_saved_model") in out and "8 images" in out and "frozen" in out
-    assert tf.saved_model.load(str(tmp_path / "m_frozen_saved_model")).signatures["serving_default"] is not None
+    assert (
+        tf.saved_model.load(str(tmp_path / "m_frozen_saved_model")).signatures["serving_default"] is not None
+    )
 
 
 @pytest.mark.parametrize(

@@ -164,10 +164,12 @@ def _check_options(args):
 
 def _work(args):
     output = _check_options(args)  # before TensorFlow is imported: a mistake is answered at once
-    cli.quiet_tensorflow()
-    from keras_sknet import export  # ImportError naming the fix on a backend other than TensorFlow
+    # Keras without TensorFlow's start-up lines (cli.import_keras, where this checkout's cli has it).
+    getattr(cli, "import_keras", cli.quiet_tensorflow)()
+    # _tensorflow_only first: on JAX or PyTorch, an ImportError that names the fix (one line).
+    from keras_sknet.export import _tensorflow_only, common, onnx, saved_model, tflite  # noqa: F401
 
-    common = dict(
+    options = dict(
         input_size=tuple(args.input_size) if args.input_size else None,
         input_type=args.input_type,
         overwrite=args.overwrite,
@@ -185,22 +187,22 @@ def _work(args):
     )
     try:
         if args.format == "onnx":
-            result = export.to_onnx(
-                args.model, output, opset=args.opset, batch_size=args.batch_size, **quantized, **common
+            result = onnx.to_onnx(
+                args.model, output, opset=args.opset, batch_size=args.batch_size, **quantized, **options
             )
         elif args.format == "saved_model":
-            result = export.to_saved_model(
+            result = saved_model.to_saved_model(
                 args.model,
                 output,
                 batch_size=args.batch_size,
                 validation_data=args.validation_data or args.representative_data,
                 freeze=args.freeze,
-                **common,
+                **options,
             )
         else:
             batch_size = 1 if args.batch_size is None else args.batch_size
-            result = export.to_tflite(args.model, output, batch_size=batch_size, **quantized, **common)
-    except export.ExportError as error:
+            result = tflite.to_tflite(args.model, output, batch_size=batch_size, **quantized, **options)
+    except common.ExportError as error:
         raise cli.UserError(str(error)) from error
     print(result.summary())
 
