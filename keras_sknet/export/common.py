@@ -94,7 +94,7 @@ class Check:
 
     def __str__(self):
         value = f"{self.value:.2%}" if "agreement" in self.name else f"{self.value:.3g}"
-        threshold = f"{self.threshold:.0%}" if "agreement" in self.name else f"{self.threshold:g}"
+        threshold = f"{self.threshold * 100:g}%" if "agreement" in self.name else f"{self.threshold:g}"
         verdict = f"NOT JUDGED, {self.not_judged}" if self.not_judged else "ok" if self.passed else "FAILED"
         detail = f", {self.detail}" if self.detail else ""
         return f"{self.name} = {value} ({self.relation} {threshold}: {verdict}; {self.images} images{detail})"
@@ -442,7 +442,7 @@ def agreement_check(reference, outputs, threshold):
         len(outputs),
         f"Keras predicts {classes} distinct classes, max abs diff {diff:.3g}",
         not_judged=not_judged,
-        hint=f"min_agreement= (--min-agreement) accepts a lower agreement than {threshold:.0%}",
+        hint=f"min_agreement= (--min-agreement) accepts a lower agreement than {threshold * 100:g}%",
     )
 
 
