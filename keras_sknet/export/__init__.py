@@ -3,8 +3,10 @@ ONNX (float32, int8), and frozen TensorFlow functions for the fastest in-process
 
 Every export is verified before it is written: the SavedModel reloaded with
 `tf.saved_model.load`, the TFLite model run with LiteRT (`ai_edge_litert`),
-the ONNX model run with ONNX Runtime, all against the Keras model. A failed check raises `VerificationError` and
-leaves nothing behind.
+the ONNX model run with ONNX Runtime, all against the Keras model. A failed check
+raises `VerificationError` and leaves nothing behind. The output path is checked before any work; an existing output is
+replaced only with `overwrite=True`, a folder holding a user's files never (see
+`keras_sknet.utils.files`). Functional, Sequential and subclassed models all export.
 
     from keras_sknet.export import to_onnx, to_saved_model, to_tflite
 
