@@ -10,6 +10,7 @@ as disagreement; `test_int8_check_fails_on_bad_calibration` shows that it does.
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -144,17 +145,41 @@ def test_int8_check_fails_on_bad_calibration(fitted, tmp_path):
     model, images = fitted
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous export")
-    with pytest.raises(export.VerificationError, match="top-1 agreement"):
-        export.to_tflite(
-            model,
-            path,
-            quantize="int8",
-            representative_data=images * 0.05 + 120,
-            validation_data=images,
-            num_calibration=60,
-            num_validation=100,
-        )
+    arguments = dict(
+        quantize="int8",
+        representative_data=images * 0.05 + 120,
+        validation_data=images,
+        num_calibration=60,
+        num_validation=100,
+        overwrite=True,
+    )
+    with pytest.raises(export.VerificationError) as error:
+        export.to_tflite(model, path, **arguments)
+    # The measured agreement, the threshold and how to accept less, in one line.
+    message = str(error.value)
+    assert "\n" not in message
+    assert re.search(r"top-1 agreement = \d+\.\d\d% \(>= 98%: FAILED; 100 images", message), message
+    assert "min_agreement= (--min-agreement) accepts a lower agreement" in message
     assert path.read_bytes() == b"previous export" and os.listdir(tmp_path) == ["model.tflite"]
+    # Asked for explicitly, a lower agreement is accepted (and reported).
+    result = export.to_tflite(model, path, min_agreement=0.0, **arguments)
+    assert result.passed and "(>= 0%: ok; 100 images" in result.summary()
+    assert path.read_bytes() == result.content
+
+
+def test_agreement_check_says_when_it_cannot_judge():
+    """One predicted class, or too few images: the check neither passes nor fails, and says why."""
+    reference = np.tile([[0.1, 0.9]], (40, 1))
+    check = export.common.agreement_check(reference, reference[:, ::-1], 0.98)
+    assert not check.passed and not check.failed and "Keras predicts class 1 for every image" in str(check)
+    assert "NOT JUDGED" in str(check)
+    rng = np.random.default_rng(0)
+    few = rng.normal(size=(10, 3))
+    check = export.common.agreement_check(few, few, 0.98)
+    assert check.value == 1 and not check.passed and not check.failed and "too few images" in str(check)
+    many = rng.normal(size=(40, 3))
+    assert export.common.agreement_check(many, many, 0.98).passed
+    export.common.raise_if_failed([check], "TFLite (int8)")  # not judged is not a failure
 
 
 @KERNELS
@@ -162,9 +187,9 @@ def test_saved_model_is_batch_polymorphic_with_named_signature(tmp_path):
     model = tiny_sknet()
     randomize_batch_norms(model, np.random.default_rng(3))
     path = tmp_path / "serving"
-    (path / "old").mkdir(parents=True)  # an older export is replaced
+    path.mkdir()  # an empty folder is free to use
     result = export.to_saved_model(model, path)
-    assert result.passed and len(result.checks) == 2 and not (path / "old").exists()
+    assert result.passed and len(result.checks) == 2
     assert sorted(os.listdir(tmp_path)) == ["serving"]
 
     serving = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -421,25 +446,25 @@ def test_cli_saved_model(fitted, tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert str(tmp_path / "m_saved_model") in out and "8 images" in out and "frozen" in out
-    assert tf.saved_model.load(str(tmp_path / "m_saved_model")).signatures["serving_default"] is not None
+    # The default name says the SavedModel is frozen.
+    assert str(tmp_path / "m_frozen_saved_model") in out and "8 images" in out and "frozen" in out
+    assert (
+        tf.saved_model.load(str(tmp_path / "m_frozen_saved_model")).signatures["serving_default"] is not None
+    )
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
-        (
-            ["--quantize", "int4"],
-            "`quantize` must be one of ('none', 'float16', 'dynamic', 'int8'). Received: quantize='int4'",
-        ),
         (["--quantize", "int8"], "needs representative data"),
         (["--quantize", "dynamic"], "pass `representative_data` or `validation_data`"),
-        (["--format", "saved_model", "--quantize", "int8"], "--quantize applies to TFLite only"),
+        (["--format", "saved_model", "--quantize", "int8"], "--quantize applies to TFLite and ONNX only"),
         (["--freeze"], "--freeze applies to SavedModel only"),
         (
-            ["--quantize", "int8", "--representative-data", "NPY", "--num-calibration", "50"],
-            "at least 20 held-out",
+            ["--quantize", "int8", "--representative-data", "NPY", "--num-calibration", "60"],
+            "needs held-out images after the 60 calibration images",
         ),
+        (["--min-agreement", "0.9"], "--min-agreement applies to the exports checked by top-1 agreement"),
         (["--representative-data", "no_such_source"], "not a prepared TFDS dataset"),
     ],
 )
@@ -462,6 +487,17 @@ def test_bad_model_files(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["notes.keras"]
     with pytest.raises(ValueError, match="keras.Model or the path"):
         export.to_tflite(object())
+
+
+def test_cli_option_values_and_the_quantizations():
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["m.keras", "--quantize", "int4"])
+    assert exit_.value.code == 2
+    # The command's list (kept free of TensorFlow for --help) is the exporters' own.
+    from keras_sknet.export import __main__ as command
+
+    assert command.QUANTIZATIONS == export.QUANTIZATIONS
+    assert set(export.ONNX_QUANTIZATIONS) <= set(command.QUANTIZATIONS)
 
 
 def test_bad_arguments():

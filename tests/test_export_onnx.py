@@ -127,7 +127,7 @@ def test_failed_float_check_leaves_the_old_file(fitted, tmp_path, monkeypatch): 
     original = onnx_export.run_onnx
     monkeypatch.setattr(onnx_export, "run_onnx", lambda session, x, batch=None: original(session, x) + 1e-3)
     with pytest.raises(export.VerificationError, match="max relative diff"):
-        export.to_onnx(model, path)
+        export.to_onnx(model, path, overwrite=True)
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.onnx"]
 
 
@@ -144,13 +144,22 @@ def test_bad_arguments_are_refused_before_any_work(fitted, tmp_path, monkeypatch
         export.to_onnx(model, tmp_path / "m.tflite")
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
-    with pytest.raises(ValueError, match="is a file, not a folder"):
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
         export.to_onnx(model, blocker / "sub" / "m.onnx")
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+        export.to_onnx(model, blocker.rename(tmp_path / "file.onnx"))
+    (tmp_path / "file.onnx").rename(blocker)
+    with pytest.raises(ValueError, match="`min_agreement` applies to the exports checked by top-1 agreement"):
+        export.to_onnx(model, min_agreement=0.9)
+    with pytest.raises(ValueError, match=r"fraction in \[0, 1\].*Received: min_agreement=95"):
+        export.to_onnx(model, quantize="int8", min_agreement=95)
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if not os.access(locked, os.W_OK):  # root writes anywhere
-        with pytest.raises(ValueError, match="not writable"):
+        with pytest.raises(PermissionError, match="no file can be created in"):
             export.to_onnx(model, locked / "m.onnx")
+    with pytest.raises(PermissionError, match="no file can be created in '/proc'"):
+        export.to_onnx(model, "/proc/m.onnx")
     with pytest.raises(ValueError, match="representative data"):
         export.to_onnx(model, quantize="int8")
     assert sorted(os.listdir(tmp_path)) == ["file", "locked"]

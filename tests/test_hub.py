@@ -265,7 +265,7 @@ def test_write_pretrained_presets_covers_every_pretrained_model(monkeypatch, tmp
     monkeypatch.setattr(
         hub_presets,
         "preset_from_weights",
-        lambda name, weights, path: written.append((name, weights, path)) or path,
+        lambda name, weights, path, **options: written.append((name, weights, path)) or path,
     )
     paths = write_pretrained_presets(tmp_path)
     assert [name for name, _, _ in written] == list(registry.PRETRAINED)

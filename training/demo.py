@@ -56,7 +56,8 @@ def export_all(model, export_dir, data_dir, size=64):
     """SavedModel + TFLite float32 and int8 (int8: calibrated on training images, checked on others)."""
     from keras_sknet import export
 
-    data = dict(data_dir=data_dir, input_size=(size, size))
+    # A rerun of the demo replaces its own earlier exports (never a folder with other files).
+    data = dict(data_dir=data_dir, input_size=(size, size), overwrite=True)
     return [
         export.to_saved_model(
             model,

@@ -3,8 +3,10 @@ ONNX (float32, int8), and frozen TensorFlow functions for the fastest in-process
 
 Every export is verified before it is written: the SavedModel reloaded with
 `tf.saved_model.load`, the TFLite model run with LiteRT (`ai_edge_litert`),
-the ONNX model run with ONNX Runtime, all against the Keras model. A failed check raises `VerificationError` and
-leaves nothing behind.
+the ONNX model run with ONNX Runtime, all against the Keras model. A failed check
+raises `VerificationError` and leaves nothing behind. The output path is checked before any work; an existing output is
+replaced only with `overwrite=True`, a folder holding a user's files never (see
+`keras_sknet.utils.files`). Functional, Sequential and subclassed models all export.
 
     from keras_sknet.export import to_onnx, to_saved_model, to_tflite
 
@@ -21,21 +23,27 @@ tensorflow-datasets); ONNX the `onnx` extra (onnx, onnxruntime, tf2onnx). Needs 
 import raises ImportError naming the backend and the fix.
 """
 
-from keras_sknet.export import _tensorflow_only  # noqa: F401  (first: checks the backend)
-from keras_sknet.export.common import ExportError, ExportResult, VerificationError, load_model
-from keras_sknet.export.frozen import FrozenFunction, frozen_function
-from keras_sknet.export.litert import (
-    grouped_conv_count,
-    make_interpreter,
-    operator_counts,
-    run_tflite,
-    xnnpack_coverage,
-)
-from keras_sknet.export.onnx import OPSETS, to_onnx
-from keras_sknet.export.onnx import QUANTIZATIONS as ONNX_QUANTIZATIONS
-from keras_sknet.export.saved_model import to_saved_model
-from keras_sknet.export.tflite import MIN_AGREEMENT, QUANTIZATIONS, TOLERANCES, to_tflite
-from keras_sknet.utils.images import load_images
+from keras_sknet.utils import cli
+
+# In `python -m keras_sknet.export` (a command line, `cli.COMMAND_LINE`) this package imports
+# nothing heavy: the command checks its arguments and paths first, then imports the exporters
+# (and the backend check) itself. Everywhere else, all of it at once.
+if not getattr(cli, "COMMAND_LINE", False):
+    from keras_sknet.export import _tensorflow_only  # noqa: F401  (first: checks the backend)
+    from keras_sknet.export.common import ExportError, ExportResult, VerificationError, load_model
+    from keras_sknet.export.frozen import FrozenFunction, frozen_function
+    from keras_sknet.export.litert import (
+        grouped_conv_count,
+        make_interpreter,
+        operator_counts,
+        run_tflite,
+        xnnpack_coverage,
+    )
+    from keras_sknet.export.onnx import OPSETS, to_onnx
+    from keras_sknet.export.onnx import QUANTIZATIONS as ONNX_QUANTIZATIONS
+    from keras_sknet.export.saved_model import to_saved_model
+    from keras_sknet.export.tflite import MIN_AGREEMENT, QUANTIZATIONS, TOLERANCES, to_tflite
+    from keras_sknet.utils.images import load_images
 
 __all__ = [
     "MIN_AGREEMENT",

@@ -1,4 +1,4 @@
-"""What both exporters share: the model and its input, the checks and their report, safe writes."""
+"""What the exporters share: the model and its input, the checks and their report, safe writes."""
 
 import dataclasses
 import os
@@ -6,8 +6,8 @@ import os
 import keras
 import numpy as np
 
+from keras_sknet.utils import files
 from keras_sknet.utils import images as data_lib
-from keras_sknet.utils.files import atomic_path, replace_directory  # noqa: F401  (common.replace_directory)
 from keras_sknet.utils.validation import check_positive_int
 
 # Max abs diff against Keras of a float32 TensorFlow graph (SavedModel, frozen function).
@@ -21,8 +21,12 @@ VERIFY_SIZE = 64
 GENERATED_IMAGES = 8
 # Float checks on real data use at most this many images (outputs are compared element-wise).
 FLOAT_CHECK_IMAGES = 16
-# Held-out images under which a top-1 agreement check says too little to run.
+# Held-out images under which a top-1 agreement check cannot judge an export.
 MIN_HELD_OUT = 20
+# Bytes per weight of an export, for the disk-space check (`estimated_size`).
+WEIGHT_BYTES = {"none": 4, "float16": 2, "dynamic": 1, "int8": 1}
+# Output name of a subclassed model (it has no output layer), as Keras' own exports name it.
+DEFAULT_OUTPUT_NAME = "output_0"
 
 
 def inference_graphs(portable):
@@ -58,7 +62,12 @@ class VerificationError(ExportError):
 
 @dataclasses.dataclass
 class Check:
-    """One verification check: `value` against `threshold` (`"<="` or `">="`)."""
+    """One verification check: `value` against `threshold` (`"<="` or `">="`).
+
+    A check that cannot judge the export (`not_judged` says why: too few
+    images, or a model that predicts one class for all of them) neither
+    passes nor fails: the export is written and its summary says so.
+    """
 
     name: str
     value: float
@@ -66,17 +75,27 @@ class Check:
     relation: str
     images: int
     detail: str = ""
+    not_judged: str = ""
+    hint: str = ""  # how to accept a result under the threshold, for the failure message
 
     @property
-    def passed(self):
+    def within(self):
         if not np.isfinite(self.value):
             return False
         return self.value <= self.threshold if self.relation == "<=" else self.value >= self.threshold
 
+    @property
+    def passed(self):
+        return not self.not_judged and self.within
+
+    @property
+    def failed(self):
+        return not self.not_judged and not self.within
+
     def __str__(self):
         value = f"{self.value:.2%}" if "agreement" in self.name else f"{self.value:.3g}"
-        threshold = f"{self.threshold:.0%}" if "agreement" in self.name else f"{self.threshold:g}"
-        verdict = "ok" if self.passed else "FAILED"
+        threshold = f"{self.threshold * 100:g}%" if "agreement" in self.name else f"{self.threshold:g}"
+        verdict = f"NOT JUDGED, {self.not_judged}" if self.not_judged else "ok" if self.passed else "FAILED"
         detail = f", {self.detail}" if self.detail else ""
         return f"{self.name} = {value} ({self.relation} {threshold}: {verdict}; {self.images} images{detail})"
 
@@ -91,7 +110,7 @@ class ExportResult:
         path: where it was written (None for an in-memory TFLite export).
         size: bytes (a SavedModel: all its files).
         input_shape: the exported input shape (None = any size).
-        checks: the `Check`s it passed.
+        checks: its `Check`s (passed, or not judged).
         operators: TFLite or ONNX operator counts (TFLite, ONNX).
         xnnpack: `XnnpackCoverage` of the TFLite model (TFLite only).
         content: the TFLite flatbuffer or the ONNX model's bytes (TFLite, ONNX).
@@ -118,6 +137,7 @@ class ExportResult:
 
     @property
     def passed(self):
+        """Whether every check passed (False if one could not judge the export)."""
         return all(check.passed for check in self.checks)
 
     def summary(self):
@@ -141,7 +161,7 @@ class ExportResult:
                 f"  XNNPACK: {self.xnnpack.partitions} partition(s); "
                 + (f"ops outside: {outside}" if outside else "the whole graph")
             )
-        lines += [f"  verified: {check}" for check in self.checks]
+        lines += [f"  {'NOT verified' if check.not_judged else 'verified'}: {check}" for check in self.checks]
         return "\n".join(lines)
 
 
@@ -189,20 +209,65 @@ def check_input_size(input_size):
     return tuple(check_positive_int("input_size", size) for size in input_size)
 
 
+def model_image_shape(model):
+    """The `(None, H, W, C)` image input of a functional, Sequential or subclassed model.
+
+    A subclassed model has no input layer: its input is the shape it was built
+    or first called with (height and width as then).
+    """
+    try:
+        inputs = model.inputs  # functional and Sequential models
+    except (AttributeError, ValueError):  # subclassed, or a Sequential not built yet
+        inputs = None
+    if inputs:
+        if len(inputs) != 1:
+            raise ValueError(
+                f"Only single-input image models can be exported. Received a model with {len(inputs)} inputs"
+            )
+        shape = tuple(inputs[0].shape)
+    else:
+        built = (model.get_build_config() or {}).get("input_shape")
+        if not isinstance(built, (list, tuple)) or not all(d is None or isinstance(d, int) for d in built):
+            raise ValueError(
+                f"Model {model.name!r} has no input shape yet: call it once on images (`model(images)`) or "
+                "build it (`model.build((None, height, width, 3))`) before exporting"
+            )
+        shape = (None, *built[1:])
+    if len(shape) != 4 or shape[-1] is None:
+        raise ValueError(f"Expected a model on images (batch, H, W, C). Received input shape {shape}")
+    return (None, *shape[1:])
+
+
+def output_name(model):
+    """The name of an export's output: the model's output layer (`"predictions"`, `"avg_pool"`, ...).
+
+    A functional model's output name, a Sequential model's last layer, and
+    `DEFAULT_OUTPUT_NAME` for a subclassed model (no output layer).
+    """
+    names = getattr(model, "output_names", None)  # functional models only
+    if names:
+        return names[0]
+    if isinstance(model, keras.Sequential) and model.layers:
+        return model.layers[-1].name
+    return DEFAULT_OUTPUT_NAME
+
+
 def model_with_input(model, batch_size, input_size):
     """The model and its export input shape `(batch, H, W, C)`.
 
-    A model built for another spatial size is rebuilt from its config with
-    the new input (same weights): every model of the zoo pools globally.
+    A functional model built for another spatial size is rebuilt from its
+    config with the new input (same weights): every model of the zoo pools
+    globally.
     """
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):  # subclassed: its call decides
+        outputs = None
+    if outputs is not None and len(outputs) != 1:
         raise ValueError(
-            "Only single-input, single-output image models can be exported. "
-            f"Received a model with {len(model.inputs)} inputs and {len(model.outputs)} outputs"
+            f"Only single-output image models can be exported. Received a model with {len(outputs)} outputs"
         )
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[-1] is None:
-        raise ValueError(f"Expected a model on images (batch, H, W, C). Received input shape {shape}")
+    shape = model_image_shape(model)
     height, width = shape[1:3]
     if input_size is not None and (height, width) != input_size:
         if height is not None or width is not None:
@@ -221,7 +286,7 @@ def _rebuild_with_input(model, image_shape):
     except Exception as error:
         raise ValueError(
             f"Could not rebuild model {model.name!r} for input size {image_shape[:2]} (its input is "
-            f"{tuple(model.inputs[0].shape)}): {error}. Export at the model's own size, or build it with "
+            f"{model_image_shape(model)}): {error}. Export at the model's own size, or build it with "
             "input_shape=(None, None, 3)."
         ) from error
     return rebuilt
@@ -327,11 +392,11 @@ def _read_check_images(
             raise ValueError("`representative_data` gave no images")
         calibration, held_out = images[:num_calibration], images[num_calibration:]
         if validation_data is None:
-            if len(held_out) < MIN_HELD_OUT:
+            if not len(held_out):
                 raise ValueError(
-                    f"The int8 check needs at least {MIN_HELD_OUT} held-out images after the "
-                    f"{num_calibration} calibration images, and the representative data gave {len(images)} "
-                    "in all. Lower `num_calibration` or pass `validation_data`"
+                    f"The int8 check needs held-out images after the {num_calibration} calibration images "
+                    f"(at least {MIN_HELD_OUT} to judge), and the representative data gave {len(images)} in "
+                    "all. Lower `num_calibration` or pass `validation_data`"
                 )
             return calibration, held_out
     # Outputs are compared element-wise in the float modes: a few images are enough.
@@ -351,55 +416,95 @@ def max_abs_diff_check(reference, outputs, threshold):
 
 
 def agreement_check(reference, outputs, threshold):
-    agree = float(np.mean(np.argmax(outputs, -1) == np.argmax(reference, -1)))
-    classes = len(np.unique(np.argmax(reference, -1)))
+    """Top-1 agreement of `outputs` with the Keras model's `reference` outputs, at least `threshold`.
+
+    It cannot judge the export (the check says so, and does not fail) on fewer
+    than `MIN_HELD_OUT` images, or when the Keras model predicts one class for
+    every image: then any constant output agrees.
+    """
+    predicted = np.argmax(reference, -1)
+    agree = float(np.mean(np.argmax(outputs, -1) == predicted)) if len(outputs) else float("nan")
+    classes = len(np.unique(predicted))
+    not_judged = ""
+    if len(outputs) < MIN_HELD_OUT:
+        not_judged = f"too few images to judge (at least {MIN_HELD_OUT})"
+    elif classes < 2:
+        not_judged = (
+            f"Keras predicts class {predicted[0]} for every image, so any constant output would agree; "
+            "verify on images the model tells apart"
+        )
+    diff = float(np.max(np.abs(outputs - reference))) if len(outputs) else float("nan")
     return Check(
         "top-1 agreement",
         agree,
         threshold,
         ">=",
         len(outputs),
-        f"Keras predicts {classes} distinct classes, max abs diff {np.max(np.abs(outputs - reference)):.3g}",
+        f"Keras predicts {classes} distinct classes, max abs diff {diff:.3g}",
+        not_judged=not_judged,
+        hint=f"min_agreement= (--min-agreement) accepts a lower agreement than {threshold * 100:g}%",
     )
 
 
 def raise_if_failed(checks, what):
-    failed = [check for check in checks if not check.passed]
+    failed = [check for check in checks if check.failed]
     if failed:
+        hints = sorted({check.hint for check in failed if check.hint})
         raise VerificationError(
             f"The {what} export failed its verification, nothing was written: "
             + "; ".join(str(check) for check in failed)
+            + "".join(f"; {hint}" for hint in hints)
         )
 
 
-def check_output_path(path, suffix=None, directory=False):
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"`path` must be a file path. Received: path of type {type(path).__name__}")
-    path = os.fspath(path)
-    if suffix and not path.endswith(suffix):
-        raise ValueError(f"A {suffix} export needs a path ending in {suffix!r}. Received: path={path!r}")
-    if directory and os.path.isfile(path):
-        raise ValueError(f"The SavedModel path {path!r} is an existing file; a SavedModel is a folder")
-    if not directory and os.path.isdir(path):
-        raise ValueError(f"The output path {path!r} is an existing folder")
-    return path
+def estimated_size(model, quantize="none"):
+    """About how many bytes an export of `model` takes: its weights at `WEIGHT_BYTES[quantize]` each.
+
+    For a model file, the file's size stands for the float32 weights, so that
+    the disk can be checked before the model is loaded.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        size = os.path.getsize(model) if os.path.isfile(model) else 0
+    else:
+        size = sum(int(np.prod(weight.shape)) * 4 for weight in model.weights)
+    return size * WEIGHT_BYTES[quantize] // 4
 
 
-def check_writable(path):
-    """Raises ValueError unless a file can be created at `path` (its folder exists or can be made)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"Cannot write {path!r}: {existing!r} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"Cannot write {path!r}: the folder {existing!r} is not writable")
+def check_output_file(path, suffix, overwrite, model, quantize="none"):
+    """`files.check_output_file` for an export of `model`: run before any work (see `keras_sknet.utils.files`)."""
+    return files.check_output_file(
+        path, suffix=suffix, overwrite=overwrite, size=estimated_size(model, quantize)
+    )
 
 
-def write_file_atomically(path, content):
-    """Writes `content` to a temporary file beside `path`, then renames it into place."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def check_min_agreement(min_agreement, quantize, agreement_modes, default):
+    """`min_agreement` (None: `default`), refused for an export not checked by top-1 agreement."""
+    if min_agreement is None:
+        return default
+    if quantize not in agreement_modes:
+        raise ValueError(
+            f"`min_agreement` applies to the exports checked by top-1 agreement ({', '.join(agreement_modes)}); "
+            f"the others are checked element-wise. Received: quantize={quantize!r}, min_agreement={min_agreement!r}"
+        )
+    if (
+        isinstance(min_agreement, bool)
+        or not isinstance(min_agreement, (int, float, np.number))
+        or not (0 <= min_agreement <= 1)
+    ):
+        raise ValueError(
+            f"`min_agreement` must be a fraction in [0, 1] (0.95 for 95%). Received: min_agreement={min_agreement!r}"
+        )
+    return float(min_agreement)
+
+
+def write_file_atomically(path, content, overwrite=False):
+    """Writes `content` to a temporary file beside `path`, then renames it into place.
+
+    The path is checked again first: a file that appeared during the export
+    is replaced only with `overwrite`.
+    """
+    files.check_output_file(path, overwrite=overwrite)
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(content)
         f.flush()
         os.fsync(f.fileno())

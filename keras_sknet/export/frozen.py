@@ -114,7 +114,7 @@ def frozen_function(model, *, batch_size=None, input_size=None):
     input_size = common.check_input_size(input_size)
     model = common.load_model(model)
     model, input_shape = common.model_with_input(model, batch_size, input_size)
-    frozen = FrozenFunction(freeze(model, input_shape), input_shape, model.output_names[0])
+    frozen = FrozenFunction(freeze(model, input_shape), input_shape, common.output_name(model))
     count = 4 if input_shape[0] is None else input_shape[0]
     images = common.generated_images(common.verification_shape(input_shape), count=count)
     frozen.checks = common.verify_outputs(lambda x: frozen(x).numpy(), model, input_shape, images)

@@ -220,7 +220,7 @@ def _float_graph(model, input_shape, opset, input_type):
         return model(images, training=False)
 
     if input_type == "uint8":
-        height, width = model.inputs[0].shape[1:3]
+        height, width = common.model_image_shape(model)[1:3]
         size = None if height is None or width is None else (height, width)
         call = serving.image_function(call, model, size)
     spec = tf.TensorSpec(
@@ -228,7 +228,7 @@ def _float_graph(model, input_shape, opset, input_type):
     )
     # TensorFlow's own convolution ops: one Conv per grouped convolution, no Snapshot barrier.
     with tf_conv.convolution_path("native", gradients=False):
-        return convert(tf.function(call), spec, model.output_names[0], opset)
+        return convert(tf.function(call), spec, common.output_name(model), opset)
 
 
 class _CalibrationReader:
@@ -315,12 +315,6 @@ def verify_float(run, reference, images, batch_size):
     return checks
 
 
-def _check_write_path(path):
-    path = common.check_output_path(path, suffix=".onnx")
-    common.check_writable(path)
-    return path
-
-
 def to_onnx(
     model,
     path=None,
@@ -337,6 +331,8 @@ def to_onnx(
     split=None,
     data_dir=None,
     input_type="float32",
+    min_agreement=None,
+    overwrite=False,
     num_threads=2,
 ):
     """Converts a model to ONNX, verifies it on ONNX Runtime (CPU), and writes it.
@@ -346,11 +342,13 @@ def to_onnx(
     magnitude), on a batch and, when the batch is free, on one image alone.
     `"int8"`: static quantization with `onnxruntime.quantization` (QDQ, int8
     per-channel weights, symmetric int8 activations calibrated on
-    `representative_data`), top-1 agreement >= 98% with Keras on held-out
-    images. The graph must hold only default-domain ONNX operators; grouped
-    convolutions are single `Conv` nodes with `group`. Nothing is written if
-    anything fails (an existing file at `path` is left as it was); a passing
-    model is written atomically.
+    `representative_data`), top-1 agreement >= 98% (`min_agreement`) with
+    Keras on held-out images (not judged on fewer than 20 images or a model
+    that predicts one class for all, as in `to_tflite`). The graph must hold
+    only default-domain ONNX operators; grouped convolutions are single
+    `Conv` nodes with `group`. Nothing is written if anything fails; a
+    passing model is written atomically. The path is checked before any work:
+    an existing file is replaced only with `overwrite=True`.
 
     Args:
         model: a `keras.Model`, or the path to a `.keras` file (saved on any
@@ -371,13 +369,19 @@ def to_onnx(
             (bilinear), preprocesses them and returns probabilities, all in
             the graph (see `keras_sknet.export.serving`); checked against
             Keras on `preprocess_input` of the same images.
+        min_agreement: the least top-1 agreement of `"int8"`, a fraction in
+            [0, 1]; default `MIN_AGREEMENT` (0.98).
+        overwrite: replace an existing file at `path`.
         num_threads: ONNX Runtime threads for the checks.
 
     Returns:
         An `ExportResult` (`format="onnx"`, `opset`, `operators`, `content`).
 
     Raises:
-        ValueError: bad arguments, an unwritable path or bad data (nothing is converted).
+        ValueError: bad arguments or bad data (nothing is converted).
+        FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError:
+            `path` exists (without `overwrite`) or cannot be written (checked
+            before any work).
         ImportError: onnx, onnxruntime or tf2onnx is missing (the `onnx` extra).
         ExportError: the converter failed or left non-standard operators.
         VerificationError: a check failed (nothing is written).
@@ -390,8 +394,9 @@ def to_onnx(
     quantize = common.check_quantization(quantize, QUANTIZATIONS)
     opset = check_opset(opset)
     input_type = serving.check_input_type(input_type, preprocess)
+    min_agreement = common.check_min_agreement(min_agreement, quantize, ("int8",), MIN_AGREEMENT)
     if path is not None:
-        path = _check_write_path(path)
+        path = common.check_output_file(path, ".onnx", overwrite, model, quantize)
     if batch_size is not None:
         check_positive_int("batch_size", batch_size)
     check_positive_int("num_calibration", num_calibration)
@@ -432,11 +437,11 @@ def to_onnx(
     if quantize == "none":
         checks = verify_float(lambda x: run_onnx(session, x), reference, images, batch_size)
     else:
-        checks = [common.agreement_check(reference, run_onnx(session, images, 16), MIN_AGREEMENT)]
+        checks = [common.agreement_check(reference, run_onnx(session, images, 16), min_agreement)]
         checks[0].detail += f"; calibrated on {len(calibration)}"
     common.raise_if_failed(checks, f"ONNX ({quantize})")
     if path is not None:
-        common.write_file_atomically(path, content)
+        common.write_file_atomically(path, content, overwrite)
     return common.ExportResult(
         "onnx",
         quantize,

@@ -1,14 +1,12 @@
 """SavedModel export with a named, batch-polymorphic serving signature (float32 model input, or images)."""
 
 import functools
-import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 
 from keras_sknet.export import common, frozen, serving
+from keras_sknet.utils import files
 from keras_sknet.utils.validation import check_positive_int
 
 
@@ -29,7 +27,7 @@ def serving_archive(model, input_shape, input_type="float32", bytes_signature=Tr
             encoded images). See `keras_sknet.export.serving`.
         bytes_signature: False leaves `serving_bytes` out (TFLite has no image decoder).
     """
-    output_name = model.output_names[0]
+    output_name = common.output_name(model)
     call = functools.partial(model.__call__, training=False)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -60,7 +58,7 @@ def _endpoints(call, model, input_shape, input_type, bytes_signature=True):
 
 
 def _model_size(model):
-    height, width = model.inputs[0].shape[1:3]
+    height, width = common.model_image_shape(model)[1:3]
     return None if height is None or width is None else (height, width)
 
 
@@ -77,8 +75,8 @@ def frozen_serving_module(model, input_shape, input_type="float32"):
     """
     import tensorflow as tf
 
-    output_name = model.output_names[0]
-    float_shape = (input_shape[0], *model.inputs[0].shape[1:])
+    output_name = common.output_name(model)
+    float_shape = (input_shape[0], *common.model_image_shape(model)[1:])
     function = frozen.freeze(model, float_shape, portable=True)
     module = tf.Module()
     signatures = {}
@@ -103,7 +101,7 @@ def _verify(path, model, input_shape, images, input_type):
     import tensorflow as tf
 
     signatures = tf.saved_model.load(path).signatures
-    output_name = model.output_names[0]
+    output_name = common.output_name(model)
 
     def runner(name, input_name, convert=tf.constant):
         return lambda x: signatures[name](**{input_name: convert(x)})[output_name].numpy()
@@ -136,6 +134,7 @@ def to_saved_model(
     data_dir=None,
     freeze=False,
     input_type="float32",
+    overwrite=False,
 ):
     """Exports a model as a SavedModel for TF Serving / `tf.saved_model.load`, verified.
 
@@ -145,8 +144,14 @@ def to_saved_model(
     `path`, it is reloaded with `tf.saved_model.load` and its outputs must
     match the Keras model's within 1e-4 (max abs diff), at the exported batch
     and, when the batch is free, for one image alone. Nothing is left at
-    `path` if anything fails; an older SavedModel there is replaced only once
-    the new one passed.
+    `path` if anything fails.
+
+    `path` is checked before any work (see `keras_sknet.utils.files`): it
+    may be missing or an empty folder; a folder holding an earlier SavedModel
+    (only `saved_model.pb`, `fingerprint.pb`, `variables/` and an empty
+    `assets/`) is replaced only with `overwrite=True`, in one step once the
+    new one passed; a folder holding anything else, the current folder and a
+    folder that holds it are never replaced.
 
     Args:
         model: a `keras.Model`, or the path to a `.keras` file.
@@ -170,15 +175,29 @@ def to_saved_model(
             (`image_bytes`, a string tensor). Checked against Keras on
             `preprocess_input` of the same images (`validation_data` read as
             raw RGB).
+        overwrite: replace an earlier SavedModel at `path`.
 
     Returns:
         An `ExportResult`.
+
+    Raises:
+        ValueError: bad arguments or data (nothing is converted).
+        FileExistsError, NotADirectoryError, PermissionError: `path` holds
+            files that are not a SavedModel, an earlier SavedModel (without
+            `overwrite`), or cannot be written (checked before any work).
+        VerificationError: a check failed (nothing is written).
 
     Example:
         >>> result = to_saved_model(ShuffleNetV2SK(0.5), "saved_models/shufflenet_sk")
         >>> tf.saved_model.load(result.path).signatures["serving_default"](images=x)["predictions"]
     """
-    path = common.check_output_path(path, directory=True)
+    path = files.check_output_folder(
+        path,
+        files.saved_model_foreign,
+        what="SavedModel",
+        overwrite=overwrite,
+        size=common.estimated_size(model),
+    )
     input_type = serving.check_input_type(input_type, preprocess)
     if batch_size is not None:
         check_positive_int("batch_size", batch_size)
@@ -206,18 +225,12 @@ def to_saved_model(
     if batch_size is not None:
         images = np.resize(images, (batch_size,) + images.shape[1:])
 
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")
-    try:
+    with files.folder_beside(path) as tmp_dir:
         _write(model, input_shape, tmp_dir, freeze, input_type)
         checks = _verify(tmp_dir, model, input_shape, images, input_type)
         common.raise_if_failed(checks, "SavedModel")
         size = common.directory_size(tmp_dir)
-        common.replace_directory(tmp_dir, path)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+        files.replace_folder(tmp_dir, path, files.saved_model_foreign, what="SavedModel", overwrite=overwrite)
     signatures = ("serving_default",)
     if input_type == "uint8" and _model_size(model) is not None:
         signatures += (serving.BYTES_SIGNATURE,)

@@ -10,7 +10,6 @@ attention to FULLY_CONNECTED, SOFTMAX and MUL. Flex (select TF) ops are never
 enabled; a custom operator in the result fails the export.
 """
 
-import os
 import tempfile
 
 from keras_sknet.export import common, serving
@@ -21,8 +20,10 @@ from keras_sknet.utils.validation import check_positive_int
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # Max abs diff against the Keras model's outputs.
 TOLERANCES = {"none": 1e-4, "float16": 1e-2}
-# Top-1 agreement with the Keras model on held-out images.
+# Top-1 agreement with the Keras model on held-out images (default of `min_agreement`).
 MIN_AGREEMENT = 0.98
+# The modes checked by top-1 agreement (the others by their max abs diff, `TOLERANCES`).
+AGREEMENT_MODES = ("dynamic", "int8")
 
 
 def _converter(saved_model_dir, quantize, calibration, batch_size):
@@ -49,7 +50,7 @@ def _converter(saved_model_dir, quantize, calibration, batch_size):
     return converter
 
 
-def _verify(content, model, quantize, images, num_threads, input_type):
+def _verify(content, model, quantize, images, num_threads, input_type, min_agreement):
     counts = litert_lib.operator_counts(content)
     custom = sorted(name for name in counts if name.startswith("CUSTOM:"))
     if custom:
@@ -65,7 +66,7 @@ def _verify(content, model, quantize, images, num_threads, input_type):
     if quantize in TOLERANCES:
         checks = [common.max_abs_diff_check(reference, outputs, TOLERANCES[quantize])]
     else:
-        checks = [common.agreement_check(reference, outputs, MIN_AGREEMENT)]
+        checks = [common.agreement_check(reference, outputs, min_agreement)]
     return checks, counts, litert_lib.xnnpack_coverage(interpreter)
 
 
@@ -84,6 +85,8 @@ def to_tflite(
     split=None,
     data_dir=None,
     input_type="float32",
+    min_agreement=None,
+    overwrite=False,
     num_threads=2,
 ):
     """Converts a model to TFLite (LiteRT), verifies it with `ai_edge_litert`, and writes it.
@@ -92,10 +95,14 @@ def to_tflite(
     float32 (`quantize="none"`) max abs diff <= 1e-4 against Keras,
     `"float16"` (float16 weights) <= 1e-2, `"dynamic"` (int8 weights, float
     activations) and `"int8"` (integer kernels throughout; float input and
-    output) top-1 agreement >= 98% with Keras on held-out images. Only
-    builtin operators are allowed. A model that fails is not written (an
-    existing file at `path` is left as it was) and `VerificationError` is
-    raised; a passing one is written atomically.
+    output) top-1 agreement >= 98% (`min_agreement`) with Keras on held-out
+    images; that check cannot judge (it says so in the result, and does not
+    fail) on fewer than 20 images or when Keras predicts one class for all of
+    them. Only builtin operators are allowed. A model that fails is not
+    written and `VerificationError` is raised; a passing one is written
+    atomically. The path is checked before any work (see
+    `keras_sknet.utils.files`): an existing file is replaced only with
+    `overwrite=True`.
 
     Args:
         model: a `keras.Model`, or the path to a `.keras` file.
@@ -124,6 +131,9 @@ def to_tflite(
             images at its input size and returns probabilities, with
             `preprocess_input` (and a softmax on logits) inside (see
             `keras_sknet.export.serving`); int8 calibrates on raw images.
+        min_agreement: the least top-1 agreement (`"dynamic"`, `"int8"`), a
+            fraction in [0, 1]; default `MIN_AGREEMENT` (0.98).
+        overwrite: replace an existing file at `path`.
         num_threads: LiteRT threads for the checks.
 
     Returns:
@@ -132,6 +142,9 @@ def to_tflite(
 
     Raises:
         ValueError: bad arguments or data (nothing is converted).
+        FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError:
+            `path` exists (without `overwrite`) or cannot be written (checked
+            before any work).
         ExportError: the converter failed or produced non-builtin operators.
         VerificationError: a check failed (nothing is written).
 
@@ -141,8 +154,9 @@ def to_tflite(
     """
     quantize = common.check_quantization(quantize, QUANTIZATIONS)
     input_type = serving.check_input_type(input_type, preprocess)
+    min_agreement = common.check_min_agreement(min_agreement, quantize, AGREEMENT_MODES, MIN_AGREEMENT)
     if path is not None:
-        path = common.check_output_path(path, suffix=".tflite")
+        path = common.check_output_file(path, ".tflite", overwrite, model, quantize)
     check_positive_int("batch_size", batch_size)
     check_positive_int("num_calibration", num_calibration)
     check_positive_int("num_validation", num_validation)
@@ -182,13 +196,14 @@ def to_tflite(
             raise common.ExportError(
                 f"The TFLite converter failed on model {model.name!r} ({quantize}): {error}"
             ) from error
-    checks, operators, xnnpack = _verify(content, model, quantize, images, num_threads, input_type)
+    checks, operators, xnnpack = _verify(
+        content, model, quantize, images, num_threads, input_type, min_agreement
+    )
     if quantize == "int8":
         checks[0].detail += f"; calibrated on {len(calibration)}"
     common.raise_if_failed(checks, f"TFLite ({quantize})")
     if path is not None:
-        common.write_file_atomically(path, content)
-        path = os.fspath(path)
+        common.write_file_atomically(path, content, overwrite)
     return common.ExportResult(
         "tflite",
         quantize,

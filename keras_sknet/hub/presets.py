@@ -8,8 +8,6 @@ classifier), `preprocessor.json` (the image converter) and `metadata.json`
 
 import json
 import os
-import shutil
-import tempfile
 
 from keras_sknet import applications
 from keras_sknet.applications import sknet, skresnet
@@ -24,7 +22,7 @@ from keras_sknet.hub.tasks import (
     SKResNetImageClassifierPreprocessor,
     SKResNetImageConverter,
 )
-from keras_sknet.utils.files import replace_directory
+from keras_sknet.utils import files
 from keras_sknet.utils.validation import check_positive_int
 from keras_sknet.version import __version__
 from keras_sknet.weights.checkpoint import is_caffemodel_path
@@ -46,6 +44,17 @@ HUB_MODELS = (
     "SKResNet34",
 )
 _HEAD_LAYERS = ("avg_pool", "predictions")
+# What `save_to_preset` writes for an image classifier; a folder holding only these, with our
+# entry in metadata.json, is an earlier preset of ours (`preset_foreign`).
+PRESET_FILES = (
+    "config.json",
+    "model.weights.h5",
+    "task.json",
+    "task.weights.h5",
+    "preprocessor.json",
+    "image_converter.json",
+    "metadata.json",
+)
 # Family -> (backbone, converter, preprocessor, classifier) classes.
 _TASK_CLASSES = {
     "sknet": (SKNetBackbone, SKNetImageConverter, SKNetImageClassifierPreprocessor, SKNetImageClassifier),
@@ -96,7 +105,33 @@ def _default_image_size(model_name):
     return skresnet.DEFAULT_SIZE
 
 
-def preset_from_weights(model_name, weights, directory, classes=1000, image_size=None, crop_pct=None):
+def preset_foreign(folder):
+    """The first file in `folder` that `preset_from_weights` does not write, or None.
+
+    Ours: only `PRESET_FILES`, with a `metadata.json` that holds a
+    `keras_sknet` entry (see `keras_sknet.utils.files.check_output_folder`).
+    """
+    names = sorted(os.listdir(folder))
+    for name in names:
+        if name not in PRESET_FILES or not os.path.isfile(os.path.join(folder, name)):
+            return name
+    try:
+        with open(os.path.join(folder, "metadata.json")) as f:
+            ours = "keras_sknet" in json.load(f)
+    except (OSError, ValueError, TypeError):
+        ours = False
+    return None if ours else "metadata.json"
+
+
+def _check_directory(directory, overwrite):
+    return files.check_output_folder(
+        directory, preset_foreign, what="keras-hub preset", overwrite=overwrite, name="directory"
+    )
+
+
+def preset_from_weights(
+    model_name, weights, directory, classes=1000, image_size=None, crop_pct=None, overwrite=False
+):
     """Writes a keras-hub preset of a zoo model with the given weights.
 
     `keras_hub.models.ImageClassifier.from_preset(directory)` (after
@@ -116,8 +151,12 @@ def preset_from_weights(model_name, weights, directory, classes=1000, image_size
             backbone gets Caffe's stem pool and the release's fuse widths,
             the converter BGR and the Caffe mean, as
             `preprocess_input(mode="caffe")`).
-        directory: the preset folder; written in a temporary folder beside
-            it, then moved into place (what was there stays until the end).
+        directory: the preset folder, checked before any work (see
+            `keras_sknet.utils.files`): missing or empty, or, with
+            `overwrite=True`, holding an earlier preset of ours
+            (`preset_foreign`), replaced in one step at the end; a folder
+            holding other files is never replaced. The preset is written in a
+            temporary folder beside it.
         classes: the classifier's width (the weights' classes).
         image_size: the converter's output side; default the weights'
             evaluation size (224; 32 for the CIFAR nets).
@@ -125,6 +164,7 @@ def preset_from_weights(model_name, weights, directory, classes=1000, image_size
             None for the weights' (`PRETRAINED[model_name].crop_pct`, or
             the Caffe weights' 0.875; no crop for models without registered
             weights), a number in (0, 1], or False for a plain resize.
+        overwrite: replace an earlier preset of ours at `directory`.
 
     Returns:
         `directory`.
@@ -133,6 +173,9 @@ def preset_from_weights(model_name, weights, directory, classes=1000, image_size
         ValueError: a model outside `HUB_MODELS`, Caffe weights for a model
             without official ones, or a bad `classes`, `image_size` or
             `crop_pct`.
+        FileExistsError, NotADirectoryError, PermissionError: `directory`
+            holds other files, an earlier preset (without `overwrite`), or
+            cannot be written.
 
     Example:
         >>> preset_from_weights("SKNet50", "imagenet", "presets/sknet50")
@@ -162,6 +205,7 @@ def preset_from_weights(model_name, weights, directory, classes=1000, image_size
             "`crop_pct` must be None (the weights' evaluation crop), a number in (0, 1] or False (plain "
             f"resize). Received: crop_pct={crop_pct!r}"
         )
+    _check_directory(directory, overwrite)  # before any download or conversion
     net = getattr(applications, model_name)(
         weights=weights,
         classes=classes,
@@ -184,9 +228,7 @@ def preset_from_weights(model_name, weights, directory, classes=1000, image_size
     classifier.output_dense.set_weights(net.get_layer("predictions").get_weights())
 
     directory = os.path.abspath(os.fspath(directory))
-    os.makedirs(os.path.dirname(directory), exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(directory), prefix=".preset-")
-    try:
+    with files.folder_beside(directory) as tmp:
         classifier.save_to_preset(tmp)
         metadata_path = os.path.join(tmp, "metadata.json")
         with open(metadata_path) as f:
@@ -198,22 +240,24 @@ def preset_from_weights(model_name, weights, directory, classes=1000, image_size
         }
         with open(metadata_path, "w") as f:
             json.dump(metadata, f, indent=4)
-        replace_directory(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        files.replace_folder(tmp, directory, preset_foreign, what="keras-hub preset", overwrite=overwrite)
     return directory
 
 
-def write_pretrained_presets(directory):
+def write_pretrained_presets(directory, overwrite=False):
     """Writes the preset of every model with `weights="imagenet"` (`PRETRAINED`; downloads its weights).
+
+    Every preset folder is checked first (as in `preset_from_weights`), so a
+    folder in the way stops the run before any download.
 
     Args:
         directory: the parent folder; each preset goes to `<directory>/<model name lower case>`.
+        overwrite: replace earlier presets of ours there.
 
     Returns:
         The list of preset folders written.
     """
-    return [
-        preset_from_weights(name, "imagenet", os.path.join(directory, name.lower())) for name in PRETRAINED
-    ]
+    paths = {name: os.path.join(directory, name.lower()) for name in PRETRAINED}
+    for path in paths.values():
+        _check_directory(path, overwrite)
+    return [preset_from_weights(name, "imagenet", path, overwrite=overwrite) for name, path in paths.items()]
