@@ -23,12 +23,46 @@ only the standard library, so that `--help` and argument errors answer at once: 
 
 import argparse
 import os
+import re
 import sys
+import tempfile
+
+# The console scripts of setup.cfg's [options.entry_points] (tests/users/test_commands.py checks).
+SCRIPTS = ("keras-sknet-zoo", "keras-sknet-weights", "keras-sknet-export", "keras-sknet-analysis")
+
+
+def _started_as_command():
+    """True in a process started as `python -m keras_sknet[.PART]` or as one of `SCRIPTS`.
+
+    `python -m pkg.mod` imports `pkg` (and `pkg.mod`'s parent packages) while `sys.argv[0]` is
+    still `"-m"`; `sys.orig_argv` names the module. A user's `python -m their_package` is not ours.
+    """
+    argv = getattr(sys, "argv", None) or [""]
+    if argv[0] == "-m":
+        original = getattr(sys, "orig_argv", [])
+        module = original[len(original) - len(argv)] if len(original) >= len(argv) else ""
+        return module == "keras_sknet" or module.startswith("keras_sknet.")
+    name = os.path.basename(argv[0]).split(".")[0].removesuffix("-script")  # Windows: NAME-script.py
+    return name in SCRIPTS
+
+
+# Decided once, when `import keras_sknet` first imports this module. In our own command lines the
+# packages defer their heavy imports (Keras, TensorFlow): `--help` and argument errors answer at
+# once, and each command imports what it needs after its arguments are checked. In a user's
+# program `import keras_sknet` imports everything (it registers the layers for `load_model`).
+COMMAND_LINE = _started_as_command()
 
 # Errors the library raises for a user's input: a one-line message, no traceback. Our own
 # exceptions for user input (ExportError, CheckpointMismatchError, ...) derive from these.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-               NotADirectoryError, ImportError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ImportError,
+)
 
 # Exit status of a user error found while working (argparse's own usage errors exit 2).
 USER_ERROR_STATUS = 1
@@ -43,13 +77,120 @@ def quiet_tensorflow():
 
     Call before TensorFlow is imported; `TF_CPP_MIN_LOG_LEVEL` set by the user wins.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):  # unset or empty (TensorFlow reads "" as 0)
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+
+# What TensorFlow 2.21's C++ prints at its import through absl before absl::InitializeLog(), once
+# per shared library (so twice), whatever TF_CPP_MIN_LOG_LEVEL says: absl writes every message
+# to stderr until its log is initialised (abseil-cpp pull requests 1718 and 1957).
+_TENSORFLOW_STARTUP_LINE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on"
+)
+
+
+def import_keras():
+    """Imports Keras (and so its backend, TensorFlow by default) without TensorFlow's start-up lines.
+
+    Calls `quiet_tensorflow()`; TensorFlow's informational lines that `TF_CPP_MIN_LOG_LEVEL` does
+    not reach are dropped too, unless the level is 0 (the user asked for everything). Everything
+    else written to stderr meanwhile is written after the import.
+
+    Returns:
+        The `keras` module.
+    """
+    quiet_tensorflow()
+    if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        import keras
+
+        return keras
+    sys.stderr.flush()
+    saved = os.dup(2)
+    # A file, not a pipe: nothing blocks however much is written.
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not _TENSORFLOW_STARTUP_LINE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+    return keras
 
 
 def one_line(message):
     """`message` on one line: its lines joined with '; ' (a user error is read in one glance)."""
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
     return "; ".join(lines) if lines else "(no message)"
+
+
+def check_input_file(path, option):
+    """Raises `UserError` unless `path` is an existing file (not a folder).
+
+    Args:
+        path: the path the user gave.
+        option: how the user gave it, e.g. `"--model"` or `"checkpoint"`, named in the error.
+    """
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path!r} is a folder; expected a file.")
+    if not os.path.isfile(path):
+        raise UserError(f"{option} {path!r}: no such file.")
+
+
+def check_output_path(path, option, folder=False):
+    """Raises `UserError` unless the command can write `path`: checked before any work.
+
+    Args:
+        path: the file (or folder) the command will write.
+        option: how the user gave it, e.g. `"--output"`, named in the error.
+        folder: True if `path` is a folder, whose missing parents the command creates;
+            False for a file, whose folder must exist.
+
+    Example:
+        >>> check_output_path("notes.txt/x.weights.h5", "--output")  # UserError: 'notes.txt' is a file
+    """
+    path = os.fspath(path)
+    if folder and os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{option} {path!r} is a file; expected a folder.")
+    if not folder and os.path.isdir(path):
+        raise UserError(f"{option} {path!r} is a folder; expected a file name.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while folder and not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)  # the nearest folder that exists: the rest is created
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise UserError(f"{option} {path!r} is inside {parent!r}, which is a file, not a folder.")
+    if not os.path.isdir(parent):
+        raise UserError(f"{option} {path!r}: the folder {parent!r} does not exist.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path!r}: the folder {parent!r} is not writable.")
+
+
+def positive_int(text):
+    """An argparse `type`: an integer of at least 1 (the error names what was received)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
+    return value
+
+
+def positive_float(text):
+    """An argparse `type`: a finite number above 0 (the error names what was received)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number. Received: {text!r}")
+    return value
 
 
 class ArgumentParser(argparse.ArgumentParser):
