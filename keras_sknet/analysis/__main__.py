@@ -42,7 +42,7 @@ def main(argv=None):
 
 
 def _work(args):
-    cli.check_input_file(args.model, "--model")
+    cli.check_input_file(args.model, "model file (--model)")
     cli.check_output_path(args.output_dir, "--output-dir", folder=True)
     keras = cli.import_keras()
     import keras_sknet.applications  # noqa: F401  (registers the layers for load_model)

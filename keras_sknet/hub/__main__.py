@@ -32,7 +32,7 @@ def main(argv=None):
 def _work(args):
     cli.check_output_path(args.directory, "directory", folder=True)
     if args.weights != "imagenet":
-        cli.check_input_file(args.weights, "--weights")
+        cli.check_input_file(args.weights, "weights file (--weights)")
     cli.import_keras()
     try:
         import keras_hub  # noqa: F401

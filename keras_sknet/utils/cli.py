@@ -6,17 +6,25 @@ and a non-zero exit status; a traceback is kept for our own bugs. This module im
 only the standard library, so that `--help` and argument errors answer at once: each
 `__main__` imports Keras, TensorFlow and the package's heavy parts after parsing.
 
+In a process started as one of our commands (`python -m keras_sknet[.PART]` or a
+`keras-sknet-*` script: `COMMAND_LINE`), `keras_sknet` and the `__init__` of its
+packages that a command is run from (utils, weights, analysis, hub) import nothing
+heavy; the command imports the modules it needs (`keras_sknet.weights.registry`, not
+`keras_sknet.weights`'s names) once its arguments are checked, and `keras_sknet.layers`
+(or `.applications`) before it loads a model. A user's `import keras_sknet` imports all.
+
     from keras_sknet.utils import cli
 
     def main(argv=None):
         parser = cli.ArgumentParser(prog="python -m keras_sknet.thing", description=__doc__)
         parser.add_argument("model")
         args = parser.parse_args(argv)
+        cli.quiet_tensorflow()
         return cli.run(lambda: _work(args), prog=parser.prog)
 
     def _work(args):
-        if not os.path.isfile(args.model):
-            raise cli.UserError(f"No model file at {args.model!r}; expected a .keras file.")
+        cli.check_input_file(args.model, "model")  # paths checked before any work
+        cli.import_keras()  # without TensorFlow's start-up lines
         from keras_sknet import export  # heavy imports after the arguments are checked
         ...
 """
@@ -130,17 +138,20 @@ def one_line(message):
     return "; ".join(lines) if lines else "(no message)"
 
 
-def check_input_file(path, option):
+def check_input_file(path, what):
     """Raises `UserError` unless `path` is an existing file (not a folder).
 
     Args:
         path: the path the user gave.
-        option: how the user gave it, e.g. `"--model"` or `"checkpoint"`, named in the error.
+        what: what it should be, named in the error, e.g. `"model file (--model)"`.
+
+    Example:
+        >>> check_input_file("photos", "checkpoint file")  # UserError: 'photos' is a folder; expected ...
     """
     if os.path.isdir(path):
-        raise UserError(f"{option} {path!r} is a folder; expected a file.")
+        raise UserError(f"{path!r} is a folder; expected a {what}.")
     if not os.path.isfile(path):
-        raise UserError(f"{option} {path!r}: no such file.")
+        raise UserError(f"No such {what}: {path!r}.")
 
 
 def check_output_path(path, option, folder=False):

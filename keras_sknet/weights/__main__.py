@@ -83,7 +83,7 @@ def _run_timm(checkpoint, arch, images, tolerance, keras_outputs):
 
 def _check_paths(args):
     """The checkpoint and the output, checked before anything is imported, read or converted."""
-    cli.check_input_file(args.checkpoint, "checkpoint")
+    cli.check_input_file(args.checkpoint, "checkpoint file")
     if not args.output.endswith(".weights.h5"):
         raise cli.UserError(
             f"The output must be a Keras weights file ending in .weights.h5. Received: --output {args.output!r}"
@@ -106,7 +106,7 @@ def _write_verified(model, rebuild, output):
         reloaded.load_weights(tmp)
         reload_diff = float(np.max(np.abs(np.asarray(reloaded(images, training=False)) - expected)))
         if reload_diff > 1e-6:
-            raise cli.UserError(
+            raise RuntimeError(  # a bug of ours (or of h5py), not a user's mistake: keep the traceback
                 f"The written file does not reproduce the converted model (max diff {reload_diff:.3g})"
             )
         yield images, expected, reload_diff
