@@ -332,3 +332,77 @@ def test_quiet_tensorflow_keeps_the_users_level(monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "")
     cli.quiet_tensorflow()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+
+
+def test_analysis_runs_as_a_command_and_leaves_the_users_files(tmp_path):
+    # In a command line keras_sknet imports lazily: the command itself must import what loading a
+    # model with SK layers needs. Runs the whole analysis on a tiny model in the user's folder.
+    import numpy as np
+
+    from keras_sknet.applications import SKNet
+
+    SKNet(
+        (1, 1),
+        stem="cifar",
+        cardinality=2,
+        bottleneck_width=4,
+        min_dim=4,
+        input_shape=(32, 32, 3),
+        classes=3,
+        weights=None,
+    ).save(tmp_path / "model.keras")
+    images = np.random.default_rng(0).uniform(0, 255, size=(6, 32, 32, 3)).astype("uint8")
+    np.savez(tmp_path / "images.npz", images=images, labels=np.arange(6) % 3)
+    (tmp_path / "notes.txt").write_text("the user's notes\n")
+    before = folder_contents(tmp_path)
+    args = [
+        "-m",
+        "keras_sknet.analysis",
+        "--model",
+        "model.keras",
+        "--data",
+        "images.npz",
+        "--num-images",
+        "6",
+        "--output-dir",
+        "figures",
+    ]
+    result = run_as_user(args, tmp_path, timeout=300, **USER)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SK_2_1" in result.stdout
+    assert not TF_LOG_LINE.search(result.stderr), result.stderr[-3000:]
+    after = folder_contents(tmp_path)
+    assert {name: after[name] for name in before} == before
+    assert sorted(os.listdir(tmp_path / "figures")) == [
+        "attention_classes.png",
+        "attention_scales.json",
+        "attention_scales.png",
+    ]
+
+
+def test_weights_convert_runs_as_a_command_and_leaves_the_users_files(tmp_path):
+    # The converter in a command line (lazy imports): a timm-layout checkpoint of SKResNet18 made here.
+    from keras_sknet.applications import SKResNet18
+    from keras_sknet.weights.safetensors_io import save_safetensors
+    from keras_sknet.weights.timm_converter import timm_state_dict
+
+    save_safetensors(tmp_path / "sk18.safetensors", timm_state_dict(SKResNet18(weights=None)))
+    (tmp_path / "notes.txt").write_text("the user's notes\n")
+    before = folder_contents(tmp_path)
+    args = [
+        "-m",
+        "keras_sknet.weights",
+        "convert",
+        "sk18.safetensors",
+        "--model",
+        "SKResNet18",
+        "--output",
+        "sk18.weights.h5",
+    ]
+    result = run_as_user(args, tmp_path, timeout=300, **USER)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote sk18.weights.h5" in result.stdout
+    assert not result.stderr.strip(), result.stderr[-3000:]
+    after = folder_contents(tmp_path)
+    assert {name: after[name] for name in before} == before
+    assert sorted(after) == ["notes.txt", "sk18.safetensors", "sk18.weights.h5"]
