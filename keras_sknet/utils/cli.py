@@ -107,19 +107,20 @@ def import_keras():
 
     Returns:
         The `keras` module.
+
+    Raises:
+        UserError: the configured backend (`KERAS_BACKEND` or keras.json) is not one Keras knows.
     """
     quiet_tensorflow()
     if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
-        import keras
-
-        return keras
+        return _import_keras()
     sys.stderr.flush()
     saved = os.dup(2)
     # A file, not a pipe: nothing blocks however much is written.
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import keras
+            return _import_keras()
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -129,6 +130,19 @@ def import_keras():
                 if not _TENSORFLOW_STARTUP_LINE.match(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
+
+
+def _import_keras():
+    from keras_sknet._keras_config import configured_backend
+
+    backend = configured_backend()
+    try:
+        import keras
+    except ValueError as error:  # Keras' "Unable to import backend : NAME"
+        raise UserError(
+            f"Keras cannot run on the backend {backend!r} (KERAS_BACKEND, or keras.json in $KERAS_HOME or "
+            f"~/.keras): {error}. Keras' backends: 'tensorflow', 'jax', 'torch'."
+        ) from error
     return keras
 
 

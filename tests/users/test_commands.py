@@ -406,3 +406,11 @@ def test_weights_convert_runs_as_a_command_and_leaves_the_users_files(tmp_path):
     after = folder_contents(tmp_path)
     assert {name: after[name] for name in before} == before
     assert sorted(after) == ["notes.txt", "sk18.safetensors", "sk18.weights.h5"]
+
+
+@pytest.mark.parametrize(
+    "args", [["-m", "keras_sknet.weights", "info"], ["-m", "keras_sknet", "--list"]], ids=" ".join
+)
+def test_an_unknown_backend_is_one_line(args, user_folder):
+    result = run_as_user(args, user_folder, timeout=300, KERAS_BACKEND="tensorfow", **USER)
+    assert_one_line_error(result, MODULES[args[1]], "'tensorfow'", "KERAS_BACKEND", "'jax'")
