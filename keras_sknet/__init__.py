@@ -8,6 +8,7 @@ Keras' TensorFlow, JAX and PyTorch backends (`KERAS_BACKEND`); the exporters
 (`keras_sknet.export`) and the trainer need TensorFlow.
 """
 
+import importlib
 import importlib.util
 
 from keras_sknet import platform
@@ -28,7 +29,20 @@ if configured_backend() == "tensorflow" and importlib.util.find_spec("tensorflow
         'KERAS_BACKEND=torch (`pip install keras-sknet[torch]`), or "backend" in keras.json.'
     )
 
-from keras_sknet import applications, layers, utils, weights  # noqa: E402
+from keras_sknet.utils import cli  # noqa: E402  (imports only the standard library)
 from keras_sknet.version import __version__  # noqa: E402
 
 __all__ = ["__version__", "applications", "layers", "platform", "utils", "weights"]
+
+if cli.COMMAND_LINE:
+    # `python -m keras_sknet...` or a keras-sknet-* script: the command imports its parts once its
+    # arguments are checked; `keras_sknet.layers` etc. still import on first use (PEP 562).
+    def __getattr__(name):
+        if name in __all__:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+else:
+    # Registers the layers (and the zoo's model functions), so that a user's
+    # `import keras_sknet; keras.models.load_model("model.keras")` works.
+    from keras_sknet import applications, layers, utils, weights  # noqa: F401

@@ -182,3 +182,27 @@ def test_only_the_hub_imports_the_hub():
         if target == "hub" and not where.startswith(f"{PACKAGE}/hub/")
     ]
     assert not importers, "\n".join(importers)
+
+
+# In our command lines (`keras_sknet.utils.cli.COMMAND_LINE`) these packages' `__init__` import
+# nothing, so that `--help` answers without Keras: the package's code imports its names from the
+# modules that define them (`from keras_sknet.weights.registry import PRETRAINED`), never from the
+# package (`from keras_sknet.weights import PRETRAINED`), which would find nothing there.
+DEFERRED_PACKAGES = ("utils", "weights", "analysis", "hub")
+
+
+def test_names_come_from_modules_not_from_packages_that_defer_their_imports():
+    modules = _modules()
+    deferred = {f"{PACKAGE}.{name}" for name in DEFERRED_PACKAGES}
+    found = []
+    for module, path in modules.items():
+        if module in deferred:
+            continue  # the package's own __init__ defines its names
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module in deferred:
+                names = [a.name for a in node.names if f"{node.module}.{a.name}" not in modules]
+                if names:
+                    found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: {', '.join(names)}")
+    assert not found, f"import these from their modules ({', '.join(sorted(deferred))} defer):\n" + "\n".join(
+        found
+    )

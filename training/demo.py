@@ -114,8 +114,9 @@ def _work(args):
     from training.run_dir import check_run_dir
 
     check_run_dir(args.model_dir)  # before any work: a folder of the user's is refused
-    import keras
+    keras = cli.import_keras()
 
+    import keras_sknet.layers  # noqa: F401  (registers the layers for load_model)
     from keras_sknet.export import ExportError
     from training.experiments import get_experiment
     from training.trainer import TrainingDiverged, train

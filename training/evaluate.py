@@ -121,9 +121,9 @@ def _work(args):
     record = read_data_record(args.model_dir)
     data_dir, manual_dir = data_options(args, experiment, record)
 
-    import keras
+    keras = cli.import_keras()
 
-    import keras_sknet  # noqa: F401  (registers the layers)
+    import keras_sknet.layers  # noqa: F401  (registers the layers for load_model)
     from keras_sknet.utils.files import write_json_atomically
     from training import optimizers  # noqa: F401  (registers the optimiser)
     from training.data import DatasetUnavailableError, dataset_info

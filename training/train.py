@@ -210,7 +210,8 @@ def _work(args):
     model_dir = args.model_dir or default_model_dir(experiment, args.data_dir)
     check_run_dir(model_dir)
 
-    import tensorflow as tf
+    cli.import_keras()
+    tf = cli.import_tensorflow()  # the input pipelines are tf.data on either backend
 
     devices = None
     if backend != "jax" and args.logical_cpus > 1:

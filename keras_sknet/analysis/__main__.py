@@ -10,21 +10,20 @@ Writes `attention_scales.png` (Figure 3 style), `attention_classes.png`
 (Figure 4 style, with labels) and `attention_scales.json`, and prints the table.
 """
 
-import argparse
 import os
 import sys
 
+from keras_sknet.utils import cli
+
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_sknet.analysis", description=__doc__.split("\n\n")[0]
-    )
+    parser = cli.ArgumentParser(prog="python -m keras_sknet.analysis", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a .keras model with SK units")
     parser.add_argument("--data", required=True, help="TFDS name or folder, image folder, .npy/.npz")
     parser.add_argument("--data-dir", help="TFDS data directory for a dataset given by name")
     parser.add_argument("--split", default=None, help="TFDS split (default: train if present)")
-    parser.add_argument("--num-images", type=int, default=256)
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0])
+    parser.add_argument("--num-images", type=cli.positive_int, default=256)
+    parser.add_argument("--scales", type=cli.positive_float, nargs="+", default=[1.0, 1.5, 2.0])
     parser.add_argument("--unit", help="the unit of the per-channel panel (default SK_3_4 or the middle one)")
     parser.add_argument(
         "--preprocess",
@@ -38,39 +37,37 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import keras
+    cli.quiet_tensorflow()
+    return cli.run(lambda: _work(args), prog="python -m keras_sknet.analysis")
 
-    import keras_sknet  # noqa: F401  (registers the layers)
-    from keras_sknet.analysis import scale_experiment
+
+def _work(args):
+    cli.check_input_file(args.model, "model file (--model)")
+    cli.check_output_path(args.output_dir, "--output-dir", folder=True)
+    keras = cli.import_keras()
+    import keras_sknet.applications  # noqa: F401  (registers the layers for load_model)
+    from keras_sknet.analysis.scales import scale_experiment
     from keras_sknet.utils.images import load_images
 
     try:
-        if not os.path.isfile(args.model):
-            raise ValueError(f"No model file at {args.model!r}.")
-        try:
-            model = keras.models.load_model(args.model)
-        except Exception as error:  # Keras raises several types for files that are not models.
-            raise ValueError(f"{args.model!r} is not a Keras model file: {error}") from error
-        height, width = model.inputs[0].shape[1:3]
-        if height is None or width is None:
-            raise ValueError(f"{args.model!r} takes any input size; the analysis needs a fixed one.")
-        if args.num_images < 1:
-            raise ValueError(f"--num-images must be at least 1. Received: {args.num_images}")
-        images, labels = load_images(
-            args.data,
-            (height, width),
-            args.num_images,
-            split=args.split,
-            data_dir=args.data_dir,
-            preprocess=None if args.preprocess == "none" else "imagenet",
-            return_labels=True,
-        )
-        if len(images) == 0:
-            raise ValueError(f"{args.data!r} gave no images.")
-        report = scale_experiment(model, images, scales=tuple(args.scales), labels=labels)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        model = keras.models.load_model(args.model)
+    except Exception as error:  # Keras raises several types for files that are not models.
+        raise cli.UserError(f"--model {args.model!r} is not a Keras model file: {error}") from error
+    height, width = model.inputs[0].shape[1:3]
+    if height is None or width is None:
+        raise cli.UserError(f"--model {args.model!r} takes any input size; the analysis needs a fixed one.")
+    images, labels = load_images(
+        args.data,
+        (height, width),
+        args.num_images,
+        split=args.split,
+        data_dir=args.data_dir,
+        preprocess=None if args.preprocess == "none" else "imagenet",
+        return_labels=True,
+    )
+    if len(images) == 0:
+        raise cli.UserError(f"--data {args.data!r} gave no images.")
+    report = scale_experiment(model, images, scales=tuple(args.scales), labels=labels)
 
     os.makedirs(args.output_dir, exist_ok=True)
     figure = os.path.join(args.output_dir, "attention_scales.png")
@@ -84,7 +81,6 @@ def main(argv=None):
     print(f"Scale experiment on {len(images)} images of {args.data} (central crop + resize):\n")
     print(report.summary())
     print("\nWritten: " + ", ".join(written))
-    return 0
 
 
 if __name__ == "__main__":

@@ -227,6 +227,19 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def main():
+def main(rows=PAPER_SIZES, measure_sizes=True):
+    """Prints the table of `rows` (`python -m keras_sknet` parses its arguments, then calls this).
+
+    Args:
+        rows: the `PaperSize` rows to print.
+        measure_sizes: False to list the rows and the paper's numbers without building a model.
+    """
+    if not measure_sizes:
+        print("| model | paper | paper params (M) | paper MACs (M) | note |\n|---|---|---|---|---|")
+        for row in rows:
+            print(
+                f"| {row.label} | {row.source} | {_fmt(row.params, 2)} | {_fmt(row.macs, 2)} | {row.note} |"
+            )
+        return
     print("keras-sknet model zoo: sizes against the paper (trainable params; multiply-adds for one image)")
-    print(format_table(measure()))
+    print(format_table(measure(rows)))

@@ -28,7 +28,7 @@ from keras_sknet.utils import cli
 # In `python -m keras_sknet.export` (a command line, `cli.COMMAND_LINE`) this package imports
 # nothing heavy: the command checks its arguments and paths first, then imports the exporters
 # (and the backend check) itself. Everywhere else, all of it at once.
-if not getattr(cli, "COMMAND_LINE", False):
+if not cli.COMMAND_LINE:
     from keras_sknet.export import _tensorflow_only  # noqa: F401  (first: checks the backend)
     from keras_sknet.export.common import ExportError, ExportResult, VerificationError, load_model
     from keras_sknet.export.frozen import FrozenFunction, frozen_function

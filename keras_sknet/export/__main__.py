@@ -165,7 +165,7 @@ def _check_options(args):
 def _work(args):
     output = _check_options(args)  # before TensorFlow is imported: a mistake is answered at once
     # Keras without TensorFlow's start-up lines (cli.import_keras, where this checkout's cli has it).
-    getattr(cli, "import_keras", cli.quiet_tensorflow)()
+    cli.import_keras()
     # _tensorflow_only first: on JAX or PyTorch, an ImportError that names the fix (one line).
     from keras_sknet.export import _tensorflow_only, common, onnx, saved_model, tflite  # noqa: F401
 

@@ -11,25 +11,33 @@ command line `python -m keras_sknet.hub presets DIR` writes one per pretrained
 model. `import keras_sknet` never imports this package. See docs/backbones.md.
 """
 
-try:
-    import keras_hub  # noqa: F401
-except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "keras_sknet.hub needs keras-hub: pip install 'keras-sknet[hub]' && "
-        "pip install --no-deps keras-hub==0.32.0 (see docs/backbones.md, 'keras-hub'). "
-        f"Import failed with: {error}"
-    ) from error
+from keras_sknet.utils import cli
 
-from keras_sknet.hub.backbone import SKNetBackbone, SKResNetBackbone
-from keras_sknet.hub.presets import HUB_MODELS, backbone_class, preset_from_weights, write_pretrained_presets
-from keras_sknet.hub.tasks import (
-    SKNetImageClassifier,
-    SKNetImageClassifierPreprocessor,
-    SKNetImageConverter,
-    SKResNetImageClassifier,
-    SKResNetImageClassifierPreprocessor,
-    SKResNetImageConverter,
-)
+if not cli.COMMAND_LINE:  # `python -m keras_sknet.hub` imports these once its arguments are checked
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "keras_sknet.hub needs keras-hub: pip install 'keras-sknet[hub]' && "
+            "pip install --no-deps keras-hub==0.32.0 (see docs/backbones.md, 'keras-hub'). "
+            f"Import failed with: {error}"
+        ) from error
+
+    from keras_sknet.hub.backbone import SKNetBackbone, SKResNetBackbone
+    from keras_sknet.hub.presets import (
+        HUB_MODELS,
+        backbone_class,
+        preset_from_weights,
+        write_pretrained_presets,
+    )
+    from keras_sknet.hub.tasks import (
+        SKNetImageClassifier,
+        SKNetImageClassifierPreprocessor,
+        SKNetImageConverter,
+        SKResNetImageClassifier,
+        SKResNetImageClassifierPreprocessor,
+        SKResNetImageConverter,
+    )
 
 __all__ = [
     "HUB_MODELS",

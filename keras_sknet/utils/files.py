@@ -150,6 +150,27 @@ def check_output_file(path, *, suffix=None, overwrite=False, size=0, option="ove
     return path
 
 
+def check_output_directory(path, name="path"):
+    """Checks, before any work, that a folder can be written at `path` (it may exist, or be created).
+
+    For outputs that are folders of several files of their own (a cache, an analysis's figures,
+    a parent of presets): the folder is created if missing, and files beside the new ones stay.
+
+    Raises:
+        ValueError: not a path. NotADirectoryError: `path`, or a folder above it, is a file.
+        PermissionError: no file can be created there.
+
+    Example:
+        >>> check_output_directory("analysis/", name="--output-dir")
+    """
+    path = _fspath(path, name)
+    full = os.path.abspath(path)
+    if os.path.lexists(full) and not os.path.isdir(full):
+        raise NotADirectoryError(f"{name} {full!r} is an existing file; expected a folder")
+    _check_parent(os.path.join(full, "_"), 0)  # `full` itself if it exists, else the nearest folder above
+    return path
+
+
 def _holds_cwd(full):
     cwd = os.path.realpath(os.getcwd())
     real = os.path.realpath(full)

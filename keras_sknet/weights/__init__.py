@@ -22,30 +22,33 @@
 - Command line: `python -m keras_sknet.weights convert CHECKPOINT --model SKNet50 --output x.weights.h5`.
 """
 
-from keras_sknet.weights.caffe_converter import caffe_weight_map, load_caffe_blobs, match_caffe_blobs
-from keras_sknet.weights.caffemodel import read_caffemodel
-from keras_sknet.weights.checkpoint import detect_format, read_checkpoint, sha256_of
-from keras_sknet.weights.download import cache_dir, pretrained_weights_path
-from keras_sknet.weights.keras_weights import load_keras_weights
-from keras_sknet.weights.output import check_output_file
-from keras_sknet.weights.preprocessing import eval_transform
-from keras_sknet.weights.registry import (
-    CAFFE_WEIGHTS,
-    PRETRAINED,
-    TIMM_ARCHITECTURES,
-    CaffeWeights,
-    PretrainedConfig,
-    caffe_weights_config,
-    pretrained_config,
-)
-from keras_sknet.weights.safetensors_io import load_safetensors, save_safetensors
-from keras_sknet.weights.timm_converter import (
-    CheckpointMismatchError,
-    load_timm_state_dict,
-    match_state_dict,
-    timm_state_dict,
-    timm_weight_map,
-)
+from keras_sknet.utils import cli
+
+if not cli.COMMAND_LINE:  # `python -m keras_sknet.weights` imports these once its arguments are checked
+    from keras_sknet.weights.caffe_converter import caffe_weight_map, load_caffe_blobs, match_caffe_blobs
+    from keras_sknet.weights.caffemodel import read_caffemodel
+    from keras_sknet.weights.checkpoint import detect_format, read_checkpoint, sha256_of
+    from keras_sknet.weights.download import cache_dir, pretrained_weights_path
+    from keras_sknet.weights.keras_weights import load_keras_weights
+    from keras_sknet.weights.output import check_output_file
+    from keras_sknet.weights.preprocessing import eval_transform
+    from keras_sknet.weights.registry import (
+        CAFFE_WEIGHTS,
+        PRETRAINED,
+        TIMM_ARCHITECTURES,
+        CaffeWeights,
+        PretrainedConfig,
+        caffe_weights_config,
+        pretrained_config,
+    )
+    from keras_sknet.weights.safetensors_io import load_safetensors, save_safetensors
+    from keras_sknet.weights.timm_converter import (
+        CheckpointMismatchError,
+        load_timm_state_dict,
+        match_state_dict,
+        timm_state_dict,
+        timm_weight_map,
+    )
 
 __all__ = [
     "CAFFE_WEIGHTS",

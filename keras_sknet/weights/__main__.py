@@ -18,7 +18,6 @@ with NumPy and converted into the release's architecture, which the written
 file must be loaded into again (the command prints how).
 """
 
-import argparse
 import contextlib
 import os
 import subprocess
@@ -27,14 +26,12 @@ import tempfile
 
 import numpy as np
 
+from keras_sknet.utils import cli
+
 TIMM_REFERENCE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "timm_reference.py")
 
 
 _PREPROCESSING = {"caffe": "caffe: BGR, minus 104/117/123 on 0-255", "torch": "torch: RGB mean/std"}
-
-
-class CommandError(Exception):
-    """An error to print without a traceback."""
 
 
 def _build(model_name, state_dict):
@@ -71,29 +68,27 @@ def _run_timm(checkpoint, arch, images, tolerance, keras_outputs):
         )
         if result.returncode != 0:
             if "No module named" in result.stderr:
-                raise CommandError(
+                raise cli.UserError(
                     "--compare-timm needs torch and timm: pip install keras-sknet[interop]\n"
                     + result.stderr[-500:]
                 )
-            raise CommandError(f"timm could not run the checkpoint:\n{result.stderr[-2000:]}")
+            raise cli.UserError(f"timm could not run the checkpoint:\n{result.stderr[-2000:]}")
         reference = np.load(out)
         key = "logits" if keras_outputs.shape == reference["logits"].shape else "features"
         diff = float(np.max(np.abs(keras_outputs - reference[key])))
     if diff > tolerance:
-        raise CommandError(f"Keras and timm {key} differ by {diff:.3g} > tolerance {tolerance:g}")
+        raise cli.UserError(f"Keras and timm {key} differ by {diff:.3g} > tolerance {tolerance:g}")
     return key, diff
 
 
 def _check_paths(args):
-    if not os.path.isfile(args.checkpoint):
-        raise CommandError(f"No such checkpoint file: {args.checkpoint!r}")
+    """The checkpoint and the output, checked before anything is imported, read or converted."""
+    cli.check_input_file(args.checkpoint, "checkpoint file")
     if not args.output.endswith(".weights.h5"):
-        raise CommandError(
-            f"The output must be a Keras weights file ending in .weights.h5. Received: {args.output!r}"
+        raise cli.UserError(
+            f"The output must be a Keras weights file ending in .weights.h5. Received: --output {args.output!r}"
         )
-    output_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(output_dir):
-        raise CommandError(f"The output directory does not exist: {output_dir!r}")
+    cli.check_output_path(args.output, "--output", overwrite=args.overwrite)
 
 
 @contextlib.contextmanager
@@ -111,7 +106,7 @@ def _write_verified(model, rebuild, output):
         reloaded.load_weights(tmp)
         reload_diff = float(np.max(np.abs(np.asarray(reloaded(images, training=False)) - expected)))
         if reload_diff > 1e-6:
-            raise CommandError(
+            raise RuntimeError(  # a bug of ours (or of h5py), not a user's mistake: keep the traceback
                 f"The written file does not reproduce the converted model (max diff {reload_diff:.3g})"
             )
         yield images, expected, reload_diff
@@ -123,19 +118,16 @@ def convert_caffe(args):
     from keras_sknet.weights.registry import CAFFE_WEIGHTS
 
     if args.model not in CAFFE_WEIGHTS:
-        raise CommandError(
+        raise cli.UserError(
             f"Unknown model {args.model!r} for a Caffe model. The official Caffe weights are "
             f"{', '.join(sorted(CAFFE_WEIGHTS))}'s."
         )
     if args.compare_timm:
-        raise CommandError("--compare-timm compares timm checkpoints; a Caffe model has no timm counterpart")
+        raise cli.UserError("--compare-timm compares timm checkpoints; a Caffe model has no timm counterpart")
     config = CAFFE_WEIGHTS[args.model]
     architecture = {**applications.MODEL_CONFIGS[args.model.lower()], **config.architecture}
     kwargs = dict(input_shape=(None, None, 3), classifier_activation=None, name=args.model.lower())
-    try:
-        model = getattr(applications, args.model)(weights=args.checkpoint, **kwargs)
-    except ValueError as error:  # CheckpointMismatchError included
-        raise CommandError(str(error)) from error
+    model = getattr(applications, args.model)(weights=args.checkpoint, **kwargs)
 
     def rebuild():
         return applications.SKNet(**architecture, weights=None, **kwargs)
@@ -154,25 +146,24 @@ def convert_caffe(args):
 
 
 def convert(args):
+    _check_paths(args)
+    cli.import_keras()
     from keras_sknet.weights.checkpoint import is_caffemodel_path, read_checkpoint, sha256_of
     from keras_sknet.weights.registry import TIMM_ARCHITECTURES
     from keras_sknet.weights.timm_converter import load_timm_state_dict
 
-    _check_paths(args)
     if is_caffemodel_path(args.checkpoint):
         return convert_caffe(args)
     if args.model not in TIMM_ARCHITECTURES:
-        raise CommandError(
+        raise cli.UserError(
             f"Unknown model {args.model!r}. Models with a timm layout: "
             f"{', '.join(sorted(TIMM_ARCHITECTURES))}."
         )
 
-    try:
-        state_dict = read_checkpoint(args.checkpoint)
-        model = _build(args.model, state_dict)
-        count = load_timm_state_dict(model, state_dict, source=f"The checkpoint {args.checkpoint!r}")
-    except (ValueError, ImportError) as error:
-        raise CommandError(str(error)) from error
+    # A checkpoint that is not one (ValueError) or needs torch (ImportError): one line, from cli.run.
+    state_dict = read_checkpoint(args.checkpoint)
+    model = _build(args.model, state_dict)
+    count = load_timm_state_dict(model, state_dict, source=f"The checkpoint {args.checkpoint!r}")
 
     rebuild = lambda: _build(args.model, state_dict)  # noqa: E731
     with _write_verified(model, rebuild, args.output) as (images, expected, reload_diff):
@@ -192,21 +183,26 @@ def convert(args):
 
 
 def download(args):
+    if args.cache_dir is not None:
+        cli.check_output_path(args.cache_dir, "--cache-dir", folder=True)
+    cli.import_keras()
+    import keras_sknet.applications  # noqa: F401  (registers the model functions the download builds)
     from keras_sknet.weights.download import pretrained_weights_path
     from keras_sknet.weights.registry import PRETRAINED
 
     if args.model not in PRETRAINED:
-        raise CommandError(
+        raise cli.UserError(
             f"Unknown model {args.model!r}. Models with pretrained weights: {', '.join(sorted(PRETRAINED))}."
         )
     try:
         path = pretrained_weights_path(args.model, cache_root=args.cache_dir, force_download=args.force)
-    except (ConnectionError, ValueError) as error:
-        raise CommandError(str(error)) from error
+    except ConnectionError as error:
+        raise cli.UserError(str(error)) from error
     print(path)
 
 
 def info(args):
+    cli.import_keras()
     from keras_sknet.weights.registry import CAFFE_WEIGHTS, PRETRAINED
 
     print("| model | timm checkpoint | top-1 | input | crop_pct | interpolation | source |")
@@ -235,9 +231,7 @@ def info(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_sknet.weights", description=__doc__.split("\n\n")[0]
-    )
+    parser = cli.ArgumentParser(prog="python -m keras_sknet.weights", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser(
         "convert", help="convert a timm checkpoint or a Caffe model to a Keras weights file and check it"
@@ -247,10 +241,13 @@ def main(argv=None):
     )
     p.add_argument("--model", required=True, help="keras_sknet model function, e.g. SKNet50")
     p.add_argument("--output", required=True, help="the Keras weights file to write (*.weights.h5)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.add_argument(
         "--compare-timm", action="store_true", help="also compare logits with timm (needs torch, timm)"
     )
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |Keras - timm| (default 1e-4)")
+    p.add_argument(
+        "--tolerance", type=cli.positive_float, default=1e-4, help="max |Keras - timm| (default 1e-4)"
+    )
     p.set_defaults(run=convert)
     p = commands.add_parser(
         "download", help="fetch, verify and convert a model's public checkpoint into the cache"
@@ -264,12 +261,8 @@ def main(argv=None):
     p = commands.add_parser("info", help="list the pretrained weights and their preprocessing")
     p.set_defaults(run=info)
     args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except CommandError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    cli.quiet_tensorflow()
+    return cli.run(lambda: args.run(args), prog=parser.prog)
 
 
 if __name__ == "__main__":
