@@ -53,6 +53,7 @@ def user_folder(tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
     (folder / "notes.txt").write_text("the user's notes\n")
+    (folder / "mine.weights.h5").write_bytes(b"the user's own weights")
     (folder / "photos").mkdir()
     (folder / "photos" / "cat.txt").write_text("not really a cat\n")
     before = folder_contents(folder)
@@ -152,9 +153,23 @@ def test_our_console_scripts_are_the_ones_setup_cfg_installs():
                 "--model",
                 "SKNet50",
                 "--output",
-                "nowhere/x.weights.h5",
+                "photos/cat.txt",
+                "--overwrite",
             ],
-            ["nowhere/x.weights.h5", "does not exist"],
+            ["photos/cat.txt", ".weights.h5"],
+        ),
+        (
+            [
+                "-m",
+                "keras_sknet.weights",
+                "convert",
+                "notes.txt",
+                "--model",
+                "SKNet50",
+                "--output",
+                "mine.weights.h5",
+            ],
+            ["mine.weights.h5", "already exists", "--overwrite"],
         ),
         (
             [
