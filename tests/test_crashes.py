@@ -163,3 +163,28 @@ def test_mixed_bfloat16_training_never_crashes():
         results = list(pool.map(train, range(RUNS)))
     failures = [f"run {run}: {_crashed(result)}" for run, result in enumerate(results) if result.returncode]
     assert not failures, f"{len(failures)} of {RUNS} runs failed:\n" + "\n".join(failures)
+
+
+TORCH_AFTER_TENSORFLOW = """
+import os, sys
+import keras_sknet
+import tensorflow
+from keras_sknet.weights import read_checkpoint
+import torch
+
+path = os.path.join(sys.argv[1], "model.pth")
+torch.save({"conv1.weight": torch.ones(4, 3, 3, 3)}, path)
+print(sorted(read_checkpoint(path)))
+"""
+
+
+def test_reading_a_pytorch_checkpoint_after_tensorflow_does_not_crash(tmp_path):
+    """Our paths that import torch import only torch, which loads beside TensorFlow (docs/weights.md).
+
+    (timm and torchvision load triton, whose LLVM crashes against TensorFlow's when imported after it;
+    the package runs timm in a separate process.)
+    """
+    pytest.importorskip("torch")
+    result = _python(TORCH_AFTER_TENSORFLOW, str(tmp_path))
+    assert result.returncode == 0, _crashed(result)
+    assert "conv1.weight" in result.stdout
