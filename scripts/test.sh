@@ -30,11 +30,18 @@ threads=$(( $(nproc) / workers ))
 threads=$(( threads > 0 ? threads : 1 ))
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$threads}"
 export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-$threads}"
-TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
-    python -m pytest -n "$workers" --dist loadfile -q "$@"
+# Never hang: a test process that crashes (a segfault in a kernel library) fails the run at once
+# (--max-worker-restart=0; pytest-xdist would otherwise start new workers and run the crashing file
+# again, and a dead worker once left the controller waiting forever); a hung test fails after
+# setup.cfg's pytest timeout; and `timeout` ends a pass that hangs anyway.
+pass_limit="${KERAS_SKNET_PASS_TIMEOUT:-3600}"
+run_pytest() {
+    timeout --kill-after=60 "$pass_limit" \
+        python -m pytest -n "$workers" --dist loadfile --max-worker-restart=0 -q "$@"
+}
+TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn run_pytest "$@"
 status=0
-TF_ENABLE_ONEDNN_OPTS=0 KERAS_SKNET_EXPECT_KERNELS=eigen \
-    python -m pytest -n "$workers" --dist loadfile -q -m kernels "$@" || status=$?
+TF_ENABLE_ONEDNN_OPTS=0 KERAS_SKNET_EXPECT_KERNELS=eigen run_pytest -m kernels "$@" || status=$?
 # Named tests with none among them that exercise the kernels (pytest's exit code 5) are fine.
 if [ "$status" -ne 0 ] && ! { [ "$status" -eq 5 ] && [ "$#" -gt 0 ]; }; then
     exit "$status"
@@ -49,8 +56,10 @@ else
 fi
 echo "Numerical comparisons again with ${caps[*]}"
 status=0
-env "${caps[@]}" TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn \
-    python -m pytest -n "$workers" --dist loadfile -q -m numerics "$@" || status=$?
+(
+    export "${caps[@]}"
+    TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn run_pytest -m numerics "$@"
+) || status=$?
 if [ "$status" -ne 0 ] && ! { [ "$status" -eq 5 ] && [ "$#" -gt 0 ]; }; then
     exit "$status"
 fi

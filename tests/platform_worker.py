@@ -1,6 +1,7 @@
 """Runs every model family through every public path, in a process of its own.
 
     python -m tests.platform_worker WEIGHTS_DIR OUTPUT.npz [--saved-model-in DIR] [--saved-model-out DIR]
+    python -m tests.platform_worker WEIGHTS_DIR OUTPUT.npz --mixed-only
 
 `tests/test_platforms.py` starts it with `TF_ENABLE_ONEDNN_OPTS` set the other
 way from its own process: TensorFlow fixes its kernel library at import, so the
@@ -14,6 +15,11 @@ eager call, `predict`, two `fit` steps (losses and the weights after them),
 family's prediction and training under mixed bfloat16 and float16. The arrays go
 to OUTPUT.npz with the kernel library that ran. With --saved-model-in it also
 runs a SavedModel another process wrote; with --saved-model-out it writes one.
+
+With --mixed-only it runs only the mixed-precision training, for the parent's own
+kernel library: 16-bit training is where kernel libraries have crashed (oneDNN's
+bfloat16 kernel gradient, `keras_sknet.layers.tf_conv`), and a crash here fails
+one test instead of killing a pytest worker.
 """
 
 import argparse
@@ -146,7 +152,14 @@ def main(argv=None):
     parser.add_argument("output")
     parser.add_argument("--saved-model-in")
     parser.add_argument("--saved-model-out")
+    parser.add_argument("--mixed-only", action="store_true")
     args = parser.parse_args(argv)
+    if args.mixed_only:
+        results = {}
+        for policy in MIXED_POLICIES:
+            results.update(run_mixed(policy, args.weights_dir))
+        np.savez(args.output, **results)
+        return 0
 
     from keras_sknet.layers import tf_conv
 

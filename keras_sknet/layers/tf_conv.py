@@ -30,6 +30,14 @@ Both are exact: the same sums in another order (within float rounding of
 TensorFlow's own gradients), and, being `portable_conv2d` again, they are
 differentiable too (second-order gradients work).
 
+One native op is wrong: oneDNN's bfloat16 kernel gradient of a grouped, dilated
+convolution (`Conv2DBackpropFilter`, TensorFlow 2.21, oneDNN 3.7.3) reads past
+the end of its buffer from about 29 pixels wide with fewer than 16 channels per
+group (SKNet-50's first stage: 56 px, 4 per group): its gradients are NaN or
+garbage, and where the buffer ends a page, the process segfaults. There
+`conv2d` keeps the forward op and the input gradient, and computes the kernel
+gradient over pixel phases, undilated (`_phase_kernel_gradient_conv`).
+
 Where TensorFlow runs Eigen, grouped convolutions with few channels per group
 are also rewritten over 2x2 pixel blocks (`tf_blocked_conv`), which Eigen runs
 faster. Exported graphs (`convolution_path("portable")`) keep the plain
@@ -42,7 +50,7 @@ import threading
 
 import tensorflow as tf
 
-from keras_sknet.layers import tf_blocked_conv
+from keras_sknet.layers import phases, tf_blocked_conv
 
 
 @functools.cache
@@ -197,9 +205,64 @@ def conv2d(x, kernel, strides, dilation, padding, depthwise=False, groups=None):
     if groups is None:
         groups = x.shape[-1] // kernel.shape[2]
     path = path_for(x, groups, dilation)
+    if path == "native" and _bfloat16_kernel_gradient_is_broken(x, kernel, groups, dilation, padding):
+        return _phase_kernel_gradient_conv(x, kernel, dilation, padding)
     if path == "native":
         return tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
     return portable_conv2d(x, kernel, strides, dilation, padding, groups, blocked=path == "blocked")
+
+
+def _bfloat16_kernel_gradient_is_broken(x, kernel, groups, dilation, padding):
+    """Whether the native op's kernel gradient would be oneDNN's broken bfloat16 one.
+
+    The native path on CPU with bfloat16 means oneDNN's bfloat16 kernels
+    (Eigen has no grouped gradients, so it never gets here). Every grouped,
+    dilated convolution is routed around, not only the shapes seen failing:
+    the over-read depends on sizes and on where the buffer lands. Inference
+    graphs (`gradients=False`) keep the plain op.
+    """
+    odd_same = padding == "VALID" or kernel.shape[0] % 2 == 1
+    return (
+        x.dtype == tf.bfloat16
+        and groups > 1
+        and dilation > 1
+        and odd_same
+        and _current_settings()[1]
+        and _device_type(x) == "CPU"
+    )
+
+
+def _phase_kernel_gradient_conv(x, kernel, dilation, padding):
+    """A stride-1 dilated convolution whose kernel gradient is computed over pixel phases.
+
+    Forwards, and for the input gradient, TensorFlow's own ops. The kernel
+    gradient is TensorFlow's undilated one over the `d x d` pixel phases of the
+    padded input (`phases.to_phases`) and of the output gradient: output pixel
+    `(d*a + r, d*b + c)` reads only phase `(r, c)` of the input, consecutively,
+    so these are the same multiply-adds (summed in another order).
+    """
+    pad = dilation * (kernel.shape[0] - 1) // 2 if padding == "SAME" else 0
+    attrs = dict(strides=[1, 1, 1, 1], dilations=[1, dilation, dilation, 1])
+
+    @tf.custom_gradient
+    def convolve(x, kernel):
+        def gradient(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, padding=padding, **attrs
+            )
+            # to_phases pads dy with zeros up to a multiple of d: outputs the forward never had.
+            dkernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=phases.to_phases(x, dilation, pad),
+                filter_sizes=tf.shape(kernel),
+                out_backprop=phases.to_phases(dy, dilation, 0),
+                strides=[1, 1, 1, 1],
+                padding="VALID",
+            )
+            return dx, dkernel
+
+        return tf.nn.conv2d(x, kernel, 1, padding, dilations=dilation), gradient
+
+    return convolve(x, kernel)
 
 
 def portable_conv2d(x, kernel, strides, dilation, padding, groups=None, blocked=False):
