@@ -195,3 +195,23 @@ def test_cli_onnx(fitted, tmp_path, capsys):  # noqa: F811
     assert cli_main([str(model_path), "--format", "tflite", "--opset", "17"]) == 1
     assert "--opset applies to ONNX only" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["best.keras", "best.onnx", "images.npy"]
+
+
+@pytest.mark.parametrize("family", ["sknet", "shufflenet_sk"])
+def test_a_model_of_any_input_size_runs_at_even_and_odd_sizes(family, tmp_path):
+    # The README's fine-tuned model takes any size. Its dilated paths once reached ONNX with
+    # auto_pad=SAME_UPPER, which ONNX Runtime refuses on dilated convolutions, and its strided
+    # dilated paths cropped odd sizes (a modulo of a negative size, truncated by the converter).
+    from keras_sknet.applications import SKNet
+
+    if family == "sknet":
+        model = SKNet((1, 1), input_shape=(None, None, 3), classes=CLASSES, min_dim=8)
+    else:
+        model = ShuffleNetV2SK(0.5, input_shape=(None, None, 3), classes=CLASSES)
+    randomize_batch_norms(model, np.random.default_rng(2))
+    path = str(tmp_path / "any_size.onnx")
+    assert export.to_onnx(model, path).passed
+    rng = np.random.default_rng(3)
+    for size in (48, 67):
+        x = rng.normal(size=(2, size, size, 3)).astype("float32")
+        np.testing.assert_allclose(ort_outputs(path, x), model(x, training=False), atol=1e-5)

@@ -227,7 +227,7 @@ def _float_graph(model, input_shape, opset, input_type):
         input_shape, tf.uint8 if input_type == "uint8" else tf.float32, name=common.INPUT_NAME
     )
     # TensorFlow's own convolution ops: one Conv per grouped convolution, no Snapshot barrier.
-    with tf_conv.convolution_path("native", gradients=False):
+    with tf_conv.convolution_path("native", gradients=False), tf_conv.explicit_same_padding():
         return convert(tf.function(call), spec, common.output_name(model), opset)
 
 

@@ -113,7 +113,10 @@ def subsample(x, strides):
     height, width = x.shape[1], x.shape[2]
     if height is None or width is None or height % strides or width % strides:
         shape = ops.shape(x)
-        pad_h, pad_w = (-shape[1]) % strides, (-shape[2]) % strides
+        # (s - n % s) % s, not (-n) % s: ONNX converters turn a modulo of a negative
+        # size into a truncated one (-1 instead of 1), which cropped odd-sized inputs.
+        pad_h = (strides - shape[1] % strides) % strides
+        pad_w = (strides - shape[2] % strides) % strides
         x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
     shape = ops.shape(x)
     rows, cols = shape[1] // strides, shape[2] // strides

@@ -148,6 +148,37 @@ def _current_settings():
     return getattr(_settings, "value", (None, True))
 
 
+@contextlib.contextmanager
+def explicit_same_padding():
+    """Dilated "same" convolutions traced inside the block get their padding as numbers.
+
+    A "same" convolution at stride 1 pads `dilation * (k - 1) / 2` on every side,
+    whatever the input's size. Written as `"SAME"`, an input of unknown size reaches
+    ONNX as `auto_pad=SAME_UPPER`, which ONNX Runtime refuses on dilated
+    convolutions ("Dilation not supported for AutoPadType::SAME_UPPER"); written as
+    explicit pads it runs. Used by the ONNX exporter (TFLite and SavedModels keep
+    `"SAME"`, which their runtimes handle).
+
+    Example:
+        >>> with convolution_path("native", gradients=False), explicit_same_padding():
+        ...     concrete = tf.function(model).get_concrete_function(spec)
+    """
+    previous = getattr(_settings, "explicit_same", False)
+    _settings.explicit_same = True
+    try:
+        yield
+    finally:
+        _settings.explicit_same = previous
+
+
+def _padding_for_trace(padding, kernel, dilation):
+    """`padding`, or the explicit pads of a stride-1 dilated "same" convolution inside `explicit_same_padding`."""
+    if padding != "SAME" or dilation == 1 or not getattr(_settings, "explicit_same", False):
+        return padding
+    pad = dilation * (kernel.shape[0] - 1) // 2
+    return [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+
+
 @functools.cache
 def _onednn_without_avx512():
     from keras_sknet import platform
@@ -200,7 +231,11 @@ def conv2d(x, kernel, strides, dilation, padding, depthwise=False, groups=None):
     if depthwise:
         # The depthwise kernels and their gradients exist on every kernel library.
         return tf.nn.depthwise_conv2d(
-            x, kernel, (1, strides, strides, 1), padding, dilations=(dilation, dilation)
+            x,
+            kernel,
+            (1, strides, strides, 1),
+            _padding_for_trace(padding, kernel, dilation),
+            dilations=(dilation, dilation),
         )
     if groups is None:
         groups = x.shape[-1] // kernel.shape[2]
@@ -208,7 +243,9 @@ def conv2d(x, kernel, strides, dilation, padding, depthwise=False, groups=None):
     if path == "native" and _bfloat16_kernel_gradient_is_broken(x, kernel, groups, dilation, padding):
         return _phase_kernel_gradient_conv(x, kernel, dilation, padding)
     if path == "native":
-        return tf.nn.conv2d(x, kernel, strides, padding, dilations=dilation)
+        return tf.nn.conv2d(
+            x, kernel, strides, _padding_for_trace(padding, kernel, dilation), dilations=dilation
+        )
     return portable_conv2d(x, kernel, strides, dilation, padding, groups, blocked=path == "blocked")
 
 
