@@ -32,7 +32,8 @@ TIMEOUT_S = 1800
 
 
 def _marks(page):
-    return [pytest.mark.slow] if page in SLOW else []
+    # Past setup.cfg's per-test timeout: a page's own limit (TIMEOUT_S) names the block that hung.
+    return [pytest.mark.timeout(TIMEOUT_S + 300)] + ([pytest.mark.slow] if page in SLOW else [])
 
 
 @pytest.fixture(scope="module")
