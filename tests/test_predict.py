@@ -5,7 +5,10 @@ outputs for every input form, the same callbacks in the same order with the same
 logs, the same progress bar; the rest falls back to Keras.
 """
 
+import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -14,6 +17,7 @@ import tensorflow as tf
 
 from keras_sknet import applications
 from keras_sknet.applications.zoo_model import ZooModel
+from tests.helpers import missing_backends, subprocess_environment
 
 SIZE = 32
 
@@ -199,3 +203,35 @@ def test_models_around_the_backbone():
     inputs = keras.Input((SIZE, SIZE, 3))
     functional = keras.Model(inputs, head(backbone(inputs)))  # a user's model: Keras' own predict
     np.testing.assert_allclose(functional.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+OTHER_BACKEND = """
+import sys
+import keras
+import numpy as np
+from keras_sknet import applications
+model = applications.SKNet((1, 1), input_shape=(32, 32, 3), classes=5)
+assert type(model).__name__ == "ZooModel"
+x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+expected = keras.ops.convert_to_numpy(keras.Model.__call__(model, x))
+for ours in (model.predict(x, verbose=0), model.predict_on_batch(x), keras.ops.convert_to_numpy(model(x))):
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_backends_run_keras_own_paths(backend):
+    """On JAX and PyTorch ZooModel is Keras' functional model: same outputs, no TensorFlow import."""
+    if missing_backends([backend]):
+        pytest.skip(f"{backend} is not installed")
+    result = subprocess.run(
+        [sys.executable, "-c", OTHER_BACKEND],
+        capture_output=True,
+        text=True,
+        env=subprocess_environment(KERAS_BACKEND=backend),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
