@@ -160,6 +160,16 @@ def test_training_calls_and_tapes_are_keras_own():
     np.testing.assert_allclose(traced(x), keras.Model.__call__(model, x), rtol=1e-5, atol=1e-6)
 
 
+def test_eager_call_follows_quantize_and_run_eagerly():
+    model = tiny()
+    x = images(2)
+    model(x)  # traced with the float32 variables
+    model.quantize("int8")
+    np.testing.assert_allclose(model(x), keras.Model.__call__(model, x), rtol=1e-5, atol=1e-6)
+    model.compile(run_eagerly=True)
+    assert model._inference_function((x,), {}) is None
+
+
 def test_fit_evaluate_then_predict():
     model = tiny()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")

@@ -15,8 +15,10 @@ shortcuts where they give the same results:
   `steps`, a distribution strategy, `steps_per_execution > 1`) go through
   Keras' `predict` unchanged.
 - an eager inference call, `model(x)` or `model(x, training=False)` with one
-  tensor or array, outside any other layer's call and any gradient tape, runs
-  a compiled `tf.function` of the same call, traced once per input signature.
+  tensor or array, outside any other layer's call and any gradient tape and
+  without `run_eagerly`, runs a compiled `tf.function` of the same call,
+  traced once per input signature (and again when the model's variables change,
+  as `quantize` changes them).
 
 Both shortcuts are TensorFlow only: on JAX and PyTorch `ZooModel` is Keras'
 functional model as it is. Everything else (saving, `fit`, `evaluate`,
@@ -107,7 +109,7 @@ class ZooModel(keras.Model):
 
     def _inference_function(self, args, kwargs):
         """The compiled inference call for these arguments, or None where Keras' own call must run."""
-        if keras.backend.backend() != "tensorflow" or not self.built:
+        if keras.backend.backend() != "tensorflow" or not self.built or self.run_eagerly:
             return None
         if len(args) != 1 or set(kwargs) - {"training"} or kwargs.get("training") not in (None, False):
             return None
@@ -125,18 +127,22 @@ class ZooModel(keras.Model):
             or record.could_possibly_record()
         ):
             return None
+        # A trace holds the variables it was traced with: new ones (`quantize`, LoRA) need a new trace.
+        variables = tuple(map(id, self.variables))
         cache = self.__dict__.get("_zoo_inference")
-        if cache is None:
+        if cache is None or cache.variables != variables:
             call = super().__call__
-            # Held in a plain object so that SavedModel tracking does not see the function.
-            cache = _Holder(tf.function(lambda x: call(x, training=False), reduce_retracing=True))
+            cache = _Cache(tf.function(lambda x: call(x, training=False), reduce_retracing=True), variables)
+            # In __dict__ past Keras' attribute tracking, in a plain object that SavedModel
+            # tracking does not look into: the function is no part of the model's state.
             self.__dict__["_zoo_inference"] = cache
         return cache.function
 
 
-class _Holder:
-    def __init__(self, function):
+class _Cache:
+    def __init__(self, function, variables):
         self.function = function
+        self.variables = variables
 
 
 def _plain_array(x):
