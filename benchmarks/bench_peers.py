@@ -2,9 +2,11 @@
 
     python benchmarks/bench_peers.py [--rounds 10] [--no-xla] [--no-write]
 
-Inference (224x224, batch 1 and 16): our SKNet-50 in Keras (`predict`, the
+Inference (224x224, batch 1 and 16): our SKNet-50 in Keras (`predict`, also
+through keras.Model's own loop, `predict_on_batch`, the eager call `model(x)`, the
 `tf.function` graph, the frozen graph of `keras_sknet.export.frozen_function`,
-XLA, mixed precision), as a SavedModel (variables or frozen), and through LiteRT
+XLA, mixed precision), as a SavedModel (variables or frozen; loaded here and in a
+fresh process that never imports keras_sknet), and through LiteRT
 (float32 and int8, batch 1) and through ONNX Runtime (float32 and int8, batch 1
 and 16, when the `onnx` extra is installed); our ResNeXt-50 and SE-ResNeXt-50 in the same graph
 mode; timm's skresnext50_32x4d and resnext50_32x4d in eager PyTorch, in a
@@ -144,6 +146,12 @@ def inference_runners(batch, models, litert, timm):
     sknet = models["sknet"]
     runners = {
         "SKNet-50 Keras predict": lambda: sknet.predict(x, batch_size=batch, verbose=0),
+        # keras.Model's own loop (a tf.data pipeline per call), which ZooModel.predict skips.
+        "SKNet-50 Keras predict, Keras' own loop": lambda: keras.Model.predict(
+            sknet, x, batch_size=batch, verbose=0
+        ),
+        "SKNet-50 Keras predict_on_batch": lambda: sknet.predict_on_batch(x),
+        "SKNet-50 Keras model(x) (eager call)": lambda: sknet(x).numpy(),
         "SKNet-50 Keras graph (model in tf.function)": graph_runner(sknet, batch),
         "SKNet-50 Keras frozen (export.frozen_function)": lambda: models["frozen"](x).numpy(),
     }
@@ -154,6 +162,8 @@ def inference_runners(batch, models, litert, timm):
     runners[f"SKNet-50 Keras graph {models['policy']}"] = graph_runner(models["mixed"], batch)
     for label, serving in models["saved"].items():
         runners[label] = lambda s=serving: [v.numpy() for v in s(images=x).values()]
+    for label, worker in models["fresh"].items():
+        runners[label] = worker.runner(f"{batch}")
     if batch == 1:
         for quantize, label in (("none", "float32"), ("int8", "int8")):
             runners[f"SKNet-50 LiteRT {label}"] = litert[quantize][0]
@@ -222,6 +232,22 @@ def start_avx2_onednn():
     return Worker(SKNET50_WORKER, env={platform.ONEDNN_VARIABLE: "1", "ONEDNN_MAX_CPU_ISA": "AVX2"})
 
 
+# A served SavedModel: loaded by plain TensorFlow in a process that never imports keras_sknet
+# (as TF Serving would), under TensorFlow's own kernel defaults. Argument: the SavedModel's path.
+SAVED_MODEL_WORKER = """
+import sys
+import numpy as np
+import tensorflow as tf
+from benchmarks.workers import serve
+serving = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+images = {}
+def run(batch):
+    if batch not in images:
+        images[batch] = tf.constant(np.random.default_rng(0).normal(size=(int(batch), 224, 224, 3)), tf.float32)
+    [v.numpy() for v in serving(images=images[batch]).values()]
+serve(run, {"tensorflow": tf.__version__})
+"""
+
 AVX2_GRAPH = "SKNet-50 Keras graph, TF oneDNN kernels limited to AVX2 (worker)"
 AVX2_STEP = "SKNet-50 Keras trainer step, TF oneDNN kernels limited to AVX2 (worker)"
 TIMM_MODELS = ("skresnext50_32x4d", "resnext50_32x4d")
@@ -270,6 +296,7 @@ def main():
         "policy": policy,
         "mixed": mixed,
         "saved": {},
+        "fresh": {},
         "onnx": onnx_runners(sknet, threads),  # after litert_runners: its classifier is fitted
     }
     if not args.no_xla:
@@ -280,6 +307,7 @@ def main():
             path = os.path.join(tmp, label.replace(" ", "_"))
             export.to_saved_model(sknet, path, freeze=freeze)
             models["saved"][label] = tf.saved_model.load(path).signatures["serving_default"]
+            models["fresh"][f"{label} in a fresh process"] = Worker(SAVED_MODEL_WORKER, args=[path])
         for batch, rounds in ((1, args.rounds), (16, args.batch16_rounds)):
             runners = inference_runners(batch, models, litert, timm)
             if batch == 16:
@@ -316,7 +344,7 @@ def main():
         print(f"{what}: {median:.2f} s", flush=True)
     if timm:
         timm.close()
-    for worker in (other, avx2):
+    for worker in (other, avx2, *models["fresh"].values()):
         if worker:
             worker.close()
 

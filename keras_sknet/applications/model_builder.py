@@ -13,6 +13,7 @@ import os
 
 import keras
 
+from keras_sknet.applications.zoo_model import ZooModel
 from keras_sknet.utils.validation import check_positive_int
 from keras_sknet.weights.checkpoint import ACCEPTED_FILES, is_caffemodel_path
 
@@ -334,7 +335,7 @@ def build_model(
             state_dict = _read_timm_checkpoint(weights, include_top, classes)
     image_input, inputs = model_input(input_tensor, input_shape, default_size, min_size, include_top)
     outputs = classification_head(features(image_input), include_top, pooling, classes, classifier_activation)
-    model = keras.Model(inputs, outputs, name=name)
+    model = ZooModel(inputs, outputs, name=name)  # keras.Model with fast predict and eager calls
     if state_dict is not None:
         from keras_sknet.weights.timm_converter import load_timm_state_dict
 
