@@ -256,8 +256,14 @@ def test_imagenet_downloads_converts_and_caches(mirror, skresnet18_checkpoint):
     mirror.unlink()  # the cache is used from now on: no download
     headless = applications.SKResNet18(weights="imagenet", include_top=False, pooling="avg")
     assert headless.output_shape == (None, 512)
-    features = keras.Model(model.input, model.get_layer("avg_pool").output)(images)
-    np.testing.assert_allclose(headless(images), features, atol=1e-6)  # all but the classifier loaded
+    # All but the classifier loaded: the same weights, and the same outputs on the same (graph) path.
+    loaded = {w.path: w.numpy() for w in headless.weights}
+    for weight in model.weights:
+        if weight.path in loaded:
+            np.testing.assert_array_equal(loaded.pop(weight.path), weight.numpy(), err_msg=weight.path)
+    assert not loaded, f"weights of the headless model not in the full one: {sorted(loaded)[:3]}"
+    features = keras.Model(model.input, model.get_layer("avg_pool").output).predict_on_batch(images)
+    np.testing.assert_allclose(headless.predict_on_batch(images), features, atol=1e-6)
 
     # A damaged cached weights file is noticed (sha256) and rebuilt from the cached checkpoint.
     with open(os.path.join(weights.cache_dir(), f"{stem}.weights.h5"), "r+b") as f:

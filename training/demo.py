@@ -116,7 +116,7 @@ def _work(args):
     check_run_dir(args.model_dir)  # before any work: a folder of the user's is refused
     keras = cli.import_keras()
 
-    import keras_sknet.layers  # noqa: F401  (registers the layers for load_model)
+    import keras_sknet.applications  # noqa: F401  (registers the layers and ZooModel for load_model)
     from keras_sknet.export import ExportError
     from training.experiments import get_experiment
     from training.trainer import TrainingDiverged, train

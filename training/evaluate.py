@@ -123,7 +123,7 @@ def _work(args):
 
     keras = cli.import_keras()
 
-    import keras_sknet.layers  # noqa: F401  (registers the layers for load_model)
+    import keras_sknet.applications  # noqa: F401  (registers the layers and ZooModel for load_model)
     from keras_sknet.utils.files import write_json_atomically
     from training import optimizers  # noqa: F401  (registers the optimiser)
     from training.data import DatasetUnavailableError, dataset_info

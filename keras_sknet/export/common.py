@@ -188,7 +188,7 @@ def load_model(model):
     path = os.fspath(model)
     if not os.path.isfile(path):
         raise ValueError(f"No model file at {path!r}" + (" (it is a folder)" if os.path.isdir(path) else ""))
-    import keras_sknet.layers  # noqa: F401  (registers the custom layers for deserialisation)
+    import keras_sknet.applications  # noqa: F401  (registers the layers and ZooModel for deserialisation)
 
     try:
         loaded = keras.saving.load_model(path, compile=False)
