@@ -24,7 +24,7 @@ from tests import tf_reference
 from tests.helpers import subprocess_environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = int(os.environ.get("KERAS_SKNET_CRASH_RUNS", "20"))
+RUNS = int(os.environ.get("KERAS_SKNET_CRASH_RUNS", "10"))
 # What a Sapphire Rapids runs to stand in for a Zen 4: oneDNN's AVX-512 BF16 kernels, no AMX.
 ZEN4_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}
 

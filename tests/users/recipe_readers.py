@@ -37,7 +37,10 @@ from tests.helpers import REPOSITORY
 BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 NOT_RUN = "# not run:"
 MIRROR = "RECIPES_HUB_MIRROR"  # the folder write_hub_mirror filled (HF_ENDPOINT points at it)
-HUB_MODELS = ("SKNet50", "SKResNet18")  # the models whose weights="imagenet" the pages ask for
+HUB_MODELS = ("SKNet50", "SKResNet18")
+# A page's limit. README.md exports SKNet-50 five ways (int8 calibrates on 100 images at 224):
+# minutes on 2 busy cores.
+RECIPE_TIMEOUT_S = 1800  # the models whose weights="imagenet" the pages ask for
 
 
 def python_blocks(page):
@@ -269,7 +272,8 @@ def paper():
 
 def training():
     """photos/<class>/*.jpg (split into train and validation by the pipeline); in ~/tensorflow_datasets
-    ImageNet prepared (from the tars in ~/imagenet_tars), CIFAR-100 downloaded, scales_demo generated."""
+    ImageNet prepared (from the tars in ~/imagenet_tars), CIFAR-100 downloaded, scales_demo generated;
+    in memory `my_uint8_images` and `my_labels` (the reader's own images, for the pipeline's stages)."""
     write_class_folders("photos", per_class=12, size=48)
     write_prepared_tfds("~/tensorflow_datasets", "imagenet2012", ("train", "validation"))
     write_prepared_tfds("~/tensorflow_datasets", "cifar100", ("train", "test"))
@@ -277,7 +281,11 @@ def training():
     import training.data  # noqa: F401 (registers scales_demo with TFDS)
 
     write_prepared_tfds("~/tensorflow_datasets", "scales_demo", ("train", "validation", "test"))
-    return {}
+    rng = np.random.default_rng(0)
+    return {
+        "my_uint8_images": rng.integers(0, 256, (16, 150, 150, 3), dtype=np.uint8),
+        "my_labels": rng.integers(0, 10, 16, dtype=np.int32),
+    }
 
 
 def weights():
