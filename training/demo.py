@@ -54,26 +54,27 @@ def scenes_at_scales(count, scales=SCALES):
 
 def export_all(model, export_dir, data_dir, size=64):
     """SavedModel + TFLite float32 and int8 (int8: calibrated on training images, checked on others)."""
-    from keras_sknet import export
+    from keras_sknet.export.saved_model import to_saved_model
+    from keras_sknet.export.tflite import to_tflite
 
     # A rerun of the demo replaces its own earlier exports (never a folder with other files).
     data = dict(data_dir=data_dir, input_size=(size, size), overwrite=True)
     return [
-        export.to_saved_model(
+        to_saved_model(
             model,
             os.path.join(export_dir, "saved_model"),
             validation_data="scales_demo",
             split="test",
             **data,
         ),
-        export.to_tflite(
+        to_tflite(
             model,
             os.path.join(export_dir, "scales_demo_float32.tflite"),
             representative_data="scales_demo",
             split="test",
             **data,
         ),
-        export.to_tflite(
+        to_tflite(
             model,
             os.path.join(export_dir, "scales_demo_int8.tflite"),
             quantize="int8",
@@ -85,7 +86,7 @@ def export_all(model, export_dir, data_dir, size=64):
 
 
 def analyse(model, model_dir, scenes):
-    from keras_sknet.analysis import scale_experiment
+    from keras_sknet.analysis.scales import scale_experiment
     from keras_sknet.applications import preprocess_input
 
     drawn, labels = scenes_at_scales(scenes)
@@ -117,7 +118,7 @@ def _work(args):
     keras = cli.import_keras()
 
     import keras_sknet.applications  # noqa: F401  (registers the layers and ZooModel for load_model)
-    from keras_sknet.export import ExportError
+    from keras_sknet.export.common import ExportError
     from training.experiments import get_experiment
     from training.trainer import TrainingDiverged, train
 
