@@ -2,7 +2,7 @@
 
 import os
 
-from benchmarks.common import replace_section
+from tests.support.markdown import command_line, replace_section
 
 TEXT = "# Benchmarks\n\nintro\n\n## Peers\n\nold run\n\n## Kernels\n\nk\n\n## Peers\n\nolder run\n"
 
@@ -24,8 +24,6 @@ def test_a_title_that_only_starts_like_another_is_not_replaced():
 
 
 def test_the_command_is_written_as_typed_from_the_repository_root():
-    from benchmarks.common import command_line
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script = os.path.join(root, "benchmarks", "bench_peers.py")
     assert command_line([script, "--no-xla", "--rounds", "5"]) == (
