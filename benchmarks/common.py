@@ -9,8 +9,7 @@ import sys
 import time
 
 from benchmarks.workers import Worker
-from keras_sknet.utils.files import atomic_path
-from tests.support.markdown import command_line, replace_section
+from tests.support.markdown import command_line, write_section
 
 BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
 
@@ -76,13 +75,8 @@ def append_markdown(title, lines, notes=()):
     section += [*lines, ""]
     if notes:
         section += [*notes, ""]
-    if os.path.exists(BENCHMARKS_MD):
-        with open(BENCHMARKS_MD) as f:
-            text = f.read()
-    else:
-        text = "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
-    with atomic_path(BENCHMARKS_MD) as tmp, open(tmp, "w") as f:
-        f.write(replace_section(text, title, "\n".join(section) + "\n"))
+    header = "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
+    write_section(BENCHMARKS_MD, title, "\n".join(section) + "\n", header=header)
 
 
 def interleaved_timeit(runners, rounds=20, block_seconds=0.1, warmup=2):

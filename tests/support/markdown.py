@@ -57,3 +57,30 @@ def command_line(argv=None):
     argv = list(sys.argv if argv is None else argv)
     script = os.path.relpath(os.path.abspath(argv[0]), REPOSITORY) if argv else ""
     return " ".join(["python", shlex.quote(script), *(shlex.quote(a) for a in argv[1:])])
+
+
+def write_section(path, title, section, header=None):
+    """Puts `section` into the markdown file at `path` in place of its `## title` sections.
+
+    Written to a temporary file beside `path` and renamed into place, so that a failure leaves the
+    file as it was (without importing keras_sknet: the GPU check runs where TensorFlow is absent).
+
+    Args:
+        path: the markdown file, e.g. BENCHMARKS.md.
+        title: the section's title, without "## ".
+        section: the new section, starting with `## title`.
+        header: the text of a new file when `path` does not exist (None: it must exist).
+    """
+    if header is not None and not os.path.exists(path):
+        text = header
+    else:
+        with open(path) as f:
+            text = f.read()
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(replace_section(text, title, section))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
