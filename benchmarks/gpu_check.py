@@ -580,11 +580,8 @@ def run_rows(rows, variants, results, budget, kind_of, prepare, measure):
     for row in rows:
         model, task, batch, dtype = row
         for variant in variants:
-            key, kind, what = (
-                (model, dtype, variant),
-                kind_of(variant),
-                f"{model} {task} b{batch} {dtype} {variant}",
-            )
+            key, kind = (model, dtype, variant), kind_of(variant)
+            what = f"{model} {task} b{batch} {dtype} {variant}"
             cost = budget.estimate(kind, task, needs_build=key not in prepared)
             left = budget.left()
             if cost > left:
