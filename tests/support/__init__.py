@@ -8,7 +8,8 @@
 - `tests.support.markdown`: BENCHMARKS.md's sections (every benchmark writes its table
   through it; tests/test_benchmarks_markdown.py checks it).
 
-benchmarks/ may import from here; tests never import benchmarks/.
+benchmarks/ import from here; tests import nothing from benchmarks/ (tests/test_gpu_check.py
+loads the one script it tests, benchmarks/gpu_check.py, by path, and runs its commands).
 """
 
 import os
