@@ -46,7 +46,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import append_markdown, interleaved_timeit, start_timm  # noqa: E402
-from benchmarks.synthetic import class_images, fit_classifier  # noqa: E402
 from keras_sknet import export  # noqa: E402
 from keras_sknet.applications import (  # noqa: E402
     ShuffleNetV2,
@@ -54,6 +53,7 @@ from keras_sknet.applications import (  # noqa: E402
     ShuffleNetV2SK,
     SKNet50,
 )
+from tests.support.synthetic import class_images, fit_classifier  # noqa: E402
 
 MODELS = {
     "shufflenetv2_0.5x": lambda: ShuffleNetV2(0.5),

@@ -44,11 +44,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import append_markdown, interleaved_timeit, start_timm, timeit  # noqa: E402
-from benchmarks.synthetic import class_images, fit_classifier  # noqa: E402
 from benchmarks.workers import SKNET50_WORKER, Worker  # noqa: E402
 from keras_sknet import export, platform  # noqa: E402
 from keras_sknet.applications import ResNeXt50, SEResNeXt50, SKNet50  # noqa: E402
 from keras_sknet.utils import count_flops  # noqa: E402
+from tests.support.synthetic import class_images, fit_classifier  # noqa: E402
 
 SIZE = 224
 

@@ -4,14 +4,12 @@ import datetime
 import importlib.util
 import os
 import platform
-import re
-import shlex
 import statistics
 import sys
 import time
 
 from benchmarks.workers import Worker
-from keras_sknet.utils.files import atomic_path
+from tests.support.markdown import command_line, write_section
 
 BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md")
 
@@ -65,21 +63,6 @@ def machine_description():
     )
 
 
-def command_line(argv=None):
-    """How this benchmark was started, as a user would type it from the repository root.
-
-    Args:
-        argv: the arguments (default `sys.argv`), the script first.
-
-    Returns:
-        e.g. `python benchmarks/bench_peers.py --no-xla`.
-    """
-    argv = list(sys.argv if argv is None else argv)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = os.path.relpath(os.path.abspath(argv[0]), root) if argv else ""
-    return " ".join(["python", shlex.quote(script), *(shlex.quote(a) for a in argv[1:])])
-
-
 def append_markdown(title, lines, notes=()):
     """Writes a dated section (title, machine, table lines, notes) into BENCHMARKS.md.
 
@@ -92,32 +75,8 @@ def append_markdown(title, lines, notes=()):
     section += [*lines, ""]
     if notes:
         section += [*notes, ""]
-    if os.path.exists(BENCHMARKS_MD):
-        with open(BENCHMARKS_MD) as f:
-            text = f.read()
-    else:
-        text = "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
-    with atomic_path(BENCHMARKS_MD) as tmp, open(tmp, "w") as f:
-        f.write(replace_section(text, title, "\n".join(section) + "\n"))
-
-
-def replace_section(text, title, section):
-    """`text` (markdown) with its `## title` sections replaced by one `section`, or `section` appended."""
-    heading = f"## {title}"
-    parts = re.split(r"(?m)^(?=## )", text)
-    kept, placed = [], False
-    for part in parts:
-        if part.splitlines()[:1] == [heading]:
-            if not placed:
-                kept.append(section + ("\n" if not section.endswith("\n\n") else ""))
-                placed = True
-            continue
-        kept.append(part)
-    if not placed:
-        if kept and not kept[-1].endswith("\n\n"):
-            kept[-1] = kept[-1].rstrip("\n") + "\n\n"
-        kept.append(section)
-    return "".join(kept).rstrip("\n") + "\n"
+    header = "# Benchmarks\n\nMeasured side by side in one run; compare ratios, not absolute times.\n\n"
+    write_section(BENCHMARKS_MD, title, "\n".join(section) + "\n", header=header)
 
 
 def interleaved_timeit(runners, rounds=20, block_seconds=0.1, warmup=2):

@@ -1,41 +1,59 @@
 """The GPU check: backend tests, then SKNet-50 against timm on one GPU, within a time budget.
 
-Started by benchmarks/gpu_check.sh (which installs the carried wheels first); the commands:
+Started by benchmarks/gpu_check.sh (which installs the carried wheels first). Read this file top
+to bottom: 1. what it checks and in what order, 2. how this process runs each check, 3. the
+worker processes that time one framework each, 4. the report, 5. the command line.
 
     python -m benchmarks.gpu_check run --mode gpu|cpu-tiny --deadline EPOCH --out DIR
         [--reference DIR] [--backend-tests DIR] [--compile auto|on|off]
     python -m benchmarks.gpu_check report RESULTS.jsonl [--markdown FILE]
     python -m benchmarks.gpu_check append FILE.md [--to BENCHMARKS.md]
+    python -m benchmarks.gpu_check worker FRAMEWORK --rows JSON --results FILE --deadline EPOCH
+        [--tiny] [--variants eager,channels_last]     (started by `run`, one per timing check)
 
-`run` does, in this order, each step in its own processes and with its share of the time left
-before the deadline (PHASES says how long each may take and how much it leaves to the steps
-after it; the budget is 440 s on the GPU, the machine's start and the transfers not counted):
-1. tests/backends on Keras' JAX and PyTorch backends at the same time, against the reference
-   directory made on TensorFlow (skipped, saying why, when either is missing), at most 120 s;
-2. timm eager and channels_last, the target rows (fast: no compilation);
-3. Keras on JAX (XLA), every row in priority order: all the time left but 65 s;
-4. timm eager and channels_last, the other rows;
-5. Keras on PyTorch, every row in priority order;
-6. timm under torch.compile, the SKNet-50 rows at batches 256 and 128, with what time is left.
-The rows, in priority order (`plan_rows`): the targets first (SKNet-50 and, for the SK
-overhead, ResNeXt-50: training step at batch 128 and inference at batch 256, mixed bfloat16),
-then float32 SKNet-50, then batches 64 and 1, then the rest of ResNeXt-50. A worker skips a row
-that no longer fits (estimated from the rows before it); a worker still running at its
-deadline is killed, and what it did not finish is reported as not reached. XLA compiles each
-shape and dtype anew (a minute or more for a training step), which is why Keras-JAX gets most
-of the budget.
+What `run` checks, in the order of `CHECKS`, each in its own processes and with its share of
+the time left before the deadline (a check's `cap` is the most it may take on the GPU, its
+`reserve` what the checks before it leave to it; the budget is 440 s on the GPU, the machine's
+start and the transfers not counted):
+1. backend-tests: tests/backends on Keras' JAX and PyTorch backends at the same time, against the
+   reference directory made on TensorFlow (skipped, saying why, when either is missing);
+2. timm-targets: timm eager and channels_last, the target rows (fast: no compilation);
+3. keras-jax: Keras on JAX (XLA), every row in priority order: all the time left but 65 s;
+4. timm-rest: timm eager and channels_last, the other rows;
+5. keras-torch: Keras on PyTorch, every row in priority order;
+6. timm-compile: timm under torch.compile, the SKNet-50 rows at batches 256 and 128 (GPU only,
+   unless --compile on), with what time is left.
+The rows, in priority order (`plan_rows`): the targets first (SKNet-50 and, for the SK overhead,
+ResNeXt-50: training step at batch 128 and inference at batch 256, mixed bfloat16), then float32
+SKNet-50, then batches 64 and 1, then the rest of ResNeXt-50. A worker skips a row that no longer
+fits (estimated from the rows before it); a worker still running at its deadline is killed, and
+what it did not finish is reported as not reached. XLA compiles each shape and dtype anew (a
+minute or more for a training step), which is why Keras-JAX gets most of the budget. To add a
+check: one entry in `CHECKS` and, for a new framework, one worker function in `WORKERS`.
 
-This module is the orchestration: it runs the workers and records what became of each step as
-data, one JSON object per line in DIR/results.jsonl (the workers add their measurements to the
-same file as they make them). benchmarks.gpu_report renders the tables from that file alone:
-`run` prints them and writes DIR/gpu_check.md, `report` makes them again from a saved results
-file, `append` writes them into BENCHMARKS.md in place of the previous run's section. Targets on the GPU: Keras-JAX SKNet-50 training step (mixed bfloat16,
-batch 128) >= 1.0x timm's best, inference at batch 256 >= 1.0x, SK overhead (SKNet-50 time over
-our ResNeXt-50's) <= 1.3x.
+What it prints and writes: a timestamped log line per step (gpu_check.sh keeps them in
+gpu_check.log), then the markdown table, also written to DIR/gpu_check.md. Every check and every
+measurement is a JSON line of DIR/results.jsonl, written as it happens (so a kill loses only the
+row in flight); the report is made from that file alone (`report` makes it again after the
+machine is gone, `append` puts it into BENCHMARKS.md in place of the previous run's section).
+The records, by `kind`:
+- machine: mode ("gpu" or "cpu-tiny"), date, gpu (nvidia-smi) or cpu, python, budget_s;
+- meta (one per worker): framework, versions {package: version}, device, precision;
+- row: framework, variant, model, task, batch, dtype, status ("ok", "skipped", "failed"),
+  and when ok images_per_s and first_s (the first call, compilation included), else reason;
+- phase (one per worker): name, framework, variants, rows (those it was given), status
+  ("ran", "killed", "failed", "skipped"), reason, seconds;
+- error: framework, reason (what stopped a worker);
+- tests: backend, status, summary (pytest's last line), seconds;
+- note: text; finished: seconds.
 
---mode cpu-tiny runs every path on a CPU at tiny sizes (see benchmarks.gpu_workers.TINY_MODELS,
-batches 1 and 4, one timed call per round, no torch.compile unless --compile on): its numbers
-say nothing about speed, only that the check works.
+Targets on the GPU: Keras-JAX SKNet-50 training step (mixed bfloat16, batch 128) >= 1.0x timm's
+best, inference at batch 256 >= 1.0x, SK overhead (SKNet-50 time over our ResNeXt-50's) <= 1.3x.
+Exit status 1 when backend tests, a worker or a row failed (not: skipped or stopped for time).
+
+--mode cpu-tiny runs every path on a CPU at tiny sizes (`TINY_MODELS`, batches 1 and 4, one timed
+call per round, no torch.compile unless --compile on): its numbers say nothing about speed, only
+that the check works (tests/test_gpu_check.py runs it).
 """
 
 import argparse
@@ -48,50 +66,21 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
+import traceback
 
-from benchmarks.gpu_report import BF16, F32, append, load, render
-from benchmarks.gpu_workers import error_text, log
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TEST_BACKENDS = ("jax", "torch")
-REFERENCE_VARIABLE = "KERAS_SKNET_BACKEND_REFERENCE"
+# ================================================================ 1. What it checks, in what order
+
+BF16, F32 = "mixed_bfloat16", "float32"
+MODEL_NAMES = {"sknet50": "SKNet-50", "resnext50": "ResNeXt-50"}
 # Batches: (inference batches, training batch).
 GPU_BATCHES = ((1, 64, 256), 128)
 TINY_BATCHES = ((1, 4), 4)
-# Seconds the backend tests may take on the GPU (both backends run at the same time).
-GPU_TESTS_CAP = 120
-# When a worker's deadline passes, seconds it gets to stop after SIGTERM before SIGKILL.
-KILL_GRACE = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-    """One worker process.
-
-    name: its name in the log and the report; framework and variants: what it times (see
-    benchmarks.gpu_workers); rows: which rows of `plan_rows` ("targets": the first
-    TARGET_ROWS, "rest": the others, "all", or "compile": the torch.compile rows); cap: the
-    most seconds it may take on the GPU (None: no cap); reserve: the seconds the steps before
-    it leave to it on the GPU.
-    """
-
-    name: str
-    framework: str
-    variants: tuple
-    rows: str
-    cap: float | None
-    reserve: float
-
-
-PHASES = (
-    Phase("timm-targets", "timm", ("eager", "channels_last"), "targets", cap=45, reserve=30),
-    Phase("keras-jax", "keras-jax", ("xla",), "all", cap=None, reserve=120),
-    Phase("timm-rest", "timm", ("eager", "channels_last"), "rest", cap=60, reserve=35),
-    Phase("keras-torch", "keras-torch", ("eager",), "all", cap=60, reserve=30),
-    Phase("timm-compile", "timm", ("compile",), "compile", cap=None, reserve=0),
-)
 # The first rows of `plan_rows`: the targets' rows.
 TARGET_ROWS = 4
 
@@ -126,20 +115,85 @@ def plan_rows(tiny):
     return rows, compile_rows
 
 
-def python_command():
-    """This interpreter, with -S when it runs without site-packages (gpu_check.sh --like-gpu-image)."""
-    return [sys.executable, *(["-S"] if sys.flags.no_site else [])]
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One step of `run`.
+
+    name: its name in the log and the report; framework: "tests" (the backend tests) or the
+    worker that times it (a key of `WORKERS`); variants: what that worker times; rows: which rows
+    of `plan_rows` ("targets": the first TARGET_ROWS, "rest": the others, "all", or "compile":
+    the torch.compile rows); cap: the most seconds it may take on the GPU (None: no cap);
+    reserve: the seconds the checks before it leave to it on the GPU.
+    """
+
+    name: str
+    framework: str
+    variants: tuple = ()
+    rows: str = ""
+    cap: float | None = None
+    reserve: float = 0
 
 
-class Writer:
-    """Appends the orchestrator's own records to the results file."""
+CHECKS = (
+    Check("backend-tests", "tests", cap=120),
+    Check("timm-targets", "timm", ("eager", "channels_last"), "targets", cap=45, reserve=30),
+    Check("keras-jax", "keras-jax", ("xla",), "all", reserve=120),
+    Check("timm-rest", "timm", ("eager", "channels_last"), "rest", cap=60, reserve=35),
+    Check("keras-torch", "keras-torch", ("eager",), "all", cap=60, reserve=30),
+    Check("timm-compile", "timm", ("compile",), "compile"),
+)
 
-    def __init__(self, path):
+
+def check_deadline(check, later, global_deadline, gpu):
+    """The check's deadline: its cap, and the reserves of the checks after it, on the GPU."""
+    if not gpu:
+        return global_deadline
+    deadline = global_deadline - sum(c.reserve for c in later)
+    if check.cap is not None:
+        deadline = min(deadline, time.time() + check.cap)
+    return deadline
+
+
+# ================================================================ 2. Running the checks
+
+# The backend tests' Keras backends, and how they find the reference made on TensorFlow.
+TEST_BACKENDS = ("jax", "torch")
+REFERENCE_VARIABLE = "KERAS_SKNET_BACKEND_REFERENCE"
+# When a process's deadline passes, seconds it gets to stop after SIGTERM before SIGKILL.
+KILL_GRACE = 3
+
+
+def log(message):
+    """A timestamped progress line on stdout (the check's log)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def error_text(error):
+    """The exception's type and first line, short enough for a table cell."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first}"[:300]
+
+
+class Results:
+    """Appends one JSON object per line to the results file (this process's and the workers')."""
+
+    def __init__(self, path, framework=None):
         self.path = path
+        self.framework = framework
 
     def write(self, record):
+        if self.framework:
+            record = {"framework": self.framework, **record}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def row(self, row, variant, status, **fields):
+        model, task, batch, dtype = row
+        self.write(
+            dict(kind="row", model=model, task=task, batch=batch, dtype=dtype, variant=variant, status=status)
+            | fields
+        )
 
 
 def machine_record(mode, started, deadline):
@@ -169,6 +223,33 @@ def machine_record(mode, started, deadline):
     return record
 
 
+def python_command():
+    """This interpreter, with -S when it runs without site-packages (gpu_check.sh --like-gpu-image)."""
+    return [sys.executable, *(["-S"] if sys.flags.no_site else [])]
+
+
+def process_env(framework, tiny):
+    """The environment of a check's process: its Keras backend, and on a CPU small XLA compilations."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+    if framework.startswith("keras-"):
+        env["KERAS_BACKEND"] = framework.removeprefix("keras-")
+    if tiny:
+        env["JAX_PLATFORMS"] = "cpu"
+        # One thread: on a busy CPU, threads spinning in each other's way made tiny steps 10-30x
+        # slower. XLA's CPU compiler at its lowest optimisation: the tiny nets compile 2x faster.
+        # (Only "--" flags: XLA stops reading XLA_FLAGS at the first token without one.)
+        env["OMP_NUM_THREADS"] = "1"
+        env["XLA_FLAGS"] = " ".join(
+            [
+                env.get("XLA_FLAGS", ""),
+                "--xla_cpu_multi_thread_eigen=false",
+                "--xla_backend_optimization_level=0",
+                "--xla_llvm_disable_expensive_passes=true",
+            ]
+        ).strip()
+    return env
+
+
 def start_process(command, env, stdout=None):
     """Starts `command` in its own process group, so that a kill also ends its children."""
     return subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
@@ -192,9 +273,6 @@ def wait_or_kill(process, deadline):
         except subprocess.TimeoutExpired:
             continue
     return True
-
-
-# ---------------------------------------------------------------------------- backend tests
 
 
 def backend_tests_plan(tests_dir, reference):
@@ -225,27 +303,29 @@ def pytest_summary(log_path):
     return lines[-1][:200] if lines else "no output"
 
 
-def run_backend_tests(tests_dir, reference, deadline, out_dir, tiny, writer):
-    """Runs tests_dir on Keras' JAX and PyTorch backends at once, each logged to its own file."""
-    runnable, reason = backend_tests_plan(tests_dir, reference)
+def run_backend_tests(args, deadline, results):
+    """Runs the backend tests on Keras' JAX and PyTorch backends at once, each logged to its own file."""
+    tiny = args.mode != "gpu"
+    runnable, reason = backend_tests_plan(args.backend_tests, args.reference)
     if runnable and deadline - time.time() < 10:
         runnable, reason = False, f"time budget: {max(deadline - time.time(), 0):.0f}s left for them"
     if not runnable:
         log(f"backend tests skipped: {reason}")
         for backend in TEST_BACKENDS:
-            writer.write(dict(kind="tests", backend=backend, status="skipped", summary=reason, seconds=0))
+            results.write(dict(kind="tests", backend=backend, status="skipped", summary=reason, seconds=0))
         return
     processes = {}
     start = time.time()
     for backend in TEST_BACKENDS:
-        env = phase_env(f"keras-{backend}", tiny)
-        env[REFERENCE_VARIABLE] = os.path.abspath(reference)
+        env = process_env(f"keras-{backend}", tiny)
+        env[REFERENCE_VARIABLE] = os.path.abspath(args.reference)
         # Both run on one GPU at once: JAX takes memory as it needs it, not 75% up front.
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-        command = [*python_command(), "-m", "pytest", "-q", tests_dir]
-        log_path = os.path.join(out_dir, f"tests-{backend}.log")
+        command = [*python_command(), "-m", "pytest", "-q", args.backend_tests]
+        log_path = os.path.join(args.out, f"tests-{backend}.log")
         log(
-            f"backend tests on {backend}: {' '.join(command[-4:])} ({REFERENCE_VARIABLE}={reference}) > {log_path}"
+            f"backend tests on {backend}: {' '.join(command[-4:])} "
+            f"({REFERENCE_VARIABLE}={args.reference}) > {log_path}"
         )
         with open(log_path, "w") as log_file:
             processes[backend] = (start_process(command, env, stdout=log_file), log_path)
@@ -258,34 +338,7 @@ def run_backend_tests(tests_dir, reference, deadline, out_dir, tiny, writer):
         else:
             status = "passed" if process.returncode == 0 else f"failed (exit {process.returncode})"
         log(f"backend tests on {backend}: {status}: {summary}")
-        writer.write(dict(kind="tests", backend=backend, status=status, summary=summary, seconds=seconds))
-
-
-# ---------------------------------------------------------------------------------- phases
-
-
-def phase_env(framework, tiny):
-    """The environment of a worker: its Keras backend, and on a CPU small XLA compilations."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
-    if framework == "keras-jax":
-        env["KERAS_BACKEND"] = "jax"
-    elif framework == "keras-torch":
-        env["KERAS_BACKEND"] = "torch"
-    if tiny:
-        env["JAX_PLATFORMS"] = "cpu"
-        # One thread: on a busy CPU, threads spinning in each other's way made tiny steps 10-30x
-        # slower. XLA's CPU compiler at its lowest optimisation: the tiny nets compile 2x faster.
-        # (Only "--" flags: XLA stops reading XLA_FLAGS at the first token without one.)
-        env["OMP_NUM_THREADS"] = "1"
-        env["XLA_FLAGS"] = " ".join(
-            [
-                env.get("XLA_FLAGS", ""),
-                "--xla_cpu_multi_thread_eigen=false",
-                "--xla_backend_optimization_level=0",
-                "--xla_llvm_disable_expensive_passes=true",
-            ]
-        ).strip()
-    return env
+        results.write(dict(kind="tests", backend=backend, status=status, summary=summary, seconds=seconds))
 
 
 def missing_modules(framework):
@@ -294,44 +347,33 @@ def missing_modules(framework):
     return [name for name in needs[framework] if importlib.util.find_spec(name) is None]
 
 
-def run_phase(phase, rows, deadline, results_path, tiny, writer):
-    """Runs one worker until it ends or its deadline passes; records what became of it."""
+def run_worker(check, rows, deadline, args, results):
+    """Runs one check's worker until it ends or its deadline passes; records what became of it."""
+    tiny = args.mode != "gpu"
     record = dict(
-        kind="phase", name=phase.name, framework=phase.framework, variants=list(phase.variants), rows=rows
+        kind="phase", name=check.name, framework=check.framework, variants=list(check.variants), rows=rows
     )
-    missing = missing_modules(phase.framework)
+    missing = missing_modules(check.framework)
     left = deadline - time.time()
     if missing:
         reason = f"cannot import {', '.join(missing)}"
         if "keras" in missing:
             reason += " (run scripts/prepare_gpu_wheels.sh here and carry .gpu)"
-        log(f"phase {phase.name} not run: {reason}")
-        writer.write(dict(record, status="failed", reason=reason, seconds=0))
+        log(f"phase {check.name} not run: {reason}")
+        results.write(dict(record, status="failed", reason=reason, seconds=0))
         return
     if left < 5:
-        log(f"phase {phase.name} not run: {left:.0f}s left")
-        writer.write(
+        log(f"phase {check.name} not run: {left:.0f}s left")
+        results.write(
             dict(record, status="skipped", reason=f"time budget: {max(left, 0):.0f}s left", seconds=0)
         )
         return
-    command = [
-        *python_command(),
-        "-m",
-        "benchmarks.gpu_workers",
-        phase.framework,
-        "--rows",
-        json.dumps(rows),
-        "--results",
-        results_path,
-        "--deadline",
-        f"{deadline:.1f}",
-        "--variants",
-        ",".join(phase.variants),
-        *(["--tiny"] if tiny else []),
-    ]
-    log(f"phase {phase.name}: {len(rows)} rows x {len(phase.variants)} variants, {left:.0f}s")
+    command = [*python_command(), "-m", "benchmarks.gpu_check", "worker", check.framework]
+    command += ["--rows", json.dumps(rows), "--results", results.path, "--deadline", f"{deadline:.1f}"]
+    command += ["--variants", ",".join(check.variants), *(["--tiny"] if tiny else [])]
+    log(f"phase {check.name}: {len(rows)} rows x {len(check.variants)} variants, {left:.0f}s")
     start = time.time()
-    process = start_process(command, phase_env(phase.framework, tiny))
+    process = start_process(command, process_env(check.framework, tiny))
     killed = wait_or_kill(process, deadline + KILL_GRACE)
     seconds = round(time.time() - start)
     if killed:
@@ -340,68 +382,52 @@ def run_phase(phase, rows, deadline, results_path, tiny, writer):
         status, reason = "failed", f"exit {process.returncode}"
     else:
         status, reason = "ran", ""
-    log(f"phase {phase.name}: {status} {reason} in {seconds}s")
-    writer.write(dict(record, status=status, reason=reason, seconds=seconds))
-
-
-def phase_deadline(phase, later, global_deadline, gpu):
-    """The phase's deadline: its cap, and the reserves of the phases after it, on the GPU."""
-    if not gpu:
-        return global_deadline
-    deadline = global_deadline - sum(p.reserve for p in later)
-    if phase.cap is not None:
-        deadline = min(deadline, time.time() + phase.cap)
-    return deadline
+    log(f"phase {check.name}: {status} {reason} in {seconds}s")
+    results.write(dict(record, status=status, reason=reason, seconds=seconds))
 
 
 def run(args):
+    """Every check of `CHECKS` in order, then the table (printed and written to gpu_check.md)."""
     gpu = args.mode == "gpu"
-    tiny = not gpu
     started = args.started or time.time()
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.abspath(os.path.join(args.out, "results.jsonl"))
     if os.path.exists(results_path):
         os.remove(results_path)
-    writer = Writer(results_path)
+    results = Results(results_path)
     machine = machine_record(args.mode, started, args.deadline)
-    writer.write(machine)
+    results.write(machine)
     log(f"{args.mode}: {machine.get('gpu', 'no nvidia-smi')}; {machine['cpu']}; Python {machine['python']}")
     log(f"budget: {args.deadline - time.time():.0f}s left of {machine['budget_s']}s")
 
-    phases = list(PHASES)
-    compile_on = args.compile == "on" or (args.compile == "auto" and gpu)
-    if not compile_on:
-        phases = [p for p in phases if "compile" not in p.variants]
-        writer.write(
-            dict(
-                kind="note",
-                text="torch.compile not run: "
-                + ("--compile off" if args.compile == "off" else "CPU dry run (--compile on runs it)"),
-            )
-        )
-    tests_deadline = args.deadline - sum(p.reserve for p in phases) if gpu else args.deadline
-    if gpu:
-        tests_deadline = min(tests_deadline, time.time() + GPU_TESTS_CAP)
-    run_backend_tests(args.backend_tests, args.reference, tests_deadline, args.out, tiny, writer)
-
-    rows, compile_rows = plan_rows(tiny)
-    phase_rows = {
+    checks = list(CHECKS)
+    if not (args.compile == "on" or (args.compile == "auto" and gpu)):
+        checks = [c for c in checks if "compile" not in c.variants]
+        why = "--compile off" if args.compile == "off" else "CPU dry run (--compile on runs it)"
+        results.write(dict(kind="note", text=f"torch.compile not run: {why}"))
+    rows, compile_rows = plan_rows(tiny=not gpu)
+    check_rows = {
         "targets": rows[:TARGET_ROWS],
         "rest": rows[TARGET_ROWS:],
         "all": rows,
         "compile": compile_rows,
     }
-    for index, phase in enumerate(phases):
-        deadline = phase_deadline(phase, phases[index + 1 :], args.deadline, gpu)
-        run_phase(phase, phase_rows[phase.rows], deadline, results_path, tiny, writer)
-    writer.write(dict(kind="finished", seconds=round(time.time() - started)))
-    markdown = render(load(results_path))
+    for index, check in enumerate(checks):
+        deadline = check_deadline(check, checks[index + 1 :], args.deadline, gpu)
+        if check.framework == "tests":
+            run_backend_tests(args, deadline, results)
+        else:
+            run_worker(check, check_rows[check.rows], deadline, args, results)
+    results.write(dict(kind="finished", seconds=round(time.time() - started)))
+
+    records = load(results_path)
+    markdown = render(records)
     markdown_path = os.path.join(args.out, "gpu_check.md")
     with open(markdown_path, "w") as f:
         f.write(markdown)
     print("\n" + markdown, flush=True)
     log(f"wrote {markdown_path} and {results_path} ({time.time() - started:.0f}s in all)")
-    return exit_status(load(results_path))
+    return exit_status(records)
 
 
 def exit_status(records):
@@ -409,6 +435,756 @@ def exit_status(records):
     failed = [r for r in records if r["kind"] == "tests" and r["status"].startswith("failed")]
     failed += [r for r in records if r["kind"] in ("phase", "row") and r["status"] == "failed"]
     return 1 if failed else 0
+
+
+# ================================================================ 3. The workers: one framework each
+#
+# A process can hold one Keras backend only, so each timing check runs its framework in a process
+# of its own (`worker`). It measures its rows in priority order and appends one JSON line per row
+# and variant as soon as it has it. How each framework runs a row:
+# - keras-jax: `model.stateless_call` under `jax.jit` (XLA); the training step is one jitted
+#   function (forward, cross-entropy on float32 logits, gradients, SGD with momentum through
+#   `optimizer.stateless_apply`) with its state donated, as `model.fit` runs it on JAX.
+# - keras-torch: the model called under `torch.no_grad()`; training through `train_on_batch`
+#   (Keras' own PyTorch training step, eager).
+# - timm: `timm.create_model` (same architectures: skresnext50_32x4d is the paper's SKNet-50),
+#   variant "eager" (NCHW), "channels_last" (memory_format=torch.channels_last) or "compile"
+#   (channels_last under `torch.compile`); mixed bfloat16 is `torch.autocast(dtype=bfloat16)`.
+#   Same SGD (momentum 0.9) and cross-entropy on float32 logits.
+# Inputs are 224x224 (tiny: 32x32) float32 images already on the device, labels random. Time per
+# call: warm-up calls (the first one compiles), then the median over rounds of several calls with
+# one device synchronisation per round (jax: block_until_ready, torch: torch.cuda.synchronize).
+
+# name -> (Keras builder and its arguments, timm model name and its arguments), full size.
+MODELS = {
+    "sknet50": (("SKNet50", {}), ("skresnext50_32x4d", {})),
+    "resnext50": (("ResNeXt50", {}), ("resnext50_32x4d", {})),
+}
+# Tiny: the same families, small enough for a CPU (XLA compiles a Keras training step on a CPU in
+# seconds): Keras nets of one stage of one unit, timm's of four stages of one unit (its forward
+# needs four), cardinality 4, 10 classes, 32x32 inputs.
+TINY_MODELS = {
+    "sknet50": (("SKNet", dict(stage_depths=(1,), block="sk", cardinality=4)), ("skresnext50_32x4d", {})),
+    "resnext50": (
+        ("SKNet", dict(stage_depths=(1,), block="resnext", cardinality=4)),
+        ("resnext50_32x4d", {}),
+    ),
+}
+TINY_TIMM_ARGS = dict(layers=[1, 1, 1, 1], cardinality=4)
+TIMM_VARIANTS = ("eager", "channels_last", "compile")
+DTYPES = (F32, BF16)
+TASKS = ("infer", "train")
+
+# Timing: (warm-up calls, timed rounds, seconds a round aims at, most calls a round).
+GPU_TIMING = (3, 5, 0.25, 50)
+TINY_TIMING = (1, 2, 0.0, 1)
+
+# Seconds a row is expected to take before anything was measured (compilation included); once a
+# row of the same kind has run, its measured time replaces the guess.
+GPU_GUESSES = {
+    ("keras-jax", "build"): 25.0,
+    ("keras-jax", "infer"): 35.0,
+    ("keras-jax", "train"): 80.0,
+    ("keras-torch", "build"): 10.0,
+    ("keras-torch", "infer"): 6.0,
+    ("keras-torch", "train"): 8.0,
+    ("timm", "build"): 3.0,
+    ("timm", "infer"): 3.0,
+    ("timm", "train"): 4.0,
+    ("timm-compile", "infer"): 70.0,
+    ("timm-compile", "train"): 150.0,
+}
+TINY_GUESS = 5.0
+
+
+def classes_and_size(tiny):
+    """(classes, image height and width) of the models and inputs."""
+    return (10, 32) if tiny else (1000, 224)
+
+
+def time_calls(call, sync, timing):
+    """Seconds per call of `call()`, measured after warm-up.
+
+    Args:
+        call: runs one inference batch or training step; returns what `sync` waits on.
+        sync: waits until the device has finished what `call` returned.
+        timing: (warm-up calls, rounds, seconds per round, most calls per round).
+
+    Returns:
+        {"first_s": the first call (compilation), "median_s", "min_s", "max_s": per call over
+        the rounds, "calls": calls per round, "rounds"}.
+    """
+    warmup, rounds, round_seconds, max_calls = timing
+    start = time.perf_counter()
+    sync(call())
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
+        sync(call())
+    start = time.perf_counter()
+    sync(call())
+    one = time.perf_counter() - start
+    calls = max(1, min(max_calls, int(round_seconds / max(one, 1e-6))))
+    per_call = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            result = call()
+        sync(result)
+        per_call.append((time.perf_counter() - start) / calls)
+    return {
+        "first_s": first,
+        "median_s": statistics.median(per_call),
+        "min_s": min(per_call),
+        "max_s": max(per_call),
+        "calls": calls,
+        "rounds": rounds,
+    }
+
+
+class Budget:
+    """Decides whether a row still fits before the deadline, from what similar rows cost."""
+
+    def __init__(self, deadline, tiny):
+        self.deadline = deadline
+        self.tiny = tiny
+        self.seen = {}
+
+    def left(self):
+        return self.deadline - time.time()
+
+    def estimate(self, kind, task, needs_build):
+        if self.tiny:
+            return TINY_GUESS
+        cost = self.seen.get((kind, task), GPU_GUESSES[kind, task])
+        if needs_build:
+            cost += self.seen.get((kind, "build"), GPU_GUESSES.get((kind, "build"), 0.0))
+        return cost
+
+    def record(self, kind, task, seconds):
+        self.seen[kind, task] = seconds
+
+
+def run_rows(rows, variants, results, budget, kind_of, prepare, measure):
+    """Measures `rows` x `variants` in order, skipping what no longer fits before the deadline.
+
+    Args:
+        rows: [model, task, batch, dtype] lists in priority order.
+        variants: the framework's variants to time for each row.
+        results: a `Results`.
+        budget: a `Budget`.
+        kind_of: variant -> the key of its cost estimates (e.g. "timm-compile").
+        prepare: (model, dtype, variant) -> an object `measure` uses, built once and cached.
+        measure: (prepared, row, variant) -> the dict of `time_calls`.
+    """
+    prepared = {}
+    for row in rows:
+        model, task, batch, dtype = row
+        for variant in variants:
+            key, kind = (model, dtype, variant), kind_of(variant)
+            what = f"{model} {task} b{batch} {dtype} {variant}"
+            cost = budget.estimate(kind, task, needs_build=key not in prepared)
+            left = budget.left()
+            if cost > left:
+                log(f"skip {what}: needs ~{cost:.0f}s, {left:.0f}s left")
+                results.row(
+                    row, variant, "skipped", reason=f"time budget: needs ~{cost:.0f}s, {left:.0f}s left"
+                )
+                continue
+            log(f"start {what}")
+            try:
+                if key not in prepared:
+                    start = time.time()
+                    try:
+                        prepared[key] = prepare(model, dtype, variant)
+                    except Exception as error:
+                        prepared[key] = error  # the next rows of this model fail at once
+                        raise
+                    budget.record(kind, "build", time.time() - start)
+                    log(f"built {model} {dtype} {variant} in {time.time() - start:.1f}s")
+                if isinstance(prepared[key], Exception):
+                    raise prepared[key]
+                start = time.time()
+                timing = measure(prepared[key], row, variant)
+                budget.record(kind, task, time.time() - start)
+            except Exception as error:  # noqa: BLE001 - one failed row must not end the check
+                traceback.print_exc()
+                log(f"FAILED {what}: {error_text(error)}")
+                results.row(row, variant, "failed", reason=error_text(error))
+                continue
+            images_per_s = batch / timing["median_s"]
+            log(
+                f"done  {what}: {timing['median_s'] * 1e3:.2f} ms/call, {images_per_s:.1f} img/s, "
+                f"first call {timing['first_s']:.1f}s"
+            )
+            results.row(row, variant, "ok", images_per_s=images_per_s, **timing)
+
+
+def build_keras_model(model, dtype, tiny):
+    """A Keras SKNet-50 / ResNeXt-50 (or its tiny stand-in) under `dtype`, logits out."""
+    import keras
+
+    from keras_sknet import applications
+
+    keras.config.set_dtype_policy(dtype)
+    (builder, arguments), _ = (TINY_MODELS if tiny else MODELS)[model]
+    classes, size = classes_and_size(tiny)
+    return getattr(applications, builder)(
+        weights=None,
+        input_shape=(size, size, 3),
+        classes=classes,
+        classifier_activation=None,
+        name=model,
+        **arguments,
+    )
+
+
+def keras_jax_worker(rows, variants, results, budget, timing, tiny):
+    """Keras on JAX: jitted stateless inference and training steps (XLA)."""
+    from importlib.metadata import version
+
+    import jax
+    import keras
+    import numpy as np
+
+    device = jax.devices()[0]
+    results.write(
+        dict(
+            kind="meta",
+            versions={"jax": jax.__version__, "jaxlib": version("jaxlib"), "keras": keras.__version__},
+            device=f"{device.platform}: {device.device_kind}"
+            if device.platform == "gpu"
+            else device.platform,
+            precision=str(getattr(jax.config, "jax_default_matmul_precision", None) or "default"),
+        )
+    )
+    if not tiny and device.platform != "gpu":
+        raise RuntimeError(f"JAX runs on {device.platform}, not on a GPU: its CUDA plugin did not load")
+    classes, size = classes_and_size(tiny)
+    rng = np.random.default_rng(0)
+
+    def prepare(model, dtype, variant):
+        net = build_keras_model(model, dtype, tiny)
+        infer = jax.jit(
+            lambda trainable, other, x: net.stateless_call(trainable, other, x, training=False)[0]
+        )
+        return net, infer
+
+    def measure(prepared, row, variant):
+        net, infer = prepared
+        _, task, batch, _ = row
+        x = jax.device_put(rng.normal(size=(batch, size, size, 3)).astype("float32"))
+        if task == "infer":
+            trainable = [v.value for v in net.trainable_variables]
+            other = [v.value for v in net.non_trainable_variables]
+            return time_calls(lambda: infer(trainable, other, x), jax.block_until_ready, timing)
+        y = jax.device_put(rng.integers(0, classes, batch).astype("int32"))
+        step, state = keras_jax_train_step(net)
+        holder = [state]
+
+        def call():
+            holder[0], loss = step(holder[0], x, y)
+            return loss
+
+        return time_calls(call, jax.block_until_ready, timing)
+
+    run_rows(rows, ["xla"], results, budget, lambda variant: "keras-jax", prepare, measure)
+
+
+def keras_jax_train_step(net):
+    """A jitted SGD training step over the model's state, and a fresh copy of that state.
+
+    The step donates its state (as `model.fit` does on JAX), so the copy keeps the model's own
+    variables usable for the inference rows.
+    """
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    optimizer.build(net.trainable_variables)
+
+    def step(state, x, y):
+        trainable, other, optimizer_state = state
+
+        def loss_fn(trainable, other):
+            logits, other = net.stateless_call(trainable, other, x, training=True)
+            logits = keras.ops.cast(logits, "float32")
+            loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            return loss, other
+
+        (loss, other), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, other)
+        trainable, optimizer_state = optimizer.stateless_apply(optimizer_state, grads, trainable)
+        return (trainable, other, optimizer_state), loss
+
+    def copy(variables):
+        return [jnp.array(v.value, copy=True) for v in variables]
+
+    state = (copy(net.trainable_variables), copy(net.non_trainable_variables), copy(optimizer.variables))
+    return jax.jit(step, donate_argnums=0), state
+
+
+def torch_setup(torch, versions, results, tiny):
+    """A PyTorch worker's start: records versions, the device and what float32 convolutions and
+    matmuls run in; checks CUDA (unless tiny).
+
+    Returns:
+        `(device, sync, seeded generator)`.
+    """
+    if torch.cuda.is_available():
+        flags = []
+        for label, get in (
+            ("cudnn.allow_tf32", lambda: torch.backends.cudnn.allow_tf32),
+            ("matmul.allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32),
+        ):
+            try:
+                flags.append(f"{label}={get()}")
+            except Exception as error:  # noqa: BLE001 - a description only; newer torch renamed flags
+                flags.append(f"{label} unknown ({error_text(error)})")
+        device, meta = (
+            "cuda",
+            {
+                "device": f"cuda: {torch.cuda.get_device_name(0)}",
+                "cudnn": str(torch.backends.cudnn.version()),
+                "precision": ", ".join(flags),
+            },
+        )
+    else:
+        device, meta = "cpu", {"device": "cpu", "precision": "float32"}
+    results.write(dict(kind="meta", versions=versions, **meta))
+    if not tiny and device != "cuda":
+        raise RuntimeError("PyTorch sees no CUDA device")
+    torch.backends.cudnn.benchmark = True
+    sync = (lambda _: torch.cuda.synchronize()) if device == "cuda" else (lambda _: None)
+    return device, sync, torch.Generator().manual_seed(0)
+
+
+def keras_torch_worker(rows, variants, results, budget, timing, tiny):
+    """Keras on PyTorch: eager calls and Keras' own `train_on_batch`."""
+    import keras
+    import torch
+
+    versions = {"torch": torch.__version__, "keras": keras.__version__}
+    device, sync, generator = torch_setup(torch, versions, results, tiny)
+    classes, size = classes_and_size(tiny)
+
+    def prepare(model, dtype, variant):
+        net = build_keras_model(model, dtype, tiny)
+        net.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=False,
+        )
+        return net
+
+    def measure(net, row, variant):
+        _, task, batch, _ = row
+        x = torch.randn(batch, size, size, 3, generator=generator).to(device)
+        if task == "infer":
+
+            def infer():
+                with torch.no_grad():
+                    return net(x, training=False)
+
+            return time_calls(infer, sync, timing)
+        y = torch.randint(0, classes, (batch,), generator=generator).to(device)
+        return time_calls(lambda: net.train_on_batch(x, y), sync, timing)
+
+    run_rows(rows, ["eager"], results, budget, lambda variant: "keras-torch", prepare, measure)
+
+
+def timm_worker(rows, variants, results, budget, timing, tiny):
+    """timm's models in eager PyTorch, channels_last, and under torch.compile."""
+    import timm
+    import torch
+
+    versions = {"torch": torch.__version__, "timm": timm.__version__}
+    device, sync, generator = torch_setup(torch, versions, results, tiny)
+    classes, size = classes_and_size(tiny)
+    channels_last = torch.channels_last
+
+    def prepare(model, dtype, variant):
+        _, (name, arguments) = (TINY_MODELS if tiny else MODELS)[model]
+        if tiny:
+            arguments = {**arguments, **TINY_TIMM_ARGS}
+        net = timm.create_model(name, pretrained=False, num_classes=classes, **arguments).to(device)
+        if variant != "eager":
+            net = net.to(memory_format=channels_last)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        forward = torch.compile(net) if variant == "compile" else net
+        return net, forward, optimizer
+
+    def measure(prepared, row, variant):
+        net, forward, optimizer = prepared
+        _, task, batch, dtype = row
+        x = torch.randn(batch, 3, size, size, generator=generator).to(device)
+        if variant != "eager":
+            x = x.contiguous(memory_format=channels_last)
+
+        def autocast():
+            return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == BF16)
+
+        if task == "infer":
+            net.eval()
+
+            def infer():
+                with torch.no_grad(), autocast():
+                    return forward(x)
+
+            return time_calls(infer, sync, timing)
+        net.train()
+        y = torch.randint(0, classes, (batch,), generator=generator).to(device)
+
+        def train():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                logits = forward(x)
+            loss = torch.nn.functional.cross_entropy(logits.float(), y)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        return time_calls(train, sync, timing)
+
+    def kind_of(variant):
+        return "timm-compile" if variant == "compile" else "timm"
+
+    run_rows(rows, variants, results, budget, kind_of, prepare, measure)
+
+
+# framework -> its worker: (rows, variants, results, budget, timing, tiny).
+WORKERS = {"keras-jax": keras_jax_worker, "keras-torch": keras_torch_worker, "timm": timm_worker}
+
+
+def worker(args):
+    """The `worker` command: one framework's rows, measured into the results file."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    rows = json.loads(args.rows)
+    for row in rows:
+        model, task, batch, dtype = row
+        if model not in MODELS or task not in TASKS or dtype not in DTYPES or not int(batch) > 0:
+            raise ValueError(
+                f"a row is [model, task, batch, dtype] with model in {tuple(MODELS)}, task in {TASKS}, "
+                f"batch > 0 and dtype in {DTYPES}. Received: {row!r}"
+            )
+    variants = args.variants.split(",")
+    if args.framework == "timm" and not set(variants) <= set(TIMM_VARIANTS):
+        raise ValueError(f"--variants must be among {TIMM_VARIANTS}. Received: {args.variants!r}")
+    results = Results(args.results, args.framework)
+    budget = Budget(args.deadline, args.tiny)
+    log(f"{args.framework}: {len(rows)} rows, {budget.left():.0f}s left")
+    try:
+        WORKERS[args.framework](
+            rows, variants, results, budget, TINY_TIMING if args.tiny else GPU_TIMING, args.tiny
+        )
+    except Exception as error:
+        traceback.print_exc()
+        results.write(dict(kind="error", reason=error_text(error)))
+        return 1
+    return 0
+
+
+# ================================================================ 4. The report, from the records alone
+#
+# The targets are read off the rows: the training step at the largest training batch and
+# inference at the largest inference batch, SKNet-50 in mixed bfloat16 (on the GPU: batches 128
+# and 256). BENCHMARKS.md keeps the latest GPU check and, apart, the latest CPU dry run.
+
+# The sections' titles in BENCHMARKS.md: a GPU run replaces the GPU section, a dry run its own.
+TITLE = "GPU: SKNet-50 on Keras-JAX and Keras-PyTorch against timm (benchmarks/gpu_check.sh)"
+DRY_RUN_TITLE = "GPU check dry run on a CPU at tiny sizes (benchmarks/gpu_check.sh --cpu-tiny)"
+# Column order of the table: (framework, variant, heading).
+COLUMNS = (
+    ("keras-jax", "xla", "Keras-JAX (XLA)"),
+    ("keras-torch", "eager", "Keras-torch"),
+    ("timm", "eager", "timm eager"),
+    ("timm", "channels_last", "timm channels_last"),
+    ("timm", "compile", "timm compile"),
+)
+
+
+def load(path):
+    """The records of a results file, in order."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def row_key(model, task, batch, dtype):
+    return model, task, int(batch), dtype
+
+
+def collect(records):
+    """{(framework, variant, row_key): the row's record}, where a worker's unmeasured rows get a
+    record saying why (killed, skipped or failed worker)."""
+    cells = {}
+    for record in records:
+        if record["kind"] == "row":
+            key = row_key(*(record[k] for k in ("model", "task", "batch", "dtype")))
+            cells[record["framework"], record["variant"], key] = record
+    errors = {r["framework"]: r["reason"] for r in records if r["kind"] == "error"}
+    for record in records:
+        if record["kind"] != "phase":
+            continue
+        for row in record["rows"]:
+            for variant in record["variants"]:
+                key = (record["framework"], variant, row_key(*row))
+                if key in cells:
+                    continue
+                if record["status"] == "killed":
+                    reason = "not reached: the worker was stopped at its deadline"
+                elif record["status"] == "failed" and record["framework"] in errors:
+                    reason = errors[record["framework"]]
+                else:
+                    reason = record.get("reason") or "not reached"
+                cells[key] = dict(
+                    status="failed" if record["status"] == "failed" else "skipped", reason=reason
+                )
+    return cells
+
+
+def speed(cell):
+    """Images per second of an ok cell, else None."""
+    if cell and cell.get("status") == "ok":
+        return cell["images_per_s"]
+    return None
+
+
+def format_speed(cell):
+    if cell is None:
+        return "-"
+    if cell.get("status") != "ok":
+        return cell["status"]
+    value = cell["images_per_s"]
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def format_ratio(value):
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def ratio(numerator, denominator):
+    if numerator is None or denominator is None:
+        return None
+    return numerator / denominator
+
+
+def timm_best(cells, key):
+    """The fastest timm variant at this row: (images/s, variant) or (None, None)."""
+    best = (None, None)
+    for variant in TIMM_VARIANTS:
+        value = speed(cells.get(("timm", variant, key)))
+        if value is not None and (best[0] is None or value > best[0]):
+            best = (value, variant)
+    return best
+
+
+def render(records):
+    """The markdown section: header, ratio table, targets, backend tests, what was not measured."""
+    machine = next((r for r in records if r["kind"] == "machine"), {})
+    metas = {r["framework"]: r for r in records if r["kind"] == "meta"}
+    cells = collect(records)
+    tiny = machine.get("mode") != "gpu"
+    keys = sorted({key for (_, _, key) in cells}, key=table_order)
+    lines = [f"## {DRY_RUN_TITLE if tiny else TITLE}", "", header_line(machine, metas, records), ""]
+    if tiny:
+        lines += [
+            "A dry run on a CPU with tiny nets and inputs: the numbers only show that every path runs.",
+            "",
+        ]
+    headings = [heading for _, _, heading in COLUMNS]
+    lines += [
+        "| model | task | batch | dtype | " + " | ".join(headings) + " | timm best | Keras-JAX / timm best "
+        "| Keras-torch / timm best | Keras-JAX first call (s) |",
+        "|---|---|---:|---|" + "---:|" * (len(COLUMNS) + 4),
+    ]
+    for key in keys:
+        model, task, batch, dtype = key
+        row = [cells.get((framework, variant, key)) for framework, variant, _ in COLUMNS]
+        best, best_variant = timm_best(cells, key)
+        jax_cell = cells.get(("keras-jax", "xla", key))
+        first = f"{jax_cell['first_s']:.1f}" if speed(jax_cell) is not None else "-"
+        lines.append(
+            f"| {MODEL_NAMES[model]} | {task} | {batch} | {dtype} | "
+            + " | ".join(format_speed(cell) for cell in row)
+            + f" | {best_variant or '-'} | {format_ratio(ratio(speed(jax_cell), best))} | "
+            f"{format_ratio(ratio(speed(cells.get(('keras-torch', 'eager', key))), best))} | {first} |"
+        )
+    lines += [
+        "",
+        "Images per second (higher is better); a ratio above 1.00x is faster than timm's fastest "
+        "variant at that row. bf16 = Keras `mixed_bfloat16` / `torch.autocast(bfloat16)`; float32 "
+        "runs each framework's default precision (" + precision_note(metas) + ").",
+        "",
+    ]
+    lines += targets_table(cells, keys, tiny)
+    lines += tests_table(records)
+    lines += not_measured(cells, keys, records)
+    return "\n".join(lines) + "\n"
+
+
+def table_order(key):
+    model, task, batch, dtype = key
+    return (list(MODEL_NAMES).index(model), dtype != BF16, task != "train", -batch)
+
+
+def header_line(machine, metas, records):
+    versions = {}
+    for meta in metas.values():
+        versions.update(meta.get("versions", {}))
+    finished = next((r["seconds"] for r in records if r["kind"] == "finished"), None)
+    where = machine.get("gpu") or machine.get("cpu", "unknown machine")
+    devices = sorted({meta.get("device", "") for meta in metas.values()} - {""})
+    parts = [
+        machine.get("date", ""),
+        where,
+        f"seen as {'; '.join(devices)}" if devices else "",
+        f"Python {machine.get('python', '?')}",
+        ", ".join(f"{name} {value}" for name, value in sorted(versions.items())),
+        f"budget {machine.get('budget_s', '?')}s, took {finished}s"
+        if finished is not None
+        else "did not finish",
+    ]
+    return "; ".join(part for part in parts if part) + "."
+
+
+def precision_note(metas):
+    notes = []
+    for framework in ("keras-jax", "timm", "keras-torch"):
+        meta = metas.get(framework)
+        if meta and meta.get("precision"):
+            notes.append(f"{framework}: {meta['precision']}")
+    return "; ".join(notes) or "not recorded"
+
+
+def targets_table(cells, keys, tiny):
+    """The issue's targets, each with the measured ratio and whether it holds."""
+    # The targets' batches: the largest training and inference batches among SKNet-50's rows.
+    train_batch = max((b for m, task, b, _ in keys if m == "sknet50" and task == "train"), default=None)
+    big = max((b for m, task, b, _ in keys if m == "sknet50" and task == "infer"), default=None)
+    train_key = ("sknet50", "train", train_batch, BF16)
+    infer_key = ("sknet50", "infer", big, BF16)
+    infer_f32 = ("sknet50", "infer", big, F32)
+
+    def jax(key):
+        return speed(cells.get(("keras-jax", "xla", key)))
+
+    def resnext(key):
+        return ("resnext50", *key[1:])
+
+    def verdict(value, goal, sense):
+        if value is None:
+            return "not measured"
+        if tiny:
+            return "(dry run)"
+        return "met" if (value >= goal if sense == ">=" else value <= goal) else "MISSED"
+
+    train, infer = f"{BF16}, batch {train_batch}", f"{BF16}, batch {big}"
+    targets = [  # SK overhead: SKNet-50's time over ResNeXt-50's
+        (f"Keras-JAX SKNet-50 training step, {train} / timm best", train_key, "timm", ">="),
+        (f"Keras-JAX SKNet-50 inference, {infer} / timm best", infer_key, "timm", ">="),
+        (f"Keras-JAX SKNet-50 inference, {F32}, batch {big} / timm best", infer_f32, "timm", ">="),
+        (
+            f"SK overhead, Keras-JAX training step, {train} (SKNet-50 time / ResNeXt-50 time)",
+            train_key,
+            "overhead",
+            "<=",
+        ),
+        (f"SK overhead, Keras-JAX inference, {infer}", infer_key, "overhead", "<="),
+    ]
+    lines = ["| target | measured | goal | verdict |", "|---|---:|---:|---|"]
+    for label, key, against, sense in targets:
+        if against == "timm":
+            value = ratio(jax(key), timm_best(cells, key)[0])
+        else:
+            value = ratio(jax(resnext(key)), jax(key))
+        goal = 1.0 if sense == ">=" else 1.3
+        lines.append(
+            f"| {label} | {format_ratio(value)} | {sense} {goal:.1f}x | {verdict(value, goal, sense)} |"
+        )
+    for label, key in (("training step", train_key), ("inference", infer_key)):
+        timm_overhead = ratio(timm_best(cells, resnext(key))[0], timm_best(cells, key)[0])
+        lines.append(
+            f"| for comparison: timm's own SK overhead, {label}, {BF16} (best variants) "
+            f"| {format_ratio(timm_overhead)} | | |"
+        )
+    lines.append("")
+    return lines
+
+
+def tests_table(records):
+    tests = [r for r in records if r["kind"] == "tests"]
+    if not tests:
+        return []
+    lines = ["| backend tests | result | seconds |", "|---|---|---:|"]
+    for record in tests:
+        summary = record["summary"].replace("|", "/")
+        lines.append(f"| {record['backend']} | {record['status']}: {summary} | {record['seconds']} |")
+    return lines + [""]
+
+
+def not_measured(cells, keys, records):
+    """What was not measured and why (one line per column and reason); the checks' times; notes."""
+    reasons, planned = {}, {}
+    for framework, variant, heading in COLUMNS:
+        for key in keys:
+            cell = cells.get((framework, variant, key))
+            if cell is None:
+                continue
+            planned[heading] = planned.get(heading, 0) + 1
+            if cell.get("status") != "ok":
+                reasons.setdefault((heading, cell["status"], cell.get("reason", "")), []).append(key)
+    lines = []
+    for (heading, status, reason), missed in reasons.items():
+        if len(missed) == planned[heading]:
+            which = "every row"
+        else:
+            which = ", ".join(f"{MODEL_NAMES[m]} {task} {batch} {dtype}" for m, task, batch, dtype in missed)
+        lines.append(f"- {heading}, {which}: {status}: {reason}")
+    phases = [r for r in records if r["kind"] == "phase"]
+    notes = [r["text"] for r in records if r["kind"] == "note"]
+    out = []
+    if lines:
+        out += ["Not measured:", "", *lines, ""]
+    if phases:
+        out.append(
+            "Steps: "
+            + ", ".join(f"{r['name']} {r['status']} ({r['seconds']}s)" for r in phases)
+            + (". " + ". ".join(notes) if notes else "")
+            + ". Each time is the median over rounds of several calls with one device "
+            "synchronisation per round, after warm-up; inputs on the device."
+        )
+        out.append("")
+    return out
+
+
+def append(markdown_path, to):
+    """Writes a table made by `run` or `report` into BENCHMARKS.md (atomically).
+
+    The section takes the place of the section of the same title (the previous run of the
+    same kind); without one, it is appended. Other sections are kept as they are.
+
+    Args:
+        markdown_path: a gpu_check.md, as `run` or `report` wrote it.
+        to: the BENCHMARKS.md to update.
+
+    Raises:
+        ValueError: the file is not a table made by the GPU check (BENCHMARKS.md is left as it was).
+    """
+    # Imported here: the GPU machine runs this module without the tests' support code.
+    from tests.support.markdown import write_section
+
+    with open(markdown_path) as f:
+        section = f.read().strip() + "\n"
+    first = section.split("\n", 1)[0]
+    if not first.startswith("## ") or first[3:] not in (TITLE, DRY_RUN_TITLE):
+        raise ValueError(
+            f"Not a table made by the GPU check: it starts with {first[:80]!r}; accepted: "
+            f"'## {TITLE}' or '## {DRY_RUN_TITLE}'"
+        )
+    write_section(to, first[3:], section)
+    log(f"wrote the section '{first[3:]}' of {markdown_path} into {to}")
+
+
+# ================================================================ 5. The command line
 
 
 def main(argv=None):
@@ -436,13 +1212,21 @@ def main(argv=None):
         "append", help="write a table into BENCHMARKS.md, replacing the section of the same title"
     )
     append_parser.add_argument("markdown")
-    append_parser.add_argument(
-        "--to",
-        default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "BENCHMARKS.md"),
+    append_parser.add_argument("--to", default=os.path.join(REPOSITORY, "BENCHMARKS.md"))
+    worker_parser = commands.add_parser("worker", help="(started by run) time one framework's rows")
+    worker_parser.add_argument("framework", choices=tuple(WORKERS))
+    worker_parser.add_argument("--rows", required=True, help="JSON list of [model, task, batch, dtype]")
+    worker_parser.add_argument("--results", required=True, help="JSON-lines file to append to")
+    worker_parser.add_argument("--deadline", type=float, required=True, help="Unix time to finish by")
+    worker_parser.add_argument("--tiny", action="store_true", help="small nets and inputs (CPU dry run)")
+    worker_parser.add_argument(
+        "--variants", default="eager,channels_last", help="timm variants, comma-separated"
     )
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "worker":
+        return worker(args)
     if args.command == "report":
         markdown = render(load(args.results))
         if args.markdown:

@@ -9,7 +9,7 @@ import pytest
 from keras_sknet.analysis import attention_weights, enlarge_center, scale_experiment, unit_name
 from keras_sknet.applications import ResNeXt29, ShuffleNetV2SK, SKNet, SKNet50
 from keras_sknet.layers import SKConv
-from tests.helpers import randomize_batch_norms
+from tests.helpers import randomize_batch_norms, run_as_user
 
 pytestmark = pytest.mark.kernels
 
@@ -155,27 +155,29 @@ def test_scaled_images_given_are_used_as_they_are(small_sk_model, rng):
         scale_experiment(small_sk_model, images, scales=(1.0, 2.0), scaled_images={2.0: drawn[:2]})
 
 
-def test_command_line_on_an_npz_with_labels(small_sk_model, rng, tmp_path, capsys):
-    from keras_sknet.analysis.__main__ import main
+def test_command_line_on_an_npz_with_labels(small_sk_model, rng, tmp_path):
+    def analysis(*args):
+        return run_as_user(["-m", "keras_sknet.analysis", *args], cwd=tmp_path, TF_CPP_MIN_LOG_LEVEL="3")
 
     model_path = str(tmp_path / "model.keras")
     small_sk_model.save(model_path)
     data = str(tmp_path / "images.npz")
     np.savez(data, images=rng.uniform(0, 255, size=(12, 32, 32, 3)).astype("uint8"), labels=np.arange(12) % 3)
     out = tmp_path / "analysis"
-    assert main(["--model", model_path, "--data", data, "--num-images", "9", "--output-dir", str(out)]) == 0
-    assert "SK_3_1" in capsys.readouterr().out
+    done = analysis("--model", model_path, "--data", data, "--num-images", "9", "--output-dir", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SK_3_1" in done.stdout
     for name in ("attention_scales.png", "attention_classes.png", "attention_scales.json"):
         assert (out / name).exists(), name
     saved = json.loads((out / "attention_scales.json").read_text())
     assert set(saved["units"]["SK_2_1"]["per_class_mean_difference"]) == {"0", "1", "2"}
 
-    assert main(["--model", str(tmp_path / "missing.keras"), "--data", data]) == 1
+    assert analysis("--model", str(tmp_path / "missing.keras"), "--data", data).returncode == 1
     plain = str(tmp_path / "plain.keras")
     ResNeXt29(input_shape=(32, 32, 3)).save(plain)
-    assert main(["--model", plain, "--data", data, "--output-dir", str(out)]) == 1
-    assert "no SK units" in capsys.readouterr().err
-    assert main(["--model", model_path, "--data", data, "--scales", "1.0", "0.5"]) == 1
+    done = analysis("--model", plain, "--data", data, "--output-dir", str(out))
+    assert done.returncode == 1 and "no SK units" in done.stderr, done.stderr[-3000:]
+    assert analysis("--model", model_path, "--data", data, "--scales", "1.0", "0.5").returncode == 1
 
 
 def test_load_images_returns_labels_from_folders_and_arrays(tmp_path, rng):

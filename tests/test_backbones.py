@@ -23,7 +23,7 @@ import pytest
 from keras_sknet import applications
 from keras_sknet.applications import feature_extractor, pyramid_layer_names
 from keras_sknet.applications import skresnet as skresnet_module
-from keras_sknet.weights.__main__ import TIMM_REFERENCE_SCRIPT
+from tests.support import TIMM_REFERENCE_SCRIPT
 
 HAVE_TIMM = all(importlib.util.find_spec(m) is not None for m in ("torch", "timm", "safetensors"))
 NEEDS_TIMM = pytest.mark.skipif(

@@ -2,7 +2,9 @@
 
 import os
 
-from benchmarks.common import replace_section
+import pytest
+
+from tests.support.markdown import command_line, replace_section, write_section
 
 TEXT = "# Benchmarks\n\nintro\n\n## Peers\n\nold run\n\n## Kernels\n\nk\n\n## Peers\n\nolder run\n"
 
@@ -24,8 +26,6 @@ def test_a_title_that_only_starts_like_another_is_not_replaced():
 
 
 def test_the_command_is_written_as_typed_from_the_repository_root():
-    from benchmarks.common import command_line
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script = os.path.join(root, "benchmarks", "bench_peers.py")
     assert command_line([script, "--no-xla", "--rounds", "5"]) == (
@@ -34,3 +34,14 @@ def test_the_command_is_written_as_typed_from_the_repository_root():
     assert (
         command_line([script, "--note", "two words"]) == "python benchmarks/bench_peers.py --note 'two words'"
     )
+
+
+def test_a_section_is_written_in_place_and_a_first_run_makes_the_file(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    with pytest.raises(FileNotFoundError):  # without a header, the file must exist (the GPU check's append)
+        write_section(path, "A", "## A\n\na\n")
+    write_section(path, "A", "## A\n\na\n", header="# Benchmarks\n\n")
+    assert path.read_text() == "# Benchmarks\n\n## A\n\na\n"
+    write_section(path, "A", "## A\n\nb\n")
+    assert path.read_text() == "# Benchmarks\n\n## A\n\nb\n"
+    assert os.listdir(tmp_path) == ["BENCHMARKS.md"]  # no temporary file left beside it

@@ -19,6 +19,7 @@ from keras_sknet.weights import (
     read_caffemodel,
 )
 from tests.caffe_reference import random_blobs, release_layers, run_net, write_caffemodel
+from tests.helpers import run_as_user
 
 TOLERANCE = 1e-4
 ODD_SIZE = 97  # conv1 49 x 49: Caffe's ceil-mode pool gives 24 x 24, PyTorch's padded one 25 x 25
@@ -203,13 +204,16 @@ def test_caffe_preprocessing_travels_with_the_weights():
     np.testing.assert_allclose(caffe, (torch * std + mean)[..., ::-1] - [104, 117, 123], atol=1e-3)
 
 
-def test_convert_cli_writes_a_verified_keras_file(sknet50, tmp_path, capsys):
+def test_convert_cli_writes_a_verified_keras_file(sknet50, tmp_path):
     from keras_sknet.applications import MODEL_CONFIGS
-    from keras_sknet.weights.__main__ import main
+
+    def convert(*args):
+        return run_as_user(["-m", "keras_sknet.weights", "convert", *args], cwd=tmp_path)
 
     output = tmp_path / "sknet50_caffe.weights.h5"
-    assert main(["convert", str(sknet50["path"]), "--model", "SKNet50", "--output", str(output)]) == 0
-    printed = capsys.readouterr().out
+    done = convert(str(sknet50["path"]), "--model", "SKNet50", "--output", str(output))
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout
     assert "reloaded" in printed and "stem_pool='caffe'" in printed and "mode='caffe'" in printed
     reloaded = SKNet(
         **MODEL_CONFIGS["sknet50"], stem_pool="caffe", weights=output, classifier_activation=None
@@ -217,15 +221,14 @@ def test_convert_cli_writes_a_verified_keras_file(sknet50, tmp_path, capsys):
     assert _max_diff(reloaded, _image(224), sknet50["reference"]) < TOLERANCE
     # A model without Caffe weights is refused before anything is written.
     refused = tmp_path / "x.weights.h5"
-    assert main(["convert", str(sknet50["path"]), "--model", "ResNeXt50", "--output", str(refused)]) == 1
-    assert "SKNet101, SKNet50" in capsys.readouterr().err and not refused.exists()
+    done = convert(str(sknet50["path"]), "--model", "ResNeXt50", "--output", str(refused))
+    assert done.returncode == 1 and "SKNet101, SKNet50" in done.stderr and not refused.exists()
 
 
-def test_info_lists_the_caffe_weights_for_the_user_to_download(capsys):
-    from keras_sknet.weights.__main__ import main
-
-    assert main(["info"]) == 0
-    printed = capsys.readouterr().out
+def test_info_lists_the_caffe_weights_for_the_user_to_download(tmp_path):
+    done = run_as_user(["-m", "keras_sknet.weights", "info"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout
     assert "download the .caffemodel yourself" in printed
     for config in CAFFE_WEIGHTS.values():
         row = next(

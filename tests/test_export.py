@@ -19,12 +19,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import synthetic
 from keras_sknet import export
 from keras_sknet.applications import ShuffleNetV2SK, SKNet, SKNet50, preprocess_input
-from keras_sknet.export.__main__ import main as cli_main
 from keras_sknet.layers.phases import subsample
-from tests.helpers import randomize_batch_norms
+from tests.helpers import randomize_batch_norms, run_as_user
+from tests.support import synthetic
 
 # Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
 # second pass): those whose numbers depend on the kernels; files, command lines and
@@ -430,22 +429,26 @@ def test_cli_int8_from_a_tfds_name(fitted, tfds_dataset, tmp_path):
     assert export.operator_counts(output.read_bytes())["CONV_2D"] > 0
 
 
-def test_cli_saved_model(fitted, tmp_path, capsys):
+def export_command(*args, cwd):
+    """`python -m keras_sknet.export ARGS` as a user runs it, in `cwd`."""
+    return run_as_user(["-m", "keras_sknet.export", *args], cwd=cwd, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def test_cli_saved_model(fitted, tmp_path):
     model, images = fitted
     model.save(tmp_path / "m.keras")
     np.save(tmp_path / "images.npy", images[:8])
-    code = cli_main(
-        [
-            str(tmp_path / "m.keras"),
-            "--format",
-            "saved_model",
-            "--representative-data",
-            str(tmp_path / "images.npy"),
-            "--freeze",
-        ]
+    done = export_command(
+        str(tmp_path / "m.keras"),
+        "--format",
+        "saved_model",
+        "--representative-data",
+        str(tmp_path / "images.npy"),
+        "--freeze",
+        cwd=tmp_path,
     )
-    assert code == 0
-    out = capsys.readouterr().out
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
     # The default name says the SavedModel is frozen.
     assert str(tmp_path / "m_frozen_saved_model") in out and "8 images" in out and "frozen" in out
     assert (
@@ -468,36 +471,36 @@ def test_cli_saved_model(fitted, tmp_path, capsys):
         (["--representative-data", "no_such_source"], "not a prepared TFDS dataset"),
     ],
 )
-def test_cli_bad_options_leave_nothing(fitted, tmp_path, capsys, args, message):
+def test_cli_bad_options_leave_nothing(fitted, tmp_path, args, message):
     model, images = fitted
     model.save(tmp_path / "m.keras")
     np.save(tmp_path / "images.npy", images[:60])
     args = [str(tmp_path / "images.npy") if arg == "NPY" else arg for arg in args]
-    assert cli_main([str(tmp_path / "m.keras"), *args, "--data-dir", str(tmp_path / "tfds")]) == 1
-    assert message in capsys.readouterr().err
+    done = export_command(
+        str(tmp_path / "m.keras"), *args, "--data-dir", str(tmp_path / "tfds"), cwd=tmp_path
+    )
+    assert done.returncode == 1 and message in done.stderr, done.stderr[-3000:]
     assert sorted(os.listdir(tmp_path)) == ["images.npy", "m.keras"]
 
 
-def test_bad_model_files(tmp_path, capsys):
-    assert cli_main([str(tmp_path / "missing.keras")]) == 1
-    assert f"No model file at '{tmp_path / 'missing.keras'}'" in capsys.readouterr().err
+def test_bad_model_files(tmp_path):
+    done = export_command(str(tmp_path / "missing.keras"), cwd=tmp_path)
+    assert done.returncode == 1 and f"No model file at '{tmp_path / 'missing.keras'}'" in done.stderr
     (tmp_path / "notes.keras").write_text("not a model")
-    assert cli_main([str(tmp_path / "notes.keras")]) == 1
-    assert "is not a Keras model file" in capsys.readouterr().err
+    done = export_command(str(tmp_path / "notes.keras"), cwd=tmp_path)
+    assert done.returncode == 1 and "is not a Keras model file" in done.stderr
     assert sorted(os.listdir(tmp_path)) == ["notes.keras"]
     with pytest.raises(ValueError, match="keras.Model or the path"):
         export.to_tflite(object())
 
 
-def test_cli_option_values_and_the_quantizations():
-    with pytest.raises(SystemExit) as exit_:
-        cli_main(["m.keras", "--quantize", "int4"])
-    assert exit_.value.code == 2
+def test_cli_option_values_and_the_quantizations(tmp_path):
+    assert export_command("m.keras", "--quantize", "int4", cwd=tmp_path).returncode == 2
     # The command's list (kept free of TensorFlow for --help) is the exporters' own.
-    from keras_sknet.export import __main__ as command
-
-    assert command.QUANTIZATIONS == export.QUANTIZATIONS
-    assert set(export.ONNX_QUANTIZATIONS) <= set(command.QUANTIZATIONS)
+    usage = export_command("--help", cwd=tmp_path).stdout
+    (listed,) = set(re.findall(r"--quantize \{([a-z0-9,]+)\}", usage))
+    assert tuple(listed.split(",")) == export.QUANTIZATIONS
+    assert set(export.ONNX_QUANTIZATIONS) <= set(listed.split(","))
 
 
 def test_bad_arguments():

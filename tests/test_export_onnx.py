@@ -15,8 +15,7 @@ import pytest
 from keras_sknet import export
 from keras_sknet.applications import ShuffleNetV2SK, preprocess_input
 from keras_sknet.export import onnx as onnx_export
-from keras_sknet.export.__main__ import main as cli_main
-from tests.helpers import randomize_batch_norms
+from tests.helpers import randomize_batch_norms, run_as_user
 from tests.test_export import CLASSES, fitted  # noqa: F401  (the module-scoped fixture)
 
 if os.environ.get("KERAS_SKNET_REQUIRE_ONNX") == "1":
@@ -177,23 +176,28 @@ def test_unconvertible_tensorflow_op_is_an_export_error():
     assert [value.name for value in proto.graph.output] == ["predictions"]
 
 
-def test_cli_onnx(fitted, tmp_path, capsys):  # noqa: F811
+def test_cli_onnx(fitted, tmp_path):  # noqa: F811
     model, images = fitted
     model_path = tmp_path / "best.keras"
     model.save(model_path)
     data = tmp_path / "images.npy"
     np.save(data, images[:8])
-    assert cli_main([str(model_path), "--format", "onnx", "--representative-data", str(data)]) == 0
-    out = capsys.readouterr().out
+
+    def export_command(*args):
+        return run_as_user(["-m", "keras_sknet.export", *args], cwd=tmp_path, TF_CPP_MIN_LOG_LEVEL="3")
+
+    done = export_command(str(model_path), "--format", "onnx", "--representative-data", str(data))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
     assert "onnx (none, opset 17)" in out and "best.onnx" in out
     x = preprocess_input(images[:4])
     np.testing.assert_allclose(
         ort_outputs(str(tmp_path / "best.onnx"), x), model(x, training=False), atol=1e-5
     )
-    assert cli_main([str(model_path), "--format", "onnx", "--quantize", "dynamic"]) == 1
-    assert "Received: quantize='dynamic'" in capsys.readouterr().err
-    assert cli_main([str(model_path), "--format", "tflite", "--opset", "17"]) == 1
-    assert "--opset applies to ONNX only" in capsys.readouterr().err
+    done = export_command(str(model_path), "--format", "onnx", "--quantize", "dynamic")
+    assert done.returncode == 1 and "Received: quantize='dynamic'" in done.stderr
+    done = export_command(str(model_path), "--format", "tflite", "--opset", "17")
+    assert done.returncode == 1 and "--opset applies to ONNX only" in done.stderr
     assert sorted(os.listdir(tmp_path)) == ["best.keras", "best.onnx", "images.npy"]
 
 

@@ -3,7 +3,9 @@
 One dry run, the way the GPU machine runs it as far as a CPU can: without TensorFlow
 (--like-gpu-image), Keras on JAX and on PyTorch, timm, both dtypes, the backend tests' step on
 a stand-in test folder, the aggregator and the markdown. Its numbers mean nothing; the test
-checks that every row was measured and that the tables are whole.
+checks that every row was measured and that the tables are whole. The script's commands run as
+its users run them (`python -m benchmarks.gpu_check report|append`, in a subprocess); its plan,
+deadlines, exit status and report are checked on the script itself, loaded by path.
 """
 
 import importlib.util
@@ -16,9 +18,28 @@ import time
 
 import pytest
 
-from benchmarks import gpu_check, gpu_report
+from tests.helpers import REPOSITORY as REPO
+from tests.helpers import run_as_user
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def _load_script(path):
+    """The script at `path` (in the repository) as a module: the tests import no benchmarks package."""
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = _load_script("benchmarks/gpu_check.py")
+
+
+def gpu_check_command(*args, cwd, status=0):
+    """`python -m benchmarks.gpu_check ARGS`, as its users run it; asserts its exit status."""
+    done = run_as_user(["-m", "benchmarks.gpu_check", *args], cwd=cwd)
+    assert done.returncode == status, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
 NEEDS = ("jax", "torch", "timm")
 STAND_IN_TEST = """
 import importlib.util
@@ -88,7 +109,7 @@ def test_every_row_measured_on_every_path(dry_run):
     assert markdown in stdout  # printed too
     rows = table_rows(markdown)
     planned, _ = gpu_check.plan_rows(tiny=True)
-    expected = {(gpu_report.MODEL_NAMES[m], task, batch, dtype) for m, task, batch, dtype in planned}
+    expected = {(gpu_check.MODEL_NAMES[m], task, batch, dtype) for m, task, batch, dtype in planned}
     assert set(rows) == expected
     for key, cells in rows.items():
         for heading in ("Keras-JAX (XLA)", "Keras-torch", "timm eager", "timm channels_last"):
@@ -119,18 +140,18 @@ def test_targets_and_backend_tests_reported(dry_run):
 
 def test_results_file_and_report(dry_run, tmp_path):
     out, _ = dry_run
-    records = gpu_report.load(out / "results.jsonl")
+    records = gpu_check.load(out / "results.jsonl")
     rows = [r for r in records if r["kind"] == "row"]
     assert rows and all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
     assert {r["framework"] for r in records if r["kind"] == "meta"} == {"keras-jax", "keras-torch", "timm"}
     assert (out / "gpu_check.log").stat().st_size > 0
     # `report` makes the same table from the results; `append` writes it into a BENCHMARKS.md.
     remade = tmp_path / "remade.md"
-    assert gpu_check.main(["report", str(out / "results.jsonl"), "--markdown", str(remade)]) == 0
+    gpu_check_command("report", str(out / "results.jsonl"), "--markdown", str(remade), cwd=tmp_path)
     assert remade.read_text() == (out / "gpu_check.md").read_text()
     benchmarks = tmp_path / "BENCHMARKS.md"
     benchmarks.write_text("# Benchmarks\n\nearlier tables\n")
-    assert gpu_check.main(["append", str(remade), "--to", str(benchmarks)]) == 0
+    gpu_check_command("append", str(remade), "--to", str(benchmarks), cwd=tmp_path)
     text = benchmarks.read_text()
     assert text.startswith("# Benchmarks\n\nearlier tables\n\n## GPU check")
 
@@ -158,17 +179,18 @@ def test_plan_puts_the_targets_first():
 def test_phase_deadlines_leave_later_phases_their_reserve(monkeypatch):
     now = 1000.0
     monkeypatch.setattr(gpu_check.time, "time", lambda: now)
-    phases = gpu_check.PHASES
+    phases = gpu_check.CHECKS
     end = now + 440
     deadlines = {
-        phase.name: gpu_check.phase_deadline(phase, phases[index + 1 :], end, gpu=True)
+        phase.name: gpu_check.check_deadline(phase, phases[index + 1 :], end, gpu=True)
         for index, phase in enumerate(phases)
     }
+    assert deadlines["backend-tests"] == now + 120  # its cap
     assert deadlines["timm-targets"] == now + 45  # its cap
     assert deadlines["keras-jax"] == end - 65  # all but what timm-rest and keras-torch are kept
     assert deadlines["keras-torch"] == now + 60
     assert deadlines["timm-compile"] == end
-    assert all(gpu_check.phase_deadline(phase, [], end, gpu=False) == end for phase in phases)
+    assert all(gpu_check.check_deadline(phase, [], end, gpu=False) == end for phase in phases)
 
 
 def test_exit_status_fails_on_failures_not_on_time():
@@ -265,9 +287,9 @@ def test_report_renders_a_saved_gpu_run(tmp_path):
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps(record) + "\n" for record in SAVED_RUN))
     markdown_path = tmp_path / "gpu_check.md"
-    assert gpu_check.main(["report", str(results), "--markdown", str(markdown_path)]) == 0
+    gpu_check_command("report", str(results), "--markdown", str(markdown_path), cwd=tmp_path)
     markdown = markdown_path.read_text()
-    assert markdown.startswith(f"## {gpu_report.TITLE}\n\n2026-12-01 10:00 UTC; NVIDIA H200, 570.1")
+    assert markdown.startswith(f"## {gpu_check.TITLE}\n\n2026-12-01 10:00 UTC; NVIDIA H200, 570.1")
     assert "budget 440s, took 431s" in markdown and "keras 3.15.1" in markdown and "timm 1.0.31" in markdown
     rows = table_rows(markdown)
     assert set(rows) == {
@@ -302,34 +324,36 @@ def test_report_renders_a_saved_gpu_run(tmp_path):
     )
     assert "| jax | passed: 40 passed in 50.1s | 51 |" in markdown
     # Rendering reads nothing but the records: the same records give the same text.
-    assert gpu_report.render(gpu_report.load(results)) == markdown
+    assert gpu_check.render(gpu_check.load(results)) == markdown
 
 
 def test_append_replaces_the_section_of_the_same_title(tmp_path):
-    gpu_section = gpu_report.render(SAVED_RUN)
-    dry_run = gpu_report.render([dict(SAVED_RUN[0], mode="cpu-tiny"), *SAVED_RUN[1:]])
-    assert dry_run.startswith(f"## {gpu_report.DRY_RUN_TITLE}\n")
+    gpu_section = gpu_check.render(SAVED_RUN)
+    dry_run = gpu_check.render([dict(SAVED_RUN[0], mode="cpu-tiny"), *SAVED_RUN[1:]])
+    assert dry_run.startswith(f"## {gpu_check.DRY_RUN_TITLE}\n")
     (tmp_path / "gpu.md").write_text(gpu_section)
     (tmp_path / "dry.md").write_text(dry_run)
     benchmarks = tmp_path / "BENCHMARKS.md"
-    before = f"# Benchmarks\n\nintro\n\n## Peers\n\npeers table\n\n## {gpu_report.TITLE}\n\nan older run\n\n## Layout\n\nx\n"
+    before = f"# Benchmarks\n\nintro\n\n## Peers\n\npeers table\n\n## {gpu_check.TITLE}\n\nan older run\n\n## Layout\n\nx\n"
     benchmarks.write_text(before)
-    assert gpu_check.main(["append", str(tmp_path / "gpu.md"), "--to", str(benchmarks)]) == 0
+    gpu_check_command("append", str(tmp_path / "gpu.md"), "--to", str(benchmarks), cwd=tmp_path)
     text = benchmarks.read_text()
-    assert text == before.replace(f"## {gpu_report.TITLE}\n\nan older run\n\n", gpu_section.strip() + "\n\n")
-    assert gpu_check.main(["append", str(tmp_path / "gpu.md"), "--to", str(benchmarks)]) == 0
+    assert text == before.replace(f"## {gpu_check.TITLE}\n\nan older run\n\n", gpu_section.strip() + "\n\n")
+    gpu_check_command("append", str(tmp_path / "gpu.md"), "--to", str(benchmarks), cwd=tmp_path)
     assert benchmarks.read_text() == text  # the latest run, once
     # A CPU dry run has a section of its own: it never replaces the GPU figures.
-    assert gpu_check.main(["append", str(tmp_path / "dry.md"), "--to", str(benchmarks)]) == 0
+    gpu_check_command("append", str(tmp_path / "dry.md"), "--to", str(benchmarks), cwd=tmp_path)
     assert benchmarks.read_text() == text + "\n" + dry_run.strip() + "\n"
     # Anything else is refused, and BENCHMARKS.md is left as it was.
     (tmp_path / "other.md").write_text("## Peers\n\nnot a GPU check\n")
-    with pytest.raises(ValueError, match="Not a table made by the GPU check: it starts with '## Peers'"):
-        gpu_check.main(["append", str(tmp_path / "other.md"), "--to", str(benchmarks)])
+    refused = gpu_check_command(
+        "append", str(tmp_path / "other.md"), "--to", str(benchmarks), cwd=tmp_path, status=1
+    )
+    assert "ValueError: Not a table made by the GPU check: it starts with '## Peers'" in refused.stderr
     assert benchmarks.read_text() == text + "\n" + dry_run.strip() + "\n"
 
 
 def test_the_gpu_section_of_benchmarks_md_is_the_one_append_replaces():
     with open(os.path.join(REPO, "BENCHMARKS.md")) as f:
         headings = [line for line in f.read().splitlines() if line.startswith("## ")]
-    assert headings.count(f"## {gpu_report.TITLE}") == 1
+    assert headings.count(f"## {gpu_check.TITLE}") == 1

@@ -57,6 +57,7 @@ from keras_sknet.hub import (  # noqa: E402
 from keras_sknet.hub import presets as hub_presets  # noqa: E402
 from keras_sknet.hub import tasks as hub_tasks  # noqa: E402
 from keras_sknet.weights import eval_transform, registry  # noqa: E402
+from tests.helpers import run_as_user  # noqa: E402
 
 TINY = dict(stage_depths=(1, 1, 1, 1), cardinality=4, bottleneck_width=4, min_dim=8, image_shape=(32, 32, 3))
 TINY_SKRESNET = dict(stage_depths=(1, 1, 1, 1), image_shape=(32, 32, 3))
@@ -350,7 +351,7 @@ def skresnet18_checkpoint(tmp_path_factory):
     """A random timm skresnet18 (randomised BatchNorm) as .safetensors, written by timm in a subprocess."""
     if not HAVE_TIMM:
         pytest.skip("needs the interop extra (torch, timm, safetensors)")
-    from keras_sknet.weights.__main__ import TIMM_REFERENCE_SCRIPT
+    from tests.support import TIMM_REFERENCE_SCRIPT
 
     out = tmp_path_factory.mktemp("timm")
     result = subprocess.run(
@@ -399,10 +400,7 @@ def hub_mirror(tmp_path, monkeypatch):
     thread.join()
 
 
-def test_imagenet_preset_downloads_through_the_command_line(
-    skresnet18_checkpoint, hub_mirror, tmp_path, capsys
-):
-    from keras_sknet.hub.__main__ import main
+def test_imagenet_preset_downloads_through_the_command_line(skresnet18_checkpoint, hub_mirror, tmp_path):
     from keras_sknet.weights import cache_dir
 
     config = registry.PRETRAINED["SKResNet18"]
@@ -411,9 +409,13 @@ def test_imagenet_preset_downloads_through_the_command_line(
     served.parent.mkdir(parents=True)
     served.write_bytes(skresnet18_checkpoint.read_bytes())
 
-    main(["presets", str(tmp_path / "presets"), "--model", "SKResNet18"])  # weights="imagenet"
+    # weights="imagenet"
+    done = run_as_user(
+        ["-m", "keras_sknet.hub", "presets", str(tmp_path / "presets"), "--model", "SKResNet18"], cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     preset = tmp_path / "presets" / "skresnet18"
-    printed = capsys.readouterr().out
+    printed = done.stdout
     assert "Downloading data from http://127.0.0.1:" in printed  # keras.utils.get_file, from the mirror
     assert printed.split()[-1] == str(preset)
     assert str(tmp_path / "keras_home") in cache_dir()

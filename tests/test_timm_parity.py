@@ -24,8 +24,8 @@ import pytest
 
 from keras_sknet import applications, weights
 from keras_sknet.weights import registry
-from keras_sknet.weights.__main__ import TIMM_REFERENCE_SCRIPT
-from keras_sknet.weights.__main__ import main as weights_cli
+from tests.helpers import run_as_user
+from tests.support import TIMM_REFERENCE_SCRIPT
 
 # Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
 # second pass): those whose numbers depend on the kernels; files, command lines and
@@ -159,16 +159,16 @@ def test_imagenet_download_end_to_end(timm_outputs, tmp_path, monkeypatch):
     assert metadata["checkpoint_sha256"] == weights.sha256_of(served)
 
 
-def test_convert_command_line(timm_outputs, tmp_path, capsys):
+def test_convert_command_line(timm_outputs, tmp_path):
     output = tmp_path / "sk18.weights.h5"
     checkpoint = str(timm_outputs / "skresnet18.safetensors")
-    assert (
-        weights_cli(
-            ["convert", checkpoint, "--model", "SKResNet18", "--output", str(output), "--compare-timm"]
-        )
-        == 0
-    )
-    printed = capsys.readouterr().out
+
+    def convert(*args):
+        return run_as_user(["-m", "keras_sknet.weights", "convert", *args], cwd=tmp_path)
+
+    done = convert(checkpoint, "--model", "SKResNet18", "--output", str(output), "--compare-timm")
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout
     assert "max |logits diff|" in printed and "identical" in printed
     model = applications.SKResNet18(
         weights=str(output), input_shape=(None, None, 3), classifier_activation=None
@@ -177,20 +177,12 @@ def test_convert_command_line(timm_outputs, tmp_path, capsys):
     reference = np.load(timm_outputs / "skresnet18.npz")["logits_193x161_b4"]
     assert max_diff(model(images, training=False), reference) <= TOLERANCE
 
-    assert (
-        weights_cli(["convert", checkpoint, "--model", "SKNet50", "--output", str(tmp_path / "x.weights.h5")])
-        == 1
-    )
-    assert "does not fit model 'sknet50'" in capsys.readouterr().err
-    assert (
-        weights_cli(["convert", checkpoint, "--model", "SKNet51", "--output", str(tmp_path / "x.weights.h5")])
-        == 1
-    )
-    assert "Unknown model 'SKNet51'" in capsys.readouterr().err
-    assert (
-        weights_cli(["convert", "missing.safetensors", "--model", "SKNet50", "--output", "x.weights.h5"]) == 1
-    )
-    assert "No such checkpoint file" in capsys.readouterr().err
+    done = convert(checkpoint, "--model", "SKNet50", "--output", str(tmp_path / "x.weights.h5"))
+    assert done.returncode == 1 and "does not fit model 'sknet50'" in done.stderr, done.stderr[-3000:]
+    done = convert(checkpoint, "--model", "SKNet51", "--output", str(tmp_path / "x.weights.h5"))
+    assert done.returncode == 1 and "Unknown model 'SKNet51'" in done.stderr, done.stderr[-3000:]
+    done = convert("missing.safetensors", "--model", "SKNet50", "--output", "x.weights.h5")
+    assert done.returncode == 1 and "No such checkpoint file" in done.stderr, done.stderr[-3000:]
     assert sorted(os.listdir(tmp_path)) == ["sk18.weights.h5"]  # nothing half-written left behind
 
 

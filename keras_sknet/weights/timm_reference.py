@@ -1,29 +1,14 @@
-"""Reference outputs from timm, run as a separate script (PyTorch side only).
+"""timm's outputs for a checkpoint, for `python -m keras_sknet.weights convert ... --compare-timm`.
 
 Run it by path, never import it next to TensorFlow: importing TensorFlow and
-then torchvision (which timm imports) in one process crashes, so the parity
-tests and `python -m keras_sknet.weights convert --compare-timm` start this
-script in a fresh interpreter. It imports only NumPy, torch and timm.
-
-    python timm_reference.py random OUT_DIR --models skresnet18,skresnext50_32x4d \\
-        --sizes 224x224,193x161 --batches 1,4 --seed 0
-        -> OUT_DIR/<model>.safetensors   random timm weights, randomised BatchNorm
-           OUT_DIR/inputs_<h>x<w>.npy    NHWC float32 inputs (the largest batch)
-           OUT_DIR/<model>.npz           logits_<h>x<w>_b<n>, features_<h>x<w>_b<n>
+then torchvision (which timm imports) in one process crashes, so the command
+starts this script in a fresh interpreter. It imports only NumPy, torch and timm.
 
     python timm_reference.py reference CHECKPOINT ARCH INPUTS.npy OUT.npz
-        -> logits and pooled features of the checkpoint on NHWC inputs
+        -> OUT.npz: `logits` and pooled `features` of the checkpoint on NHWC float32 inputs
 
-    python timm_reference.py features OUT_DIR --models skresnet18 --layers 1,1,1,1 \\
-        --sizes 65x49 --output-strides 32,16,8 --seed 0
-        -> OUT_DIR/<model>.safetensors   random timm weights (optionally fewer units per stage)
-           OUT_DIR/inputs_<h>x<w>.npy    NHWC float32 inputs, batch 2
-           OUT_DIR/<model>_features.npz  os<s>_<h>x<w>_<i>: `features_only=True,
-                                         output_stride=s` map i (NHWC)
-
-    python timm_reference.py transform IMAGES.npy NAME OUT.npy
-        -> timm's evaluation transform for NAME (e.g. skresnext50_32x4d.ra_in1k)
-           applied to uint8 HWC images (PIL), as NHWC float32
+The parity tests' own modes (random checkpoints, feature maps, timm's transform)
+are in tests/support/timm_reference.py, which uses `outputs` from here.
 """
 
 import argparse
@@ -32,22 +17,7 @@ import os
 import numpy as np
 import timm
 import torch
-from safetensors.torch import load_file, save_file
-
-
-def randomize_batch_norms(model, generator):
-    """Non-trivial BatchNorm statistics and affine parameters, so that parity tests see them."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-        classifier = model.get_classifier()
-        if getattr(classifier, "bias", None) is not None:
-            classifier.bias.copy_(torch.randn(classifier.bias.shape, generator=generator) * 0.1)
+from safetensors.torch import load_file
 
 
 def outputs(model, images_nhwc):
@@ -59,62 +29,8 @@ def outputs(model, images_nhwc):
     return logits.numpy(), features.numpy()
 
 
-def _sizes(text):
-    return [tuple(int(v) for v in size.split("x")) for size in text.split(",")]
-
-
-def random_models(out_dir, models, sizes, batches, seed):
-    os.makedirs(out_dir, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for h, w in sizes:
-        inputs[(h, w)] = rng.normal(size=(max(batches), h, w, 3)).astype(np.float32)
-        np.save(os.path.join(out_dir, f"inputs_{h}x{w}.npy"), inputs[(h, w)])
-    for index, name in enumerate(models):
-        torch.manual_seed(seed + index)
-        model = timm.create_model(name, pretrained=False).eval()
-        randomize_batch_norms(model, torch.Generator().manual_seed(seed + index))
-        save_file(model.state_dict(), os.path.join(out_dir, f"{name}.safetensors"))
-        results = {}
-        for (h, w), images in inputs.items():
-            for n in batches:
-                logits, features = outputs(model, images[:n])
-                results[f"logits_{h}x{w}_b{n}"] = logits
-                results[f"features_{h}x{w}_b{n}"] = features
-        np.savez(os.path.join(out_dir, f"{name}.npz"), **results)
-
-
-def feature_maps(out_dir, models, layers, sizes, output_strides, seed):
-    os.makedirs(out_dir, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for h, w in sizes:
-        inputs[(h, w)] = rng.normal(size=(2, h, w, 3)).astype(np.float32)
-        np.save(os.path.join(out_dir, f"inputs_{h}x{w}.npy"), inputs[(h, w)])
-    extra = {"layers": layers} if layers else {}
-    for index, name in enumerate(models):
-        torch.manual_seed(seed + index)
-        model = timm.create_model(name, pretrained=False, **extra).eval()
-        randomize_batch_norms(model, torch.Generator().manual_seed(seed + index))
-        state = model.state_dict()
-        save_file(state, os.path.join(out_dir, f"{name}.safetensors"))
-        body = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        results = {}
-        for stride in output_strides:
-            features = timm.create_model(
-                name, pretrained=False, features_only=True, output_stride=stride, **extra
-            ).eval()
-            features.load_state_dict(body)
-            for (h, w), images in inputs.items():
-                x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-                with torch.no_grad():
-                    maps = features(x)
-                for i, feature in enumerate(maps):
-                    results[f"os{stride}_{h}x{w}_{i}"] = feature.numpy().transpose(0, 2, 3, 1)
-        np.savez(os.path.join(out_dir, f"{name}_features.npz"), **results)
-
-
 def reference(checkpoint, arch, inputs_path, out_path):
+    """Writes timm's logits and pooled features of `checkpoint` (built as `arch`) on the inputs."""
     if checkpoint.endswith(".safetensors"):
         state = load_file(checkpoint)
     else:
@@ -131,15 +47,10 @@ def reference(checkpoint, arch, inputs_path, out_path):
     np.savez(out_path, logits=logits, features=features)
 
 
-def transform(images_path, name, out_path):
-    from PIL import Image
-
-    model = timm.create_model(name, pretrained=False)
-    config = timm.data.resolve_model_data_config(model)
-    pipeline = timm.data.create_transform(**config, is_training=False)
-    images = np.load(images_path)
-    out = [pipeline(Image.fromarray(image)).numpy().transpose(1, 2, 0) for image in images]
-    np.save(out_path, np.stack(out).astype(np.float32))
+def set_threads():
+    """At most 4 torch threads, unless the caller set a thread budget (scripts/test.sh does)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
 def main(argv=None):
@@ -147,52 +58,12 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    rand = commands.add_parser("random", help="random timm checkpoints and their outputs")
-    rand.add_argument("out_dir")
-    rand.add_argument("--models", required=True, help="comma-separated timm architectures")
-    rand.add_argument("--sizes", default="224x224", help="comma-separated HxW")
-    rand.add_argument("--batches", default="1,4", help="comma-separated batch sizes")
-    rand.add_argument("--seed", type=int, default=0)
     ref = commands.add_parser("reference", help="outputs of a checkpoint on given inputs")
-    ref.add_argument("checkpoint")
-    ref.add_argument("arch")
-    ref.add_argument("inputs")
-    ref.add_argument("out")
-    feat = commands.add_parser("features", help="random timm checkpoints and their feature maps")
-    feat.add_argument("out_dir")
-    feat.add_argument("--models", required=True, help="comma-separated timm architectures")
-    feat.add_argument("--layers", default="", help="units per stage, e.g. 1,1,1,1 (default the model's)")
-    feat.add_argument("--sizes", default="65x49", help="comma-separated HxW")
-    feat.add_argument("--output-strides", default="32,16,8", help="comma-separated output strides")
-    feat.add_argument("--seed", type=int, default=0)
-    tra = commands.add_parser("transform", help="timm's eval transform of uint8 images")
-    tra.add_argument("images")
-    tra.add_argument("name")
-    tra.add_argument("out")
+    for name in ("checkpoint", "arch", "inputs", "out"):
+        ref.add_argument(name)
     args = parser.parse_args(argv)
-    if "OMP_NUM_THREADS" not in os.environ:  # a caller's thread budget (scripts/test.sh) wins
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    if args.command == "random":
-        random_models(
-            args.out_dir,
-            args.models.split(","),
-            _sizes(args.sizes),
-            [int(b) for b in args.batches.split(",")],
-            args.seed,
-        )
-    elif args.command == "features":
-        feature_maps(
-            args.out_dir,
-            args.models.split(","),
-            [int(n) for n in args.layers.split(",")] if args.layers else None,
-            _sizes(args.sizes),
-            [int(s) for s in args.output_strides.split(",")],
-            args.seed,
-        )
-    elif args.command == "reference":
-        reference(args.checkpoint, args.arch, args.inputs, args.out)
-    else:
-        transform(args.images, args.name, args.out)
+    set_threads()
+    reference(args.checkpoint, args.arch, args.inputs, args.out)
 
 
 if __name__ == "__main__":

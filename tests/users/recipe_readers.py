@@ -55,7 +55,7 @@ def python_blocks(page):
 
 def class_images(count, size, seed=0, num_classes=10):
     """`(images, labels)`: float32 RGB [0, 255] images whose class sets colour and stripes."""
-    from benchmarks import synthetic
+    from tests.support import synthetic
 
     return synthetic.class_images(count, size, seed, num_classes=num_classes)
 
@@ -86,7 +86,7 @@ def write_class_folders(root, per_class, size, classes=("cats", "dogs"), seed=0)
 
 def fitted_classifier(model, images, labels, num_classes=10):
     """`model` with its `predictions` layer fitted to `labels` (a reader's trained classifier)."""
-    from benchmarks import synthetic
+    from tests.support import synthetic
 
     synthetic.fit_classifier(model, images, labels, num_classes=num_classes)
     return model

@@ -5,7 +5,8 @@ A randomly initialised network tells nothing apart, so a quantized copy that
 their colour and stripe direction, and `fit_classifier` fits the model's
 classifier to them on its frozen features (ridge regression): the float model
 then separates the classes, and an int8 export must agree with it on held-out
-images. The export tests and `benchmarks/bench_export.py` use both.
+images. The export tests, the recipe readers (tests/users) and benchmarks/bench_export.py and
+bench_peers.py use both.
 """
 
 import keras
