@@ -21,6 +21,13 @@ derives all three:
 A sublayer that `call` only reads weights from, or does not call for some
 configurations, is not built by the symbolic call: build it by hand in `build`
 (`SKAttention` does). `Block.build` raises if one is left unbuilt.
+
+Seeded initial weights depend on the order in which initializers are made:
+Keras draws an unseeded initializer's seed when the initializer is made (a
+`Dense` in its constructor; `SKAttention`'s `fc_select` in its build). A
+sublayer made in `build` that draws seeds therefore builds before the next one
+is made, where the hand-written build did so (`ShuffleNetV2Unit`'s left
+`SKConv`); tests/test_initial_weights.py holds every family to its weights.
 """
 
 import inspect

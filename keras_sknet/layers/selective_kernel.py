@@ -128,7 +128,7 @@ class SKAttention(Block):
         z = ops.relu(self.bn(self.fc_reduce(squeezed), training=training))
         channels = self.channels
         if self.num_paths == 1:  # a softmax over one path is constantly 1
-            per_path = [ops.ones_like(squeezed, "float32")]
+            per_path = [ops.ones((ops.shape(z)[0], channels), "float32")]
         elif self.num_paths == 2:
             # The softmax of two logits is the sigmoid of their difference. Same
             # values; and TFLite's XNNPACK runs an int8 LOGISTIC but not an int8
@@ -161,6 +161,18 @@ class SKAttention(Block):
     def _plain_fc_select(self):
         """Whether `fc_select.kernel` is the float kernel the layer multiplies by."""
         return not self.fc_select.quantization_mode and not getattr(self.fc_select, "lora_enabled", False)
+
+    # By hand, not by running call symbolically: call makes its one-path attention with ops.ones
+    # of the batch size, which a symbolic batch does not have.
+    def compute_output_spec(self, squeezed, training=None, return_paths=False):
+        attention = keras.KerasTensor(self.compute_output_shape(squeezed.shape), dtype=self.compute_dtype)
+        if not return_paths:
+            return attention
+        path_shape = (squeezed.shape[0], squeezed.shape[-1])
+        return attention, [keras.KerasTensor(path_shape, dtype=self.compute_dtype)] * self.num_paths
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_paths, input_shape[-1])
 
 
 def path_settings(kernel_sizes, dilate_large_kernels):
@@ -303,6 +315,15 @@ class SKConv(Block):
         """d = max(C / r, L), Eq. (4)."""
         return max(int(self.filters / self.reduction), self.min_dim)
 
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if self.split_input and (channels is None or channels % self.num_paths):
+            raise ValueError(
+                f"With `split_input=True` the input channels of {self.name} must be divisible by "
+                f"the number of paths ({self.num_paths}). Received: input_shape={tuple(input_shape)}"
+            )
+        super().build(input_shape)
+
     def _run_path(self, conv, bn, inputs, training):
         u = bn(conv(inputs), training=training)
         return u if self.activation is None else self.activation(u)
@@ -310,13 +331,7 @@ class SKConv(Block):
     def _path_inputs(self, inputs):
         if not self.split_input:
             return [inputs] * self.num_paths
-        channels = inputs.shape[-1]
-        if channels is None or channels % self.num_paths:
-            raise ValueError(
-                f"With `split_input=True` the input channels of {self.name} must be divisible by "
-                f"the number of paths ({self.num_paths}). Received: input_shape={inputs.shape}"
-            )
-        width = channels // self.num_paths
+        width = inputs.shape[-1] // self.num_paths
         return [inputs[..., m * width : (m + 1) * width] for m in range(self.num_paths)]
 
     def call(self, inputs, training=None, return_attention=False):

@@ -168,6 +168,10 @@ class ShuffleNetV2Unit(Block):
             self.left_bn1 = None if sk else self._bn("left_bn1")
             self.left_conv2 = self._pointwise("left_conv2")
             self.left_bn2 = self._bn("left_bn2")
+            # Built before the right branch's depthwise layer is made: an SKConv draws initializer
+            # seeds when made (its attention's fc_reduce) and when built (fc_select), and seeded
+            # models keep the weights they had (tests/test_initial_weights.py).
+            self.left_depthwise.build(input_shape)
         self.right_depthwise = self._depthwise(self.branch_channels, "right_depthwise")
         self.right_bn2 = None if sk else self._bn("right_bn2")
         super().build(input_shape)
