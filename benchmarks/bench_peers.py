@@ -127,7 +127,7 @@ def onnx_runner(session, batch):
 
 def train_step_runner(model, batch, jit_compile):
     from training.experiments import get_experiment, override
-    from training.trainer import compile_model
+    from training.model import compile_model
 
     experiment = override(
         get_experiment("sknet50_imagenet"), [f"batch_size={batch}", f"jit_compile={jit_compile}"]
@@ -202,7 +202,7 @@ def serve_sknet50():
 def demo_step_runner(batch):
     """A trainer step of the scales_demo experiment (`bash scripts/demo.sh`'s model and recipe), 64 x 64."""
     from training.experiments import get_experiment, override
-    from training.trainer import build_model, compile_model
+    from training.model import build_model, compile_model
 
     experiment = override(get_experiment("scales_demo"), [f"batch_size={batch}"])
     model = build_model(experiment, num_classes=10)

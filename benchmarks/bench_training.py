@@ -39,8 +39,8 @@ import tensorflow as tf  # noqa: E402
 from benchmarks.common import append_markdown  # noqa: E402
 from keras_sknet.applications import ResNeXt50, SKNet50  # noqa: E402
 from training.experiments import get_experiment, override  # noqa: E402
+from training.model import compile_model  # noqa: E402
 from training.state import Backup, StopOnNaN, Throughput, TrainingState  # noqa: E402
-from training.trainer import compile_model  # noqa: E402
 
 
 class StepTimes(keras.callbacks.Callback):

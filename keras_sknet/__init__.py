@@ -42,6 +42,9 @@ if cli.COMMAND_LINE:
             return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+    def __dir__():
+        return sorted(set(globals()) | set(__all__))
+
 else:
     # Registers the layers (and the zoo's model functions), so that a user's
     # `import keras_sknet; keras.models.load_model("model.keras")` works.

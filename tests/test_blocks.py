@@ -1,10 +1,23 @@
-"""SKBlock, ResNeXtBlock and ShuffleNetV2Unit against NumPy compositions of the reference."""
+"""SKBlock, ResNeXtBlock and ShuffleNetV2Unit against NumPy compositions of the reference; `Block`."""
+
+import inspect
 
 import keras
 import numpy as np
 import pytest
 
-from keras_sknet.layers import ResNeXtBlock, ShuffleNetV2Unit, SKBlock, SqueezeExcite
+from keras_sknet.layers import (
+    Block,
+    FusedBatchNorm,
+    GroupConv2D,
+    ResNeXtBlock,
+    ShuffleNetV2Unit,
+    SKAttention,
+    SKBasicBlock,
+    SKBlock,
+    SKConv,
+    SqueezeExcite,
+)
 from tests import reference
 from tests.helpers import randomize_batch_norms, reference_sk
 
@@ -173,3 +186,109 @@ def test_bad_arguments(make, match):
 def test_stride_one_shufflenet_unit_needs_matching_channels():
     with pytest.raises(ValueError, match="input channels=8, filters=16"):
         ShuffleNetV2Unit(16)(np.zeros((1, 4, 4, 8), "float32"))
+
+
+# Every composite layer, with arguments and an input shape.
+BLOCKS = [
+    (
+        SKConv,
+        dict(filters=8, kernel_sizes=(3, 5), strides=2, groups=(2, 4), reduction=2, min_dim=4),
+        (2, 8, 8, 8),
+    ),
+    (SKConv, dict(filters=8, groups=1, split_input=True, attention=False, activation=None), (2, 6, 6, 4)),
+    (SKAttention, dict(num_paths=1, attention_dim=4), (2, 8)),  # fc_select exists, unused
+    (SKAttention, dict(num_paths=2, attention_dim=4), (2, 8)),  # call reads fc_select's kernel
+    (SKAttention, dict(num_paths=3, attention_dim=4), (2, 8)),
+    (SKBlock, dict(filters=16, width=8, strides=2, groups=2, reduction=2, min_dim=4), (2, 8, 8, 4)),
+    (ResNeXtBlock, dict(filters=16, width=8, groups=2, se_reduction=4), (2, 6, 6, 16)),
+    (SKBasicBlock, dict(filters=8, strides=2, reduction=2, min_dim=4), (2, 8, 8, 4)),
+    (ShuffleNetV2Unit, dict(filters=16, strides=2, attention="sk", sk_min_dim=4), (2, 8, 8, 8)),
+    (ShuffleNetV2Unit, dict(filters=16, attention="se", se_min_dim=2), (2, 6, 6, 16)),
+    (SqueezeExcite, dict(reduction=2), (2, 4, 4, 8)),
+]
+BLOCK_IDS = [f"{cls.__name__}-{i}" for i, (cls, _, _) in enumerate(BLOCKS)]
+
+
+@pytest.mark.parametrize("cls,kwargs,shape", BLOCKS, ids=BLOCK_IDS)
+def test_get_config_is_the_constructor_arguments(cls, kwargs, shape):
+    config = cls(**kwargs).get_config()
+    parameters = [
+        name
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind is not p.VAR_KEYWORD
+    ]
+    assert set(config) == set(parameters) | {"name", "trainable", "dtype"}
+    for name, value in kwargs.items():
+        assert config[name] == (list(value) if isinstance(value, tuple) else value)
+
+
+@pytest.mark.parametrize("cls,kwargs,shape", BLOCKS, ids=BLOCK_IDS)
+def test_build_from_a_shape_makes_the_weights_a_file_loads_into(cls, kwargs, shape, rng, tmp_path):
+    """`build(shape)` (what loading a file runs) makes every weight the first call makes, with the same paths."""
+    x = rng.normal(size=shape).astype("float32")
+    called = cls(**kwargs, name="block")
+    inputs = keras.Input(shape[1:])
+    model = keras.Model(inputs, called(inputs))
+    randomize_batch_norms(model, rng)
+    model.save_weights(tmp_path / "block.weights.h5")
+
+    built = cls.from_config(called.get_config())
+    built.build(shape)
+    assert [(w.path, tuple(w.shape)) for w in built.weights] == [
+        (w.path, tuple(w.shape)) for w in called.weights
+    ]
+    inputs = keras.Input(shape[1:])
+    loaded = keras.Model(inputs, built(inputs))
+    loaded.load_weights(tmp_path / "block.weights.h5")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@keras.saving.register_keras_serializable(package="keras_sknet_tests")
+class ConvBNReLU(Block):
+    """A new block as a user writes it: its config (`__init__`) and its maths (`call`), nothing else."""
+
+    def __init__(self, filters, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = GroupConv2D(filters, 3, strides=strides, dtype=self.dtype_policy, name="conv")
+        self.bn = FusedBatchNorm(dtype=self.dtype_policy, name="bn")
+
+    def call(self, inputs, training=None):
+        return keras.ops.relu(self.bn(self.conv(inputs), training=training))
+
+
+def test_a_new_block_is_its_maths_and_its_config(rng, tmp_path):
+    inputs = keras.Input((None, None, 4))
+    block = ConvBNReLU(8, strides=2, name="unit")
+    model = keras.Model(inputs, block(inputs))
+    assert model.output_shape == (None, None, None, 8)
+    assert block.compute_output_shape((1, 7, 8, 4)) == (1, 4, 4, 8)
+    assert {k: v for k, v in block.get_config().items() if k in ("filters", "strides")} == {
+        "filters": 8,
+        "strides": 2,
+    }
+    assert [w.path for w in block.weights] == [
+        "unit/conv/kernel",
+        "unit/bn/gamma",
+        "unit/bn/beta",
+        "unit/bn/moving_mean",
+        "unit/bn/moving_variance",
+    ]
+    randomize_batch_norms(model, rng)
+    x = rng.normal(size=(2, 7, 8, 4)).astype("float32")
+    model.save(tmp_path / "unit.keras")
+    loaded = keras.models.load_model(tmp_path / "unit.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_block_whose_call_leaves_a_sublayer_unbuilt_says_so():
+    class Skipping(Block):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.used = keras.layers.Dense(4, name="used")
+            self.unused = keras.layers.Dense(4, name="unused")
+
+        def call(self, inputs):
+            return self.used(inputs)
+
+    with pytest.raises(ValueError, match=r"did not build its sublayers \['unused'\]"):
+        Skipping().build((None, 3))

@@ -187,7 +187,8 @@ def test_only_the_hub_imports_the_hub():
 # In our command lines (`keras_sknet.utils.cli.COMMAND_LINE`) these packages' `__init__` import
 # nothing, so that `--help` answers without Keras: the package's code imports its names from the
 # modules that define them (`from keras_sknet.weights.registry import PRETRAINED`), never from the
-# package (`from keras_sknet.weights import PRETRAINED`), which would find nothing there.
+# package (`from keras_sknet.weights import PRETRAINED`), which would import all of the package on
+# first use (`cli.import_names`).
 DEFERRED_PACKAGES = ("utils", "weights", "analysis", "hub")
 
 
@@ -206,3 +207,47 @@ def test_names_come_from_modules_not_from_packages_that_defer_their_imports():
     assert not found, f"import these from their modules ({', '.join(sorted(deferred))} defer):\n" + "\n".join(
         found
     )
+
+
+# The repository's trainer (training/) uses the library; the library never imports it
+# ("data flows one way"; the trainer is not installed with the package), and its own modules
+# import one way too.
+TRAINING = ROOT.parent / "training"
+
+
+def _training_modules():
+    """{dotted module name: path} of every module of training/."""
+    modules = {}
+    for path in sorted(TRAINING.rglob("*.py")):
+        parts = ("training",) + path.relative_to(TRAINING).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def test_the_library_never_imports_training():
+    modules = _modules()
+    found = [
+        f"{path.relative_to(ROOT.parent)}:{line}: {imported}"
+        for module, path in modules.items()
+        for imported, line in _imports(module, path, modules)
+        if imported.split(".")[0] == "training"
+    ]
+    assert not found, "keras_sknet imports the trainer:\n" + "\n".join(found)
+
+
+def test_no_cycle_between_training_modules():
+    modules = _training_modules()
+    graph = {}
+    where = {}
+    for module, path in modules.items():
+        for imported, line in _imports(module, path, modules):
+            if imported in modules and imported != module:
+                graph.setdefault(module, set()).add(imported)
+                where.setdefault((module, imported), f"{path.relative_to(TRAINING.parent)}:{line}")
+    assert len(graph) > 5  # the walker sees training/'s imports
+    cycle = _cycle(graph)
+    if cycle:
+        steps = [f"{a} -> {b}: {where[a, b]}" for a, b in zip(cycle, cycle[1:], strict=False)]
+        raise AssertionError("a cycle between training/'s modules:\n" + "\n".join(steps))

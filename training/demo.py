@@ -120,7 +120,8 @@ def _work(args):
     import keras_sknet.applications  # noqa: F401  (registers the layers and ZooModel for load_model)
     from keras_sknet.export.common import ExportError
     from training.experiments import get_experiment
-    from training.trainer import TrainingDiverged, train
+    from training.fit_loop import TrainingDiverged
+    from training.trainer import train
 
     try:
         summary = train(

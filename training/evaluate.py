@@ -127,7 +127,7 @@ def _work(args):
     from keras_sknet.utils.files import write_json_atomically
     from training import optimizers  # noqa: F401  (registers the optimiser)
     from training.data import DatasetUnavailableError, dataset_info
-    from training.trainer import evaluate_model
+    from training.evaluation import evaluate_model
 
     try:
         info = dataset_info(experiment.dataset, data_dir=data_dir, manual_dir=manual_dir, download=False)

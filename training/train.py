@@ -221,8 +221,10 @@ def _work(args):
         )
         devices = [f"/cpu:{i}" for i in range(args.logical_cpus)]
 
+    from training.distribution import make_strategy
+    from training.fit_loop import TrainingDiverged
     from training.model import model_function
-    from training.trainer import TrainingDiverged, make_strategy, train
+    from training.trainer import train
 
     model_function(experiment)  # the model's arguments, before a strategy or devices are made
     if backend == "jax":

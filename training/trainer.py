@@ -45,49 +45,14 @@ from training.distribution import (
     make_distribution,
     make_strategy,
 )
-from training.evaluation import evaluate_model
 from training.experiments import check_experiment
-from training.fit_loop import CONFIG_FILE, SUMMARY_FILE, BackendRun, TrainingDiverged, run_resumably
-from training.model import (
-    LR_SCHEDULES,
-    OPTIMIZERS,
-    build_model,
-    compile_model,
-    make_optimizer,
-    model_function,
-)
-from training.optimizers import SGDWeightDecay, StepWithWarmup  # noqa: F401  (importable here, as before)
+from training.fit_loop import BackendRun, run_resumably
+from training.model import build_model, model_function
 from training.precision import resolve_mixed_precision, warn_if_slow_on_cpu
 from training.run_dir import check_run_dir
-from training.state import (  # noqa: F401  (the callbacks are importable here, as before)
-    BACKUP_DIR,
-    Backup,
-    FileTrainingState,
-    SaveBestAndLast,
-    StopOnNaN,
-    Throughput,
-    TrainingState,
-)
+from training.state import FileTrainingState, TrainingState
 
-__all__ = [
-    "CONFIG_FILE",
-    "LR_SCHEDULES",
-    "OPTIMIZERS",
-    "SUMMARY_FILE",
-    "TrainingDiverged",
-    "build_model",
-    "check_batch_divides",
-    "cluster_workers",
-    "compile_model",
-    "evaluate_model",
-    "is_chief",
-    "make_distribution",
-    "make_optimizer",
-    "make_strategy",
-    "resolve_mixed_precision",
-    "train",
-    "warn_if_slow_on_cpu",
-]
+__all__ = ["train"]
 
 
 class _TensorFlowRun(BackendRun):
@@ -226,7 +191,7 @@ def train(
         The summary dict (also written to `model_dir/summary.json`).
 
     Raises:
-        TrainingDiverged: the loss became NaN or infinite.
+        training.fit_loop.TrainingDiverged: the loss became NaN or infinite.
         ValueError: a bad recipe (a field, a model argument), a model_dir that holds
             another recipe, a backend other than tensorflow and jax, or a setting the
             backend cannot run.

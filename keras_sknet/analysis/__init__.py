@@ -6,11 +6,17 @@ report = scale_experiment(model, images, scales=(1.0, 1.5, 2.0), labels=labels)
 report.plot("attention.png")
 """
 
+# ruff: noqa: F401  (_import_names imports the package's names and returns them as locals())
+
 from keras_sknet.utils import cli
 
-if not cli.COMMAND_LINE:  # `python -m keras_sknet.analysis` imports these once its arguments are checked
+
+def _import_names():  # in `python -m keras_sknet.analysis`, on first use (cli.import_names)
     from keras_sknet.analysis.attention import AttentionReader, attention_weights, unit_name
     from keras_sknet.analysis.scales import ScaleReport, enlarge_center, scale_experiment
+
+    return locals()
+
 
 __all__ = [
     "AttentionReader",
@@ -20,3 +26,5 @@ __all__ = [
     "scale_experiment",
     "unit_name",
 ]
+
+cli.import_names(globals(), _import_names)

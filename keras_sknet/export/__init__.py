@@ -23,13 +23,15 @@ tensorflow-datasets); ONNX the `onnx` extra (onnx, onnxruntime, tf2onnx). Needs 
 import raises ImportError naming the backend and the fix.
 """
 
+# ruff: noqa: F401  (_import_names imports the package's names and returns them as locals())
+
 from keras_sknet.utils import cli
 
-# In `python -m keras_sknet.export` (a command line, `cli.COMMAND_LINE`) this package imports
-# nothing heavy: the command checks its arguments and paths first, then imports the exporters
-# (and the backend check) itself. Everywhere else, all of it at once.
-if not cli.COMMAND_LINE:
-    from keras_sknet.export import _tensorflow_only  # noqa: F401  (first: checks the backend)
+
+# In `python -m keras_sknet.export` (a command line, `cli.COMMAND_LINE`) these import on first
+# use: the command checks its arguments and paths first. Everywhere else, all at once.
+def _import_names():
+    from keras_sknet.export import _tensorflow_only  # first: checks the backend
     from keras_sknet.export.common import ExportError, ExportResult, VerificationError, load_model
     from keras_sknet.export.frozen import FrozenFunction, frozen_function
     from keras_sknet.export.litert import (
@@ -44,6 +46,9 @@ if not cli.COMMAND_LINE:
     from keras_sknet.export.saved_model import to_saved_model
     from keras_sknet.export.tflite import MIN_AGREEMENT, QUANTIZATIONS, TOLERANCES, to_tflite
     from keras_sknet.utils.images import load_images
+
+    return locals()
+
 
 __all__ = [
     "MIN_AGREEMENT",
@@ -67,3 +72,5 @@ __all__ = [
     "to_tflite",
     "xnnpack_coverage",
 ]
+
+cli.import_names(globals(), _import_names)

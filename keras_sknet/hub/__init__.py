@@ -11,9 +11,12 @@ command line `python -m keras_sknet.hub presets DIR` writes one per pretrained
 model. `import keras_sknet` never imports this package. See docs/backbones.md.
 """
 
+# ruff: noqa: F401  (_import_names imports the package's names and returns them as locals())
+
 from keras_sknet.utils import cli
 
-if not cli.COMMAND_LINE:  # `python -m keras_sknet.hub` imports these once its arguments are checked
+
+def _import_names():  # in `python -m keras_sknet.hub`, on first use (cli.import_names)
     try:
         import keras_hub  # noqa: F401
     except ImportError as error:  # pragma: no cover - depends on the environment
@@ -39,6 +42,9 @@ if not cli.COMMAND_LINE:  # `python -m keras_sknet.hub` imports these once its a
         SKResNetImageConverter,
     )
 
+    return locals()
+
+
 __all__ = [
     "HUB_MODELS",
     "SKNetBackbone",
@@ -53,3 +59,5 @@ __all__ = [
     "preset_from_weights",
     "write_pretrained_presets",
 ]
+
+cli.import_names(globals(), _import_names)

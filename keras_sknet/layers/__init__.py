@@ -7,11 +7,13 @@
 - `ShuffleNetV2Unit`: ShuffleNetV2 units, plain, with SE or with SK (Table 4).
 - `SqueezeExcite`, `SKAttention`, `GroupConv2D`, `FusedBatchNorm`: the pieces they are made of.
 - `record_attention()`: read the selection weights of every SK unit.
+- `Block`: their base class; a new composite layer is its `__init__` and `call`.
 """
 
 from keras_sknet.layers import counting  # noqa: F401  (count_flops' rules for these layers)
 from keras_sknet.layers.basic_block import SKBasicBlock
 from keras_sknet.layers.batch_norm import FusedBatchNorm
+from keras_sknet.layers.block import Block
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
 from keras_sknet.layers.conv import GroupConv2D
 from keras_sknet.layers.selective_kernel import SKAttention, SKConv, record_attention
@@ -19,6 +21,7 @@ from keras_sknet.layers.shufflenet import ShuffleNetV2Unit, channel_shuffle
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
+    "Block",
     "FusedBatchNorm",
     "GroupConv2D",
     "ResNeXtBlock",

@@ -12,14 +12,14 @@ reproduces that unit so that timm's ImageNet checkpoints of those models load.
 import keras
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
+from keras_sknet.layers.block import Block
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
-from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
-class SKBasicBlock(keras.layers.Layer):
+class SKBasicBlock(Block):
     """Basic residual unit whose first convolution is an SK convolution.
 
     Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1
@@ -111,11 +111,6 @@ class SKBasicBlock(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)  # a list when deserialised
-        self.sk.build(input_shape)
-        mid_shape = self.sk.compute_output_shape(input_shape)
-        self.conv2.build(mid_shape)
-        self.bn2.build(mid_shape)
         if self.strides != 1 or input_shape[-1] != self.filters:
             self.shortcut_conv = GroupConv2D(
                 self.filters,
@@ -126,8 +121,7 @@ class SKBasicBlock(keras.layers.Layer):
                 name="shortcut_conv",
             )
             self.shortcut_bn = self._bn("shortcut_bn")
-            self.shortcut_conv.build(input_shape)
-            self.shortcut_bn.build(mid_shape)
+        super().build(input_shape)
 
     def call(self, inputs, training=None):
         x = self.sk(inputs, training=training)
@@ -136,27 +130,3 @@ class SKBasicBlock(keras.layers.Layer):
         if self.shortcut_conv is not None:
             shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
         return keras.ops.relu(x + shortcut)
-
-    def compute_output_shape(self, input_shape):
-        return self.sk.compute_output_shape(tuple(input_shape))
-
-    def get_config(self):
-        config = super().get_config()
-        sk_config = self.sk.get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "strides": self.strides,
-                "dilation": self.dilation,
-                "first_dilation": self.first_dilation,
-                "kernel_sizes": sk_config["kernel_sizes"],
-                "groups": sk_config["groups"],
-                "reduction": sk_config["reduction"],
-                "min_dim": sk_config["min_dim"],
-                "split_input": sk_config["split_input"],
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
-        )
-        return with_sublayer_policies(self, config)

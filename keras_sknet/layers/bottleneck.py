@@ -11,15 +11,15 @@ whenever the stride or the channel count changes, the identity otherwise.
 import keras
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
+from keras_sknet.layers.block import Block
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
-from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
 from keras_sknet.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
-class ResNeXtBlock(keras.layers.Layer):
+class ResNeXtBlock(Block):
     """ResNeXt bottleneck unit, with optional Squeeze-and-Excitation (SENet).
 
     Args:
@@ -112,33 +112,14 @@ class ResNeXtBlock(keras.layers.Layer):
         )
         self.bn2 = self._bn("bn2")
 
-    def _build_middle(self, input_shape):
-        """Builds the middle layers; returns their output shape."""
-        self.conv2.build(input_shape)
-        output_shape = self.conv2.compute_output_shape(input_shape)
-        self.bn2.build(output_shape)
-        return output_shape
-
     def _call_middle(self, x, training):
         return keras.ops.relu(self.bn2(self.conv2(x), training=training))
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)  # a list when deserialised
-        channels = input_shape[-1]
-        self.conv1.build(input_shape)
-        mid_shape = self.conv1.compute_output_shape(input_shape)
-        self.bn1.build(mid_shape)
-        mid_shape = self._build_middle(mid_shape)
-        self.conv3.build(mid_shape)
-        out_shape = self.conv3.compute_output_shape(mid_shape)
-        self.bn3.build(out_shape)
-        if self.se is not None:
-            self.se.build(out_shape)
-        if self.strides != 1 or channels != self.filters:
+        if self.strides != 1 or input_shape[-1] != self.filters:
             self.shortcut_conv = self._conv(self.filters, "shortcut_conv", strides=self.strides)
             self.shortcut_bn = self._bn("shortcut_bn")
-            self.shortcut_conv.build(input_shape)
-            self.shortcut_bn.build(out_shape)
+        super().build(input_shape)
 
     def call(self, inputs, training=None):
         x = keras.ops.relu(self.bn1(self.conv1(inputs), training=training))
@@ -150,29 +131,6 @@ class ResNeXtBlock(keras.layers.Layer):
         if self.shortcut_conv is not None:
             shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
         return keras.ops.relu(x + shortcut)
-
-    def compute_output_shape(self, input_shape):
-        def out(size):
-            return None if size is None else (size - 1) // self.strides + 1
-
-        return (input_shape[0], out(input_shape[1]), out(input_shape[2]), self.filters)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "width": self.width,
-                "strides": self.strides,
-                "groups": self.groups,
-                "dilation": self.dilation,
-                "se_reduction": self.se_reduction,
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
-        )
-        return with_sublayer_policies(self, config)
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
@@ -256,16 +214,5 @@ class SKBlock(ResNeXtBlock):
             **self._sk_args,
         )
 
-    def _build_middle(self, input_shape):
-        self.sk.build(input_shape)
-        return self.sk.compute_output_shape(input_shape)
-
     def _call_middle(self, x, training):
         return self.sk(x, training=training)
-
-    def get_config(self):
-        config = super().get_config()
-        sk_config = self.sk.get_config()
-        for key in ("kernel_sizes", "groups", "reduction", "min_dim", "dilate_large_kernels", "attention"):
-            config[key] = sk_config[key]
-        return with_sublayer_policies(self, config)

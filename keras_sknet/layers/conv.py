@@ -37,9 +37,6 @@ HE_NORMAL_FAN_OUT = {
 }
 PADDING_MODES = ("symmetric", "valid")
 
-# Kept importable where it was.
-subsample = phases.subsample
-
 # oneDNN's kernel gradient of a strided 1x1 convolution with few input channels writes past its
 # scratchpad on one thread (glibc then aborts, or a later op crashes or hangs): in TensorFlow
 # (1 to 5 channels) and in PyTorch on channels-last tensors, as Keras passes them (1 to 7).

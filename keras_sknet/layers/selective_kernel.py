@@ -22,8 +22,8 @@ import keras
 from keras import ops
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
+from keras_sknet.layers.block import Block
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
-from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.utils.validation import (
     check_kernel_sizes,
     check_positive_int,
@@ -67,12 +67,12 @@ def record_attention():
 
 def _record(layer, attention):
     stack = getattr(_recording, "stack", None)
-    if stack:
+    if stack and not isinstance(attention, keras.KerasTensor):  # not the symbolic call of a build
         stack[-1][layer.path] = attention
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
-class SKAttention(keras.layers.Layer):
+class SKAttention(Block):
     """The fc layers of the Fuse operator and the Select softmax (Eqs. 3-5).
 
     Maps the channel statistics `s` (Eq. 2: the global average pool of the
@@ -114,14 +114,15 @@ class SKAttention(keras.layers.Layer):
         self.fc_select = None  # its width depends on the channels, known in build()
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)  # a list when deserialised
-        self.channels = input_shape[-1]
-        self.fc_reduce.build((input_shape[0], self.channels))
-        self.bn.build((input_shape[0], self.attention_dim))
+        # Built by hand, not by running call: with two paths call reads fc_select's kernel
+        # without calling it, with one it uses no fc_select at all (which the weights still hold).
+        batch, self.channels = input_shape[0], input_shape[-1]
+        self.fc_reduce.build((batch, self.channels))
+        self.bn.build((batch, self.attention_dim))
         self.fc_select = keras.layers.Dense(
             self.num_paths * self.channels, use_bias=False, dtype=self.dtype_policy, name="fc_select"
         )
-        self.fc_select.build((input_shape[0], self.attention_dim))
+        self.fc_select.build((batch, self.attention_dim))
 
     def call(self, squeezed, training=None, return_paths=False):
         z = ops.relu(self.bn(self.fc_reduce(squeezed), training=training))
@@ -161,9 +162,8 @@ class SKAttention(keras.layers.Layer):
         """Whether `fc_select.kernel` is the float kernel the layer multiplies by."""
         return not self.fc_select.quantization_mode and not getattr(self.fc_select, "lora_enabled", False)
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.num_paths, input_shape[-1])
-
+    # By hand, not by running call symbolically: call makes its one-path attention with ops.ones
+    # of the batch size, which a symbolic batch does not have.
     def compute_output_spec(self, squeezed, training=None, return_paths=False):
         attention = keras.KerasTensor(self.compute_output_shape(squeezed.shape), dtype=self.compute_dtype)
         if not return_paths:
@@ -171,17 +171,8 @@ class SKAttention(keras.layers.Layer):
         path_shape = (squeezed.shape[0], squeezed.shape[-1])
         return attention, [keras.KerasTensor(path_shape, dtype=self.compute_dtype)] * self.num_paths
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_paths": self.num_paths,
-                "attention_dim": self.attention_dim,
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-            }
-        )
-        return with_sublayer_policies(self, config)
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_paths, input_shape[-1])
 
 
 def path_settings(kernel_sizes, dilate_large_kernels):
@@ -195,7 +186,7 @@ def path_settings(kernel_sizes, dilate_large_kernels):
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
-class SKConv(keras.layers.Layer):
+class SKConv(Block):
     """Selective Kernel convolution, SK[M, G, r] (Section 3.1, Figure 1).
 
     Each of the M paths is a grouped convolution -> BatchNorm -> activation
@@ -324,26 +315,14 @@ class SKConv(keras.layers.Layer):
         """d = max(C / r, L), Eq. (4)."""
         return max(int(self.filters / self.reduction), self.min_dim)
 
-    def _path_input_shape(self, input_shape):
-        if not self.split_input:
-            return input_shape
+    def build(self, input_shape):
         channels = input_shape[-1]
-        if channels is None or channels % self.num_paths:
+        if self.split_input and (channels is None or channels % self.num_paths):
             raise ValueError(
                 f"With `split_input=True` the input channels of {self.name} must be divisible by "
-                f"the number of paths ({self.num_paths}). Received: input_shape={input_shape}"
+                f"the number of paths ({self.num_paths}). Received: input_shape={tuple(input_shape)}"
             )
-        return input_shape[:-1] + (channels // self.num_paths,)
-
-    def build(self, input_shape):
-        input_shape = tuple(input_shape)  # a list when deserialised
-        path_input_shape = self._path_input_shape(input_shape)
-        for conv, bn in zip(self.path_convs, self.path_bns):
-            conv.build(path_input_shape)
-            path_shape = conv.compute_output_shape(path_input_shape)
-            bn.build(path_shape)
-        if self.attention_layer is not None:
-            self.attention_layer.build((input_shape[0], self.filters))
+        super().build(input_shape)
 
     def _run_path(self, conv, bn, inputs, training):
         u = bn(conv(inputs), training=training)
@@ -384,42 +363,3 @@ class SKConv(keras.layers.Layer):
             weighted = u * ops.expand_dims(ops.expand_dims(weight, 1), 1)
             outputs = weighted if outputs is None else outputs + weighted
         return (outputs, attention) if return_attention else outputs
-
-    def compute_output_shape(self, input_shape):
-        return self.path_convs[0].compute_output_shape(self._path_input_shape(tuple(input_shape)))
-
-    def compute_output_spec(self, inputs, training=None, return_attention=False):
-        out_shape = self.compute_output_shape(inputs.shape)
-        outputs = keras.KerasTensor(out_shape, dtype=self.compute_dtype)
-        if not return_attention:
-            return outputs
-        attention = None
-        if self.attention:
-            attention = keras.KerasTensor(
-                (inputs.shape[0], self.num_paths, self.filters), dtype=self.compute_dtype
-            )
-        return outputs, attention
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_sizes": list(self.kernel_sizes),
-                "strides": self.strides,
-                "dilation": self.dilation,
-                "groups": list(self.groups) if len(set(self.groups)) > 1 else self.groups[0],
-                "reduction": self.reduction,
-                "min_dim": self.min_dim,
-                "dilate_large_kernels": self.dilate_large_kernels,
-                "activation": keras.activations.serialize(self.activation)
-                if self.activation is not None
-                else None,
-                "attention": self.attention,
-                "split_input": self.split_input,
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
-        )
-        return with_sublayer_policies(self, config)

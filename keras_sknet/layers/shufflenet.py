@@ -14,8 +14,8 @@ import keras
 from keras import ops
 
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
+from keras_sknet.layers.block import Block
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT, GroupConv2D
-from keras_sknet.layers.quantization import with_sublayer_policies
 from keras_sknet.layers.selective_kernel import SKConv
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
 from keras_sknet.utils.validation import check_positive_int
@@ -38,7 +38,7 @@ def channel_shuffle(left, right):
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
-class ShuffleNetV2Unit(keras.layers.Layer):
+class ShuffleNetV2Unit(Block):
     """A ShuffleNetV2 unit (Ma et al. 2018), optionally with SE or SK.
 
     Args:
@@ -155,15 +155,7 @@ class ShuffleNetV2Unit(keras.layers.Layer):
             name=name,
         )
 
-    def _build_depthwise(self, layer, bn, input_shape):
-        layer.build(input_shape)
-        output_shape = layer.compute_output_shape(input_shape)
-        if bn is not None:
-            bn.build(output_shape)
-        return output_shape
-
     def build(self, input_shape):
-        input_shape = tuple(input_shape)  # a list when deserialised
         channels = input_shape[-1]
         if self.strides == 1 and channels != self.filters:
             raise ValueError(
@@ -171,28 +163,18 @@ class ShuffleNetV2Unit(keras.layers.Layer):
                 f"Received: input channels={channels}, filters={self.filters}"
             )
         sk = self.attention == "sk"
-        right_in = input_shape[:-1] + (self.branch_channels,)
         if self.strides == 2:
-            right_in = input_shape
             self.left_depthwise = self._depthwise(channels, "left_depthwise")
             self.left_bn1 = None if sk else self._bn("left_bn1")
             self.left_conv2 = self._pointwise("left_conv2")
             self.left_bn2 = self._bn("left_bn2")
-            left_shape = self._build_depthwise(self.left_depthwise, self.left_bn1, input_shape)
-            self.left_conv2.build(left_shape)
-            self.left_bn2.build(self.left_conv2.compute_output_shape(left_shape))
-
-        self.right_conv1.build(right_in)
-        shape = self.right_conv1.compute_output_shape(right_in)
-        self.right_bn1.build(shape)
+            # Built before the right branch's depthwise layer is made: an SKConv draws initializer
+            # seeds when made (its attention's fc_reduce) and when built (fc_select), and seeded
+            # models keep the weights they had (tests/test_initial_weights.py).
+            self.left_depthwise.build(input_shape)
         self.right_depthwise = self._depthwise(self.branch_channels, "right_depthwise")
         self.right_bn2 = None if sk else self._bn("right_bn2")
-        shape = self._build_depthwise(self.right_depthwise, self.right_bn2, shape)
-        self.right_conv3.build(shape)
-        shape = self.right_conv3.compute_output_shape(shape)
-        self.right_bn3.build(shape)
-        if self.se is not None:
-            self.se.build(shape[:-1] + (self.filters,))
+        super().build(input_shape)
 
     def _depthwise_bn(self, layer, bn, x, training):
         if bn is None:  # an SKConv, with its own BatchNorms
@@ -214,28 +196,3 @@ class ShuffleNetV2Unit(keras.layers.Layer):
         if self.se is not None:
             outputs = self.se(outputs)
         return outputs
-
-    def compute_output_shape(self, input_shape):
-        def out(size):
-            return None if size is None else (size - 1) // self.strides + 1
-
-        return (input_shape[0], out(input_shape[1]), out(input_shape[2]), self.filters)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "strides": self.strides,
-                "attention": self.attention,
-                "se_reduction": self.se_reduction,
-                "se_min_dim": self.se_min_dim,
-                "sk_kernel_sizes": list(self.sk_kernel_sizes),
-                "sk_reduction": self.sk_reduction,
-                "sk_min_dim": self.sk_min_dim,
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
-        )
-        return with_sublayer_policies(self, config)

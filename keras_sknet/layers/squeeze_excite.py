@@ -3,12 +3,12 @@
 import keras
 from keras import ops
 
-from keras_sknet.layers.quantization import with_sublayer_policies
+from keras_sknet.layers.block import Block
 from keras_sknet.utils.validation import check_positive_int, check_positive_number
 
 
 @keras.saving.register_keras_serializable(package="keras_sknet")
-class SqueezeExcite(keras.layers.Layer):
+class SqueezeExcite(Block):
     """Channel gating: x * sigmoid(fc(ReLU(fc(global_average_pool(x))))).
 
     Both fc layers have biases, as in SENet. In the SENet-50 column of Table 1
@@ -35,23 +35,13 @@ class SqueezeExcite(keras.layers.Layer):
         self.fc_expand = None
 
     def build(self, input_shape):
-        input_shape = tuple(input_shape)  # a list when deserialised
         channels = input_shape[-1]
         squeeze_dim = max(int(channels // self.reduction), self.min_dim)
         self.fc_reduce = keras.layers.Dense(squeeze_dim, dtype=self.dtype_policy, name="fc_reduce")
         self.fc_expand = keras.layers.Dense(channels, dtype=self.dtype_policy, name="fc_expand")
-        self.fc_reduce.build((input_shape[0], channels))
-        self.fc_expand.build((input_shape[0], squeeze_dim))
+        super().build(input_shape)
 
     def call(self, inputs):
         gate = ops.mean(inputs, axis=(1, 2))
         gate = ops.sigmoid(self.fc_expand(ops.relu(self.fc_reduce(gate))))
         return inputs * ops.expand_dims(ops.expand_dims(gate, 1), 1)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"reduction": self.reduction, "min_dim": self.min_dim})
-        return with_sublayer_policies(self, config)

@@ -65,6 +65,47 @@ def _started_as_command():
 # program `import keras_sknet` imports everything (it registers the layers for `load_model`).
 COMMAND_LINE = _started_as_command()
 
+
+def import_names(namespace, importer):
+    """Gives a package its public names: at once, or in our command lines on first use.
+
+    `importer()` imports the package's public names and returns them (`locals()`). A
+    user's program gets them when it imports the package. In our command lines
+    (`COMMAND_LINE`) nothing heavy is imported before the arguments are checked, so the
+    package gets a module `__getattr__` (PEP 562) that runs `importer` the first time one
+    of its `__all__` is asked for: `from keras_sknet.export import ExportError` works in a
+    command too, and `--help` still answers without Keras.
+
+    Args:
+        namespace: the package's `globals()`, with its `__all__`.
+        importer: a function of no arguments returning `{name: value}`.
+
+    Example (a package's `__init__.py`):
+        def _import_names():
+            from keras_sknet.utils.flops import count_flops, count_params, register_macs
+
+            return locals()
+
+        __all__ = ["count_flops", "count_params", "register_macs"]
+        cli.import_names(globals(), _import_names)
+    """
+    if not COMMAND_LINE:
+        namespace.update(importer())
+        return
+
+    def __getattr__(name):
+        if name not in namespace["__all__"]:  # submodules then import as usual
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        namespace.update(importer())
+        return namespace[name]
+
+    def __dir__():
+        return sorted(set(namespace) | set(namespace["__all__"]))
+
+    namespace["__getattr__"] = __getattr__
+    namespace["__dir__"] = __dir__
+
+
 # Errors the library raises for a user's input: a one-line message, no traceback. Our own
 # exceptions for user input (ExportError, CheckpointMismatchError, ...) derive from these.
 USER_ERRORS = (

@@ -22,9 +22,12 @@
 - Command line: `python -m keras_sknet.weights convert CHECKPOINT --model SKNet50 --output x.weights.h5`.
 """
 
+# ruff: noqa: F401  (_import_names imports the package's names and returns them as locals())
+
 from keras_sknet.utils import cli
 
-if not cli.COMMAND_LINE:  # `python -m keras_sknet.weights` imports these once its arguments are checked
+
+def _import_names():  # in `python -m keras_sknet.weights`, on first use (cli.import_names)
     from keras_sknet.weights.caffe_converter import caffe_weight_map, load_caffe_blobs, match_caffe_blobs
     from keras_sknet.weights.caffemodel import read_caffemodel
     from keras_sknet.weights.checkpoint import detect_format, read_checkpoint, sha256_of
@@ -49,6 +52,9 @@ if not cli.COMMAND_LINE:  # `python -m keras_sknet.weights` imports these once i
         timm_state_dict,
         timm_weight_map,
     )
+
+    return locals()
+
 
 __all__ = [
     "CAFFE_WEIGHTS",
@@ -78,3 +84,5 @@ __all__ = [
     "timm_state_dict",
     "timm_weight_map",
 ]
+
+cli.import_names(globals(), _import_names)

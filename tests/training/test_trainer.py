@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 from tests.training.helpers import TINY, tiny
-from training.trainer import TrainingDiverged, train
+from training.fit_loop import TrainingDiverged
+from training.trainer import train
 
 # Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
 # second pass): those whose numbers depend on the kernels; files, command lines and
@@ -84,8 +85,8 @@ def test_a_run_end_to_end_then_evaluate(data_dir, tmp_path):
 
 def test_backup_restores_every_variable(tmp_path, rng):
     """Including the BatchNorm statistics of SK paths, which Keras keeps in lists."""
+    from training.model import build_model, compile_model
     from training.state import TrainingState
-    from training.trainer import build_model, compile_model
 
     experiment = tiny()
 
@@ -217,7 +218,8 @@ import tensorflow as tf
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from training.experiments import get_experiment, override
-from training.trainer import make_strategy, train
+from training.distribution import make_strategy
+from training.trainer import train
 data_dir, out = sys.argv[1], sys.argv[2]
 experiment = override(get_experiment("scales_demo"), json.loads(sys.argv[3]))
 weights = {}

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from tests.training.helpers import tiny
+from training.distribution import check_batch_divides
 from training.inputs import pad_to_multiple
+from training.model import build_model, compile_model
 from training.state import FileTrainingState
 from training.train import HOST_DEVICES_FLAG, force_host_devices, keras_backend
 from training.train import main as train_main
-from training.trainer import build_model, check_batch_divides, compile_model
 
 # The runs happen in subprocesses; this process only needs jax to be installed for them.
 pytest.importorskip("jax", reason="the trainer on JAX needs jax (pip install jax)")
@@ -142,7 +143,7 @@ def test_a_run_on_two_devices_end_to_end_then_evaluate(runs, tfds_dir, tmp_path)
     # .keras files do not depend on the backend: the model evaluated here on TensorFlow, and
     # saved again by TensorFlow, which JAX then reads.
     from training.evaluate import load_experiment
-    from training.trainer import evaluate_model
+    from training.evaluation import evaluate_model
 
     model = keras.models.load_model(os.path.join(model_dir, "last.keras"))
     on_tensorflow = evaluate_model(model, load_experiment(model_dir), tfds_dir)
