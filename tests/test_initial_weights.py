@@ -85,6 +85,21 @@ def test_seeded_initial_weights_are_the_recorded_ones(family, recorded):
         np.testing.assert_allclose([total, squares], want[1:], rtol=1e-5, atol=1e-4, err_msg=path)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_no_two_kernels_start_from_the_same_draws(family):
+    # One unseeded initializer shared by a block's convolutions (it fixes its seed when made)
+    # once started SKConv's two paths, and a bottleneck's conv3 and shortcut, identical.
+    keras.utils.set_random_seed(0)
+    model = FAMILIES[family]()
+    first_seen = {}
+    for weight in model.weights:
+        if weight.path.endswith("kernel") and np.prod(weight.shape) > 1:
+            values = np.asarray(keras.ops.convert_to_numpy(weight)).ravel()[:16]
+            key = (tuple(weight.shape), values.tobytes())
+            assert key not in first_seen, f"{weight.path} starts as {first_seen[key]} does"
+            first_seen[key] = weight.path
+
+
 if __name__ == "__main__":
     # One weight a line, so that a diff of the file names the weights that changed.
     families = [

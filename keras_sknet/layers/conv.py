@@ -37,6 +37,26 @@ HE_NORMAL_FAN_OUT = {
 }
 PADDING_MODES = ("symmetric", "valid")
 
+
+def own_initializer(initializer):
+    """A copy of `initializer` for one layer alone.
+
+    Keras draws an unseeded initializer's seed when the initializer is made, and
+    the same seed gives the same draws on every call: one instance shared by a
+    block's convolutions started SKConv's two paths (and a bottleneck's `conv3`
+    and shortcut) from identical kernels. A copy made from the config draws its
+    own seed; an explicitly seeded initializer keeps its seed.
+
+    Args:
+        initializer: anything `keras.initializers.get` accepts.
+
+    Returns:
+        A new initializer instance.
+    """
+    initializer = keras.initializers.get(initializer)
+    return initializer.__class__.from_config(initializer.get_config())
+
+
 # oneDNN's kernel gradient of a strided 1x1 convolution with few input channels writes past its
 # scratchpad on one thread (glibc then aborts, or a later op crashes or hangs): in TensorFlow
 # (1 to 5 channels) and in PyTorch on channels-last tensors, as Keras passes them (1 to 7).
@@ -151,8 +171,8 @@ class GroupConv2D(keras.layers.Layer):
             raise ValueError(f"`padding` must be one of {PADDING_MODES}. Received: padding={padding!r}")
         self.padding = padding
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = own_initializer(kernel_initializer)
+        self.bias_initializer = own_initializer(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.input_spec = keras.layers.InputSpec(ndim=4)
