@@ -52,8 +52,9 @@ from training.data.options import (
 from training.data.render import CLASS_NAMES
 
 GRAIN_DATASETS = ("scales_demo", "folder")
-# Batches prepared ahead per thread of an iterator.
+# Batches prepared ahead per thread of an iterator; threads by default.
 _PREFETCH_PER_THREAD = 2
+DEFAULT_THREADS = min(os.cpu_count() or 1, 8)
 
 
 def _check_grain_dataset(name):
@@ -151,7 +152,7 @@ class GrainBatches:
 
     def __init__(self, dataset, num_threads=None):
         self.dataset = dataset
-        self.num_threads = num_threads or min(os.cpu_count() or 1, 8)
+        self.num_threads = num_threads or DEFAULT_THREADS
 
     def __len__(self):
         return len(self.dataset)
