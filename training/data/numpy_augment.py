@@ -20,6 +20,7 @@ Random draws come from a `numpy.random.Generator` that the caller seeds per
 image or per batch (grain's `random_map` hands each element its own).
 """
 
+import functools
 import io
 
 import numpy as np
@@ -63,6 +64,18 @@ def read_rgb(source):
         return np.asarray(image.convert("RGB"))
 
 
+@functools.lru_cache(maxsize=256)
+def _resize_taps(in_size, out_size, interpolation):
+    """The non-zero band of `_resize_weights`: `(indices, weights)`, each `(out_size, taps)`."""
+    matrix = _resize_weights(in_size, out_size, interpolation)
+    nonzero = matrix != 0
+    start, count = nonzero.argmax(axis=1), nonzero.sum(axis=1)
+    taps = np.arange(max(int(count.max()), 1))
+    indices = np.minimum(start[:, None] + taps, in_size - 1)
+    weights = np.take_along_axis(matrix, indices, axis=1) * (taps < count[:, None])
+    return indices, weights.astype(np.float32)
+
+
 def _resize_weights(in_size, out_size, interpolation):
     """The `(out_size, in_size)` float32 matrix of TensorFlow's `scale_and_translate` along one axis."""
     radius, kernel = _KERNELS[interpolation]
@@ -99,10 +112,11 @@ def resize(image, size, interpolation="bilinear"):
         )
     height, width = (size, size) if np.isscalar(size) else size
     image = np.asarray(image, np.float32)
-    rows = _resize_weights(image.shape[0], height, interpolation)
-    cols = _resize_weights(image.shape[1], width, interpolation)
-    out = np.einsum("ij,jkc->ikc", rows, image, optimize=True)
-    out = np.einsum("lk,ikc->ilc", cols, out, optimize=True)
+    # Each output row (column) mixes a few neighbouring input rows: a banded, separable sum.
+    row_index, row_weight = _resize_taps(image.shape[0], height, interpolation)
+    col_index, col_weight = _resize_taps(image.shape[1], width, interpolation)
+    out = np.einsum("ot,otwc->owc", row_weight, image[row_index])
+    out = np.einsum("pt,optc->opc", col_weight, out[:, col_index])
     return np.clip(out, 0.0, 255.0) if interpolation == "bicubic" else out
 
 
