@@ -1,6 +1,7 @@
 """ImageNet-style input pipeline: images/s, decode-and-crop vs full decode, and input wait in training.
 
     python benchmarks/bench_input_pipeline.py [--images 512] [--batch 64] [--steps 10] [--no-write]
+    python benchmarks/bench_input_pipeline.py --only-grain [--rounds 5]   # tf.data vs grain only
 
 Generates `--images` JPEGs of ImageNet size (333-500 x 375-500 pixels, about
 the quality and file size of ILSVRC-2012's) into a temporary TFDS dataset, then
@@ -14,12 +15,18 @@ measures on this machine:
 3. the share of a training step spent waiting on input: a small model
    (ShuffleNetV2 0.5x + SK, the lightweight recipe) trained for `--steps` steps
    from the live prefetched pipeline, timing each `next()` on the iterator,
-   against the same steps on one batch held in memory.
-Prints a table and appends it to BENCHMARKS.md.
+   against the same steps on one batch held in memory;
+4. tf.data against grain (the pipeline without TensorFlow), the same recipe on
+   the same images: the embedded scales_demo training split (flip, batch, one-hot,
+   MixUp) and a folder of the generated JPEGs (random-size crop 224 + flip),
+   measured in alternating rounds: images/s and CPU time per image (both
+   pipelines' threads), medians over the rounds.
+Prints the tables and appends them to BENCHMARKS.md.
 """
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -39,8 +46,13 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 from benchmarks.common import append_markdown  # noqa: E402
 from keras_sknet.applications import ShuffleNetV2SK  # noqa: E402
-from training.data import make_dataset  # noqa: E402
+from training.data import (
+    grain_pipeline,  # noqa: E402
+    pipelines,  # noqa: E402
+)
 from training.data import preprocessing as pre  # noqa: E402
+
+make_dataset = pipelines.make_dataset
 
 NUM_CLASSES = 10
 SIZES = ((375, 500), (500, 375), (333, 500), (500, 500), (400, 500))
@@ -147,16 +159,94 @@ def step_wait_share(train, steps):
     return waiting / (live * steps), live, memory
 
 
+def rate_and_cpu(batches, count, warmup=2):
+    """(images/s, CPU ms per image) of `count` batches of an iterable, after `warmup` batches."""
+    iterator = iter(batches)
+    for _ in range(warmup):
+        next(iterator)
+    images, start, cpu = 0, time.perf_counter(), time.process_time()
+    for _ in range(count):
+        images += int(next(iterator)[0].shape[0])
+    return images / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / images
+
+
+def write_jpeg_folder(root, count):
+    """`count` synthetic photos as root/<class>/<i>.jpg (quality 92), as a user's image folder."""
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        folder = os.path.join(root, f"class_{i % NUM_CLASSES}")
+        os.makedirs(folder, exist_ok=True)
+        image = synthetic_photo(rng, *SIZES[i % len(SIZES)])
+        with open(os.path.join(folder, f"{i:05d}.jpg"), "wb") as f:
+            f.write(tf.io.encode_jpeg(image, quality=92).numpy())
+
+
+def compare_grain(args, data_dir):
+    """tf.data vs grain on the embedded dataset and on a JPEG folder, alternating rounds; a table."""
+    folder = os.path.join(data_dir, "jpegs")
+    write_jpeg_folder(folder, args.images)
+    tfds.builder("scales_demo", data_dir=data_dir).download_and_prepare()
+    cases = {
+        "scales_demo train, 64 px: flip + one-hot + MixUp": dict(
+            name="scales_demo",
+            split="train",
+            options=dict(label_format="one_hot", mixup_alpha=0.2),
+            batches=args.batches * 4,
+        ),
+        f"folder of {args.images} JPEGs: random-size crop 224 + flip": dict(
+            name="folder",
+            split="train",
+            options=dict(validate_files=False, image_size=224),
+            batches=args.batches,
+        ),
+    }
+    table = [
+        "| data, recipe | tf.data img/s | grain img/s | grain / tf.data | tf.data CPU ms/img | grain CPU ms/img |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, case in cases.items():
+        source_dir = folder if case["name"] == "folder" else data_dir
+        made = {}
+        for path, make in (("tf", pipelines.make_dataset), ("grain", grain_pipeline.make_dataset)):
+            made[path] = make(
+                case["name"],
+                case["split"],
+                args.batch,
+                training=True,
+                repeat=True,
+                seed=0,
+                data_dir=source_dir,
+                **case["options"],
+            )
+        results = {"tf": [], "grain": []}
+        for _ in range(args.rounds):
+            for path in ("tf", "grain"):
+                results[path].append(rate_and_cpu(made[path], case["batches"]))
+        rate = {path: statistics.median(r for r, _ in results[path]) for path in results}
+        cpu = {path: statistics.median(c for _, c in results[path]) for path in results}
+        ratio = statistics.median(g[0] / t[0] for g, t in zip(results["grain"], results["tf"]))
+        table.append(
+            f"| {label} | {rate['tf']:.0f} | {rate['grain']:.0f} | {ratio:.2f}x | {cpu['tf']:.2f} | "
+            f"{cpu['grain']:.2f} |"
+        )
+        print(table[-1], flush=True)
+    return table
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512, help="JPEGs to generate")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batches", type=int, default=10, help="batches timed per pipeline")
     parser.add_argument("--steps", type=int, default=10, help="training steps timed")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of tf.data vs grain")
+    parser.add_argument("--only-grain", action="store_true", help="only the tf.data vs grain comparison")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="bench_input_")
+    if args.only_grain:
+        return write_grain_table(args, data_dir)
     SyntheticImagenet.num_images = args.images
     builder = SyntheticImagenet(data_dir=data_dir)
     start = time.perf_counter()
@@ -210,6 +300,23 @@ def main():
             [
                 f"{args.images} synthetic JPEGs of ImageNet size ({mean_kb:.0f} KB average) in a TFDS dataset; "
                 "the pipeline and the model share the machine's cores, as in training on one host."
+            ],
+        )
+    write_grain_table(args, data_dir)
+
+
+def write_grain_table(args, data_dir):
+    table = compare_grain(args, data_dir)
+    print("\n".join(table))
+    if not args.no_write:
+        append_markdown(
+            "Input pipeline: tf.data vs grain (bench_input_pipeline.py)",
+            table,
+            [
+                f"Batch {args.batch}, {args.rounds} alternating rounds, medians; CPU ms per image counts every "
+                "thread of the process. grain runs its NumPy / Pillow transforms on "
+                f"{grain_pipeline.DEFAULT_THREADS} threads; tf.data on its own thread pool. "
+                "grain decodes a whole JPEG before its random crop (tf.data decodes only the crop window).",
             ],
         )
 

@@ -20,6 +20,7 @@ JAX, so that a resumed run sees those of an uninterrupted one).
 
 import abc
 import contextlib
+import importlib.util
 import json
 import os
 import time
@@ -157,6 +158,14 @@ def _announce(experiment, model_dir, first_epoch, first_step, backup):
     return True
 
 
+def _has_tensorflow():
+    """Whether TensorFlow is installed (without importing it); False where an import hook refuses it."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except ImportError:
+        return False
+
+
 def _callbacks(
     state, first_epoch, first_step, model_dir, chief, model, backup_every, nan_guard, throughput, claim
 ):
@@ -169,7 +178,8 @@ def _callbacks(
     ]
     if chief:  # other workers of a multi-worker run write nothing into the run directory
         callbacks.append(keras.callbacks.CSVLogger(os.path.join(model_dir, "metrics.csv"), append=True))
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), write_graph=False))
+        if _has_tensorflow():  # Keras' TensorBoard callback writes through TensorFlow
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), write_graph=False))
     return callbacks
 
 

@@ -1,7 +1,9 @@
 """The datasets a run trains and validates on, made from an experiment's recipe.
 
-`training.data` builds tf.data pipelines; this module says which ones a run of
-an experiment reads and how they are fed to each backend:
+`training.data` builds the input pipelines, on tf.data or on grain
+(`training.data.set_input_pipeline`; the trainer's `--input-pipeline`); this
+module says which ones a run of an experiment reads and how they are fed to
+each backend:
 
 - TensorFlow: one endless training stream and the evaluation split, distributed
   by the strategy (`distributed_datasets`). A resumed run reshuffles from a seed
@@ -9,7 +11,12 @@ an experiment reads and how they are fed to each backend:
 - JAX: NumPy batches, the data of epoch `e` seeded by `(seed, e)`, a resumed
   epoch skipping the batches it already trained on (`epoch_batches`), and
   evaluation batches padded to a multiple of the device count (`pad_to_multiple`).
+  Either pipeline: both have `take(n)` and `as_numpy_iterator()`; on grain the
+  skipped batches are not even computed.
 """
+
+import keras
+import numpy as np
 
 
 def train_dataset(experiment, info, data_dir, manual_dir, seed, input_context=None, skip_batches=0):
@@ -112,12 +119,17 @@ def pad_to_multiple(dataset, multiple):
     (the mean loss counts them as zero-loss images: at most `multiple - 1` of them).
 
     Args:
-        dataset: a `tf.data.Dataset` of `(images, labels)` batches.
+        dataset: a `tf.data.Dataset` or a grain pipeline's `GrainBatches` of
+            `(images, labels)` batches.
         multiple: the row count every batch is padded up to a multiple of.
 
     Returns:
-        A `tf.data.Dataset` of `(images, labels, sample_weights)` batches.
+        A `tf.data.Dataset`, or (grain) a `keras.utils.PyDataset` that `fit` reads
+        with a known number of batches, of `(images, labels, sample_weights)` batches.
     """
+    if not hasattr(dataset, "element_spec"):  # a grain pipeline: NumPy batches
+        return _PaddedBatches(dataset, multiple)
+
     import tensorflow as tf
 
     def pad(images, labels):
@@ -129,3 +141,23 @@ def pad_to_multiple(dataset, multiple):
         return images, labels, weights
 
     return dataset.map(pad)
+
+
+class _PaddedBatches(keras.utils.PyDataset):
+    """A grain pipeline's batches padded as `pad_to_multiple` says, prepared on threads."""
+
+    def __init__(self, batches, multiple):
+        super().__init__(workers=batches.num_threads, use_multiprocessing=False)
+        self.batches = batches
+        self.multiple = multiple
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        images, labels = self.batches[index]
+        extra = (-len(images)) % self.multiple
+        weights = np.concatenate([np.ones(len(images), np.float32), np.zeros(extra, np.float32)])
+        images = np.concatenate([images, np.zeros((extra, *images.shape[1:]), images.dtype)])
+        labels = np.concatenate([labels, np.zeros((extra, *labels.shape[1:]), labels.dtype)])
+        return images, labels, weights

@@ -7,6 +7,8 @@
 
 Killed at any point, the same command continues from the last backup. Runs on
 Keras' tensorflow backend (tf.distribute) or jax backend (keras.distribution).
+The input pipeline is tf.data or grain (`--input-pipeline`): on jax, grain by
+default, so that the trainer runs where TensorFlow is not installed.
 """
 
 import json
@@ -44,6 +46,12 @@ def make_parser():
         help="BatchNorm over the global batch (tensorflow; always so on jax)",
     )
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--input-pipeline",
+        choices=["auto", "tf", "grain"],
+        default="auto",
+        help="tf.data or grain (no TensorFlow); auto: tf on the tensorflow backend, grain on jax",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="override any field"
     )
@@ -178,6 +186,34 @@ def check_data_source(experiment, data_dir):
         )
 
 
+def input_pipeline(backend, choice):
+    """The input pipeline of a run, "tf" or "grain", checked in the command line's words.
+
+    "auto" is tf on the tensorflow backend (tf.distribute reads tf.data) and grain on
+    jax, which then runs without TensorFlow.
+    """
+    if choice == "auto":
+        return "tf" if backend == "tensorflow" else "grain"
+    if choice == "grain" and backend == "tensorflow":
+        raise cli.UserError(
+            "--input-pipeline grain feeds Keras' jax backend; the tensorflow backend reads tf.data "
+            "(tf.distribute). Run with KERAS_BACKEND=jax, or --input-pipeline tf"
+        )
+    if choice == "tf":
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec("tensorflow") is not None
+        except ImportError:  # an import hook that refuses it
+            found = False
+        if not found:
+            raise cli.UserError(
+                "--input-pipeline tf needs TensorFlow, which is not installed here: use --input-pipeline grain "
+                "(or auto), or pip install tensorflow"
+            )
+    return choice
+
+
 def default_model_dir(experiment, data_dir):
     """saved_models/EXPERIMENT, or saved_models/EXPERIMENT_FOLDER for an image folder."""
     from training.run_dir import dataset_label
@@ -210,9 +246,13 @@ def _work(args):
     model_dir = args.model_dir or default_model_dir(experiment, args.data_dir)
     check_run_dir(model_dir)
 
+    pipeline = input_pipeline(backend, args.input_pipeline)
     cli.import_keras()
-    tf = cli.import_tensorflow()  # the input pipelines are tf.data on either backend
+    if pipeline == "tf":
+        tf = cli.import_tensorflow()  # without its start-up lines; grain runs need no TensorFlow
+    from training import data
 
+    data.set_input_pipeline(pipeline)
     devices = None
     if backend != "jax" and args.logical_cpus > 1:
         (cpu,) = tf.config.list_physical_devices("CPU")

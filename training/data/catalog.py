@@ -12,8 +12,6 @@ ImageNet style at 224 otherwise.
 import dataclasses
 import os
 
-import tensorflow_datasets as tfds
-
 from training.data import folder as folder_lib
 
 
@@ -91,6 +89,8 @@ def resolve(name):
     base = base_name(name)
     if base in _ENTRIES:
         return _ENTRIES[base]
+    import tensorflow_datasets as tfds  # only for names outside the catalogue
+
     if base in tfds.list_builders(with_community_datasets=False):
         return None  # decided by the images: `generic_entry`
     raise ValueError(
@@ -159,6 +159,10 @@ def load_builder(name, data_dir=None, manual_dir=None, download=True):
         DatasetUnavailableError: not prepared and it cannot be prepared here;
             the message explains `manual_dir` / `data_dir`.
     """
+    import tensorflow_datasets as tfds
+
+    from training.data import scales  # noqa: F401  (registers the scales_demo builder)
+
     data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else None
     manual_dir = os.path.expanduser(os.fspath(manual_dir)) if manual_dir is not None else None
     try:
@@ -186,6 +190,8 @@ def load_builder(name, data_dir=None, manual_dir=None, download=True):
 
 def image_label_keys(builder):
     """The (image, label) feature names of a TFDS image classification dataset."""
+    import tensorflow_datasets as tfds
+
     features = builder.info.features
     keys = ("image", "label")
     if not all(k in features for k in keys):
@@ -235,6 +241,8 @@ def dataset_info(name, data_dir=None, manual_dir=None, download=True, validation
             train,
             evaluation,
         )
+    import tensorflow_datasets as tfds
+
     builder = load_builder(name, data_dir, manual_dir, download)
     entry = entry or generic_entry(builder)
     _, label_key = image_label_keys(builder)

@@ -22,9 +22,6 @@ import os
 import zlib
 
 import numpy as np
-import tensorflow as tf
-
-from training.data.preprocessing import decode_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -136,20 +133,26 @@ def list_image_folder(root, validation_fraction=0.1):
     return ImageFolder(root, class_names, files, hashed_splits=not split_dirs)
 
 
-def find_undecodable(paths, num_parallel_calls=tf.data.AUTOTUNE):
-    """Indices of the files that cannot be read or fully decoded.
+def find_undecodable(paths, num_parallel_calls=None):
+    """Indices of the files that cannot be read or fully decoded by TensorFlow.
 
     One parallel `tf.data` pass decodes every file (truncated JPEGs and PNGs
     fail only when decoded to the end, so headers are not enough).
 
     Args:
         paths: a sequence of file paths.
+        num_parallel_calls: decoding parallelism (default `tf.data.AUTOTUNE`).
 
     Returns:
         A sorted list of indices into `paths`.
     """
     if not paths:
         return []
+    import tensorflow as tf
+
+    from training.data.preprocessing import decode_rgb
+
+    num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
     indices = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), list(paths)))
     decoded = indices.map(
         lambda i, path: (i, tf.shape(decode_rgb(tf.io.read_file(path)))[0]),
@@ -161,7 +164,32 @@ def find_undecodable(paths, num_parallel_calls=tf.data.AUTOTUNE):
     return [int(i) for i in np.flatnonzero(~good)]
 
 
-def folder_split_files(folder, split, strict=False, validate=True):
+def find_undecodable_pil(paths, num_threads=None):
+    """Indices of the files that Pillow cannot read or fully decode (the grain pipeline's check).
+
+    Args:
+        paths: a sequence of file paths.
+        num_threads: decoding threads (default: the CPU count).
+
+    Returns:
+        A sorted list of indices into `paths`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.data.numpy_augment import read_rgb
+
+    def bad(path):
+        try:
+            read_rgb(path)
+            return False
+        except (OSError, ValueError, SyntaxError):
+            return True
+
+    with ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:
+        return [i for i, failed in enumerate(pool.map(bad, paths)) if failed]
+
+
+def folder_split_files(folder, split, strict=False, validate=True, find_bad=find_undecodable):
     """The `(paths, labels)` of one split, with undecodable files removed.
 
     Args:
@@ -171,6 +199,8 @@ def folder_split_files(folder, split, strict=False, validate=True):
         validate: decode every file once to find the bad ones; with False,
             bad files are left in and the pipeline drops them as it meets
             them (a TensorFlow warning per file).
+        find_bad: the check of `validate`: `find_undecodable` (TensorFlow's
+            decoders, the tf.data pipeline's) or `find_undecodable_pil` (grain's).
 
     Returns:
         `(paths, labels)`: a list of str and an int64 NumPy array.
@@ -189,7 +219,7 @@ def folder_split_files(folder, split, strict=False, validate=True):
     paths = [path for path, _ in entries]
     labels = np.array([label for _, label in entries], dtype=np.int64)
     if validate:
-        bad = find_undecodable(paths)
+        bad = find_bad(paths)
         if bad:
             names = ", ".join(os.path.relpath(paths[i], folder.root) for i in bad[:10])
             more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""

@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from training.data import catalog, stages
 from training.data import preprocessing as pre
-from training.data.stages import CACHE_BUDGET_BYTES, LABEL_FORMATS, check_choice
+from training.data.options import check_arguments
+from training.data.stages import CACHE_BUDGET_BYTES, LABEL_FORMATS
 
 __all__ = ["CACHE_BUDGET_BYTES", "LABEL_FORMATS", "make_dataset"]
 
@@ -152,7 +153,7 @@ def make_dataset(
     catalog.resolve(name)  # an unknown dataset is the first error
     training = split.startswith("train") if training is None else bool(training)
     mixing = training and (mixup_alpha > 0 or cutmix_alpha > 0)
-    _check_arguments(
+    check_arguments(
         batch_size=batch_size,
         image_size=image_size,
         style=style,
@@ -258,51 +259,3 @@ def make_dataset(
     # reorder elements in parallel maps for speed.
     options.deterministic = deterministic or not training
     return ds.with_options(options)
-
-
-def _check_arguments(
-    *,
-    batch_size,
-    image_size,
-    style,
-    label_format,
-    interpolation,
-    crop_pct,
-    area_range,
-    aspect_ratio_range,
-    mixup_alpha,
-    cutmix_alpha,
-    skip_batches,
-    mixing,
-    cache,
-):
-    """Raises ValueError for a bad option, before any dataset is read."""
-    if style is not None:
-        check_choice("style", style, catalog.STYLES)
-    check_choice("label_format", label_format, LABEL_FORMATS)
-    check_choice("interpolation", interpolation, pre.INTERPOLATIONS)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise ValueError(f"`image_size` must be a positive int. Received: image_size={image_size!r}")
-    if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"`crop_pct` must be in (0, 1]. Received: crop_pct={crop_pct!r}")
-    for range_name, value in (("area_range", area_range), ("aspect_ratio_range", aspect_ratio_range)):
-        if len(value) != 2 or not 0.0 < value[0] <= value[1]:
-            raise ValueError(f"`{range_name}` must be (min, max) with 0 < min <= max. Received: {value!r}")
-    if area_range[1] > 1.0:
-        raise ValueError(f"`area_range` fractions must be at most 1. Received: area_range={area_range!r}")
-    if mixup_alpha < 0 or cutmix_alpha < 0 or cutmix_alpha > 1:
-        raise ValueError(
-            f"`mixup_alpha` must be >= 0 and `cutmix_alpha` in [0, 1]. Received: mixup_alpha={mixup_alpha!r}, "
-            f"cutmix_alpha={cutmix_alpha!r}"
-        )
-    if mixing and label_format != "one_hot":
-        raise ValueError(
-            "MixUp and CutMix mix the labels of two images: pass label_format='one_hot' (labels become "
-            f"float32 (batch, num_classes) soft labels). Received: label_format={label_format!r}"
-        )
-    if not isinstance(skip_batches, int) or skip_batches < 0:
-        raise ValueError(f"`skip_batches` must be an int >= 0. Received: skip_batches={skip_batches!r}")
-    if not (cache in ("auto", True, False) or isinstance(cache, str)):
-        raise ValueError(f"`cache` must be 'auto', True, False or a file path. Received: cache={cache!r}")

@@ -20,15 +20,13 @@ alpha is dropped as PIL's `convert("RGB")` does, CMYK JPEGs are converted).
 
 import tensorflow as tf
 
-# Random-size crop defaults of the paper's ImageNet recipe (Section 4.1, [42]).
-STANDARD_AREA_RANGE = (0.08, 1.0)
-# "Slightly less aggressive scale augmentation" for the lightweight models
-# (Section 4.1). The paper gives no numbers; MobileNet/ShuffleNet limit the
-# smallest crops, and 25% is the common choice of their reimplementations.
-LIGHTWEIGHT_AREA_RANGE = (0.25, 1.0)
-ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
-DEFAULT_CROP_PCT = 0.875
-INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest")
+from training.data.options import (  # noqa: F401  (importable here, as before)
+    ASPECT_RATIO_RANGE,
+    DEFAULT_CROP_PCT,
+    INTERPOLATIONS,
+    LIGHTWEIGHT_AREA_RANGE,
+    STANDARD_AREA_RANGE,
+)
 
 
 def decode_rgb(image_bytes):

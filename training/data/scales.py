@@ -23,14 +23,19 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from training.data.render import CLASS_NAMES, SCALES, render_scene
-
-_SPLIT_IDS = {"train": 0, "test": 1}
+from training.data.embedded import (  # noqa: F401  (importable here, as before)
+    CONFIGS,
+    SPLIT_IDS,
+    example_label_and_scale,
+    render_example,
+    scene_seed,
+)
+from training.data.render import CLASS_NAMES, SCALES  # noqa: F401
 
 
 @dataclasses.dataclass
 class ScalesDemoConfig(tfds.core.BuilderConfig):
-    """A size of the dataset.
+    """A size of the dataset (`training.data.embedded.CONFIGS` holds them).
 
     Attributes:
         num_train, num_test: examples per split (multiples of 24 keep classes
@@ -47,60 +52,22 @@ class ScalesDemoConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
 
-def scene_seed(seed, split, scene):
-    """The NumPy seed of one scene: `[seed, split id, scene index]`."""
-    return [int(seed), _SPLIT_IDS[split], int(scene)]
-
-
-def example_label_and_scale(scene):
-    """Class and scale of scene index `scene` (balanced over classes and scales)."""
-    return scene % len(CLASS_NAMES), SCALES[(scene // len(CLASS_NAMES)) % len(SCALES)]
-
-
-def render_example(scene, split="train", scale=None, config=None):
-    """Renders scene `scene` of a split, optionally at another scale.
-
-    With the stored scale this reproduces the dataset's image bit for bit;
-    with `scale` set it gives the same scene with the object resized (the
-    "same target object in different scales" of Section 4.4).
-
-    Args:
-        scene: the example's `scene` feature.
-        split: "train" or "test".
-        scale: None for the stored scale, or a scale in (0, 2.0].
-        config: a `ScalesDemoConfig` (default: the default config).
-
-    Returns:
-        `(image, label, scale)` with image uint8 `(size, size, 3)`.
-
-    Example:
-        >>> images = [render_example(5, "test", scale=s)[0] for s in SCALES]
-    """
-    if split not in _SPLIT_IDS:
-        raise ValueError(f"`split` must be one of {tuple(_SPLIT_IDS)}. Received: split={split!r}")
-    config = config or ScalesDemo.BUILDER_CONFIGS[0]
-    label, stored_scale = example_label_and_scale(int(scene))
-    scale = stored_scale if scale is None else scale
-    image, _ = render_scene(
-        scene_seed(config.seed, split, scene),
-        label,
-        scale,
-        image_size=config.image_size,
-        base_size=config.base_size,
-    )
-    return image, label, scale
-
-
 class ScalesDemo(tfds.core.GeneratorBasedBuilder):
     """Shapes at 1.0x / 1.5x / 2.0x scale on clutter, generated offline (Section 4.4)."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Eight shapes, three scales, 64x64."}
     BUILDER_CONFIGS = [
-        ScalesDemoConfig(name="default", description="12,000 train / 2,400 test images of 64x64."),
         ScalesDemoConfig(
-            name="tiny", description="96 train / 48 test images, for tests.", num_train=96, num_test=48
-        ),
+            name=c.name,
+            description=c.description,
+            num_train=c.num_train,
+            num_test=c.num_test,
+            image_size=c.image_size,
+            base_size=c.base_size,
+            seed=c.seed,
+        )
+        for c in CONFIGS.values()
     ]
 
     def _info(self):

@@ -23,7 +23,6 @@ RandAugment, MixUp and CutMix are Keras layers holding a seed state of their own
 
 import dataclasses
 import os
-from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -34,50 +33,16 @@ from keras_sknet.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from training.data import catalog
 from training.data import folder as folder_lib
 from training.data import preprocessing as pre
+from training.data.options import (  # noqa: F401  (importable here, as before)
+    CACHE_BUDGET_BYTES,
+    LABEL_FORMATS,
+    RAND_AUGMENT_DEFAULTS,
+    Seeds,
+    check_choice,
+    derive_seeds,
+)
 
 AUTOTUNE = tf.data.AUTOTUNE
-LABEL_FORMATS = ("sparse", "one_hot")
-# cache="auto" keeps a split in memory when it takes at most this much there (decoded images, or
-# the encoded files for the ImageNet style's training split).
-CACHE_BUDGET_BYTES = 2 * 1024**3
-RAND_AUGMENT_DEFAULTS = {"num_ops": 2, "factor": 0.5}
-
-
-def check_choice(name, value, choices):
-    """Raises ValueError naming `value` and the `choices` unless it is one of them."""
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
-
-
-class Seeds(NamedTuple):
-    """The int31 seeds of one input pipeline's random streams (see `derive_seeds`)."""
-
-    file: int
-    shuffle: int
-    element: int
-    rand_augment: int
-    mixup: int
-    cutmix: int
-    switch: int
-
-
-def derive_seeds(seed, pipeline_id=0):
-    """Independent seeds for each stage, different for each input pipeline.
-
-    Args:
-        seed: the pipeline's int seed.
-        pipeline_id: the input pipeline's index (`InputContext.input_pipeline_id`).
-
-    Returns:
-        A `Seeds` of seven int31 seeds: file order, shuffle, per-element crops and
-        flips, RandAugment, MixUp, CutMix, and the MixUp/CutMix switch.
-
-    Example:
-        >>> seeds = derive_seeds(0)
-        >>> ds = augment(ds, 64, "flip", seeds.element)
-    """
-    state = np.random.SeedSequence([int(seed), int(pipeline_id)]).generate_state(len(Seeds._fields))
-    return Seeds(*(int(s) % (2**31 - 1) for s in state))
 
 
 @dataclasses.dataclass(frozen=True)
