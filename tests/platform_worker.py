@@ -10,7 +10,8 @@ before `keras_sknet`, as a user who imports it first would: the package must
 work whatever TensorFlow decided.
 
 For each family (small widths, 32-64 px), with the weights the parent saved:
-eager call, `predict`, two `fit` steps (losses and the weights after them),
+eager call, `predict`, two `fit` steps (the loss after each step and how far the steps moved
+the weights),
 `frozen_function`, and for SK families the attention read-out; and the SKNet
 family's prediction and training under mixed bfloat16 and float16. The arrays go
 to OUTPUT.npz with the kernel library that ran. With --saved-model-in it also
@@ -96,11 +97,28 @@ def run_family(name, weights_dir):
     if name in SK_FAMILIES:
         for unit, values in attention_weights(model, x[:BATCH]).items():
             out[f"attention/{unit}"] = values
+    initial = _flat_weights(model)
     model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
-    history = model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
-    out["losses"] = np.asarray(history.history["loss"])
-    out["trained"] = np.concatenate([np.ravel(w) for w in model.get_weights()])
+    losses = StepLosses()
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[losses])
+    out["losses"] = np.asarray(losses.values)
+    out["update"] = _flat_weights(model) - initial
     return {f"{name}/{key}": value for key, value in out.items()}
+
+
+def _flat_weights(model):
+    return np.concatenate([np.ravel(w) for w in model.get_weights()])
+
+
+class StepLosses(keras.callbacks.Callback):
+    """The epoch's running mean loss after each step: the first value is the first step's loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(float(logs["loss"]))
 
 
 def _onednn_capped_below_bfloat16():

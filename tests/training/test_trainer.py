@@ -217,22 +217,32 @@ import tensorflow as tf
 (cpu,) = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
+from training import trainer
 from training.experiments import get_experiment, override
 from training.distribution import make_strategy
-from training.trainer import train
 data_dir, out = sys.argv[1], sys.argv[2]
 experiment = override(get_experiment("scales_demo"), json.loads(sys.argv[3]))
-weights = {}
+initial, weights = {}, {}
+def build_and_remember(*args, build=trainer.build_model):
+    model = build(*args)
+    initial.setdefault("weights", {w.path: w.numpy() for w in model.weights})
+    return model
+trainer.build_model = build_and_remember
 # Both runs under an explicit strategy: Keras then reads the data the same way for both.
 for label, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
     strategy = make_strategy(devices)
-    summary = train(experiment, f"{out}/{label}", data_dir=data_dir, strategy=strategy, verbose=0)
+    summary = trainer.train(experiment, f"{out}/{label}", data_dir=data_dir, strategy=strategy, verbose=0)
     model = keras.models.load_model(f"{out}/{label}/last.keras")
     weights[label] = (strategy.num_replicas_in_sync, summary["steps"], {w.path: w.numpy() for w in model.weights})
 (r1, s1, w1), (r2, s2, w2) = weights["one"], weights["two"]
-trained = max(float(np.max(np.abs(w1[k] - w2[k]))) for k in w1 if "moving" not in k)
+w0 = initial["weights"]
+trained = [k for k in w1 if "moving" not in k]
+# How far the two runs' weights are apart, as a fraction of how far training moved them.
+apart = np.sqrt(sum(np.sum((w1[k] - w2[k]) ** 2) for k in trained))
+moved = np.sqrt(sum(np.sum((w1[k] - w0[k]) ** 2) for k in trained))
 statistics = max(float(np.max(np.abs(w1[k] - w2[k]) / (np.abs(w1[k]) + 1e-2))) for k in w1 if "moving" in k)
-print(json.dumps({"replicas": [r1, r2], "steps": [s1, s2], "trained": trained, "statistics": statistics}))
+report = {"replicas": [r1, r2], "steps": [s1, s2], "trained": float(apart / moved), "statistics": statistics}
+print(json.dumps(report))
 """
 
 
@@ -251,9 +261,12 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == [1, 2] and report["steps"] == [6, 6]
-    # Trained weights agree to float tolerance; BatchNorm's running averages of
-    # activation statistics amplify the float differences a little more.
-    assert report["trained"] < 2e-4 and report["statistics"] < 1e-2, report
+    # How far the runs' weights are apart, as a fraction of how far training moved them, and
+    # their BatchNorm running statistics' relative distance. Rounding (the all-reduce adds in
+    # another order), amplified by six steps of small-batch BatchNorm, makes 0.9% and 1.5% (Zen 4,
+    # oneDNN); without synchronised BatchNorm (each replica's own statistics) the
+    # same run makes 61% and 302%.
+    assert report["trained"] < 0.05 and report["statistics"] < 0.1, report
 
 
 def _free_ports(count):

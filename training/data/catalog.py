@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from training.data import folder as folder_lib
+from training.data import options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +24,7 @@ class _Entry:
     description: str
 
 
-# Styles: "imagenet" (random-size crop / centre crop), "cifar" (pad 4 + crop + flip), "flip" (flip only).
+# Styles: `options.STYLES`.
 _ENTRIES = {
     "imagenet2012": _Entry(
         "imagenet", 224, "validation", "ILSVRC-2012 via TFDS; needs the two tars in `manual_dir`"
@@ -39,7 +40,7 @@ _ENTRIES = {
     ),
 }
 SUPPORTED_DATASETS = tuple(_ENTRIES)
-STYLES = ("imagenet", "cifar", "flip", "none")
+STYLES = options.STYLES
 SMALL_IMAGE_SIZE = 64
 
 

@@ -19,6 +19,9 @@ ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 DEFAULT_CROP_PCT = 0.875
 INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest")
 LABEL_FORMATS = ("sparse", "one_hot")
+# Pipeline styles: "imagenet" (random-size crop / centre crop), "cifar" (pad 4 + crop + flip),
+# "flip" (flip only), "none".
+STYLES = ("imagenet", "cifar", "flip", "none")
 # cache="auto" keeps a split in memory when it takes at most this much there (decoded images, or
 # the encoded files for the ImageNet style's training split).
 CACHE_BUDGET_BYTES = 2 * 1024**3
@@ -80,8 +83,6 @@ def check_arguments(
     cache,
 ):
     """Raises ValueError for a bad option of `make_dataset` (either pipeline), before any dataset is read."""
-    from training.data.catalog import STYLES
-
     if style is not None:
         check_choice("style", style, STYLES)
     check_choice("label_format", label_format, LABEL_FORMATS)
