@@ -52,7 +52,7 @@ def test_a_wrong_value_is_one_line_before_any_build(value, expected, monkeypatch
 
 def test_imagenet_for_a_model_without_a_checkpoint_names_those_with_one(monkeypatch):
     _no_build_no_download(monkeypatch)
-    with pytest.raises(ValueError, match=r"weights='imagenet'\): .*SKNet50.*Received: weights='imagenet'"):
+    with pytest.raises(ValueError, match=r"weights='imagenet': .*SKNet50.*Received: weights='imagenet'"):
         applications.SKNet26(weights="imagenet")
 
 
