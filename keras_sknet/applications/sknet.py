@@ -194,10 +194,12 @@ def SKNet(
         check_positive_int("stage_depths", depth)
     if stem_pool not in STEM_POOLS:
         raise ValueError(f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}")
-    weights_path = weights.path if isinstance(weights, Source) else weights
-    if (is_caffemodel_path(weights_path) or getattr(weights, "kind", None) == "caffe") and (
-        stem != "imagenet" or stem_pool != "caffe"
-    ):
+    # A model function has resolved `weights` (a Source); a direct call passes the value itself.
+    if isinstance(weights, Source):
+        weights_path, is_caffe = weights.path, weights.kind == "caffe"
+    else:
+        weights_path, is_caffe = weights, is_caffemodel_path(weights)
+    if is_caffe and (stem != "imagenet" or stem_pool != "caffe"):
         raise ValueError(
             "The official Caffe weights need the ImageNet stem with Caffe's max pool: "
             "SKNet50(weights=...) and SKNet101(weights=...) build it, or pass "
