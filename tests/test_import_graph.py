@@ -15,8 +15,9 @@ a dependency from import time, not from the design. The modules are read with
     6  keras_sknet itself and every __main__     (the command lines and the package's front)
 
 `weights` cannot import `applications` to build the model a checkpoint is
-converted into: the zoo registers its model functions there instead
-(`keras_sknet.weights.registry.register_model_function`). Likewise the layers
+converted into: the model function builds it and hands it down
+(`keras_sknet.weights.sources.prepared`); the models' records live in
+`keras_sknet.weights.records`, which every level above reads. Likewise the layers
 register their multiply-add counts with `keras_sknet.utils.flops.register_macs`.
 """
 

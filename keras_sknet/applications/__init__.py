@@ -28,12 +28,6 @@ from keras_sknet.applications.sknet import (
     SKNet101,
 )
 from keras_sknet.applications.skresnet import SKResNet, SKResNet18, SKResNet34
-from keras_sknet.weights.registry import PRETRAINED, register_model_function
-
-# What pretrained_weights_path("SKNet50") builds to convert the public checkpoints into.
-for _name in PRETRAINED:
-    register_model_function(_name, globals()[_name])
-del _name
 
 __all__ = [
     "MODEL_CONFIGS",

@@ -7,22 +7,21 @@ network's minimum works with `include_top=True` (the paper also evaluates at
 320x320), and so does an input of unknown size, `(None, None, 3)`.
 """
 
-import difflib
 import numbers
-import os
 
 import keras
 
 from keras_sknet.applications.zoo_model import ZooModel
 from keras_sknet.utils.validation import check_positive_int
-from keras_sknet.weights.checkpoint import ACCEPTED_FILES, is_caffemodel_path
+from keras_sknet.weights.records import MODELS
+from keras_sknet.weights.sources import Source, prepared, resolve
 
 POOLING_MODES = (None, "avg", "max")
+# Stem name -> (default input size, the stem's stride).
+STEMS = {"imagenet": (224, 4), "cifar": (32, 1)}
 
-BASE_DOCSTRING = """Instantiates the {description}.
-
-    Reference: {reference}
-
+# Appended to each model function's own docstring (`documented`).
+ARGUMENTS_DOCSTRING = """
     The model takes images already processed by
     `keras_sknet.applications.preprocess_input` (RGB in [0, 255] -> ImageNet
     mean/std); it does no normalisation of its own. Channels-last only.
@@ -54,48 +53,14 @@ BASE_DOCSTRING = """Instantiates the {description}.
 
     Returns:
         A `keras.Model`.
-
-    Example:
-        >>> model = {example}
-        >>> model.output_shape
-        {example_output}
     """
 
 
-def _weights_help():
-    return f"`weights` takes None (random initialization), 'imagenet' or the path to {ACCEPTED_FILES}"
+def validate_arguments(include_top, classes, pooling, classifier_activation):
+    """Checks the keras.applications arguments a model function receives, but `weights`.
 
-
-def validate_arguments(weights, include_top, classes, pooling, classifier_activation):
-    """Checks the keras.applications arguments a model function receives.
-
-    Only names and types: a file given as `weights` is checked by `check_weights_file`.
+    `weights` is checked once, by `keras_sknet.weights.sources.resolve`.
     """
-    if weights is not None:
-        if not isinstance(weights, (str, os.PathLike)):
-            raise ValueError(f"{_weights_help()}. Received: weights={weights!r}")
-        path = os.fsdecode(weights)
-        if os.path.isdir(path):
-            raise ValueError(f"weights={path!r} is a folder, not a file. {_weights_help()}.")
-        if not os.path.isfile(path):
-            if path == "imagenet":
-                from keras_sknet.weights.registry import PRETRAINED
-
-                raise ValueError(
-                    "No pretrained ImageNet weights are available for this model "
-                    f"(models with weights='imagenet': {', '.join(sorted(PRETRAINED))}). "
-                    "Pass `weights=None` or the path to a weights file. "
-                    f"Received: weights={weights!r}"
-                )
-            if not os.path.splitext(path)[1] and os.sep not in path and "/" not in path:
-                # A bare word is a name, not a file: "imagnet", "ImageNet", "pretrained".
-                close = difflib.get_close_matches(path.lower(), ["imagenet"], n=1, cutoff=0.6)
-                guess = " (did you mean 'imagenet'?)" if close else ""
-                raise ValueError(
-                    f"Unknown weights name {path!r}{guess}, and no file has that name. "
-                    f"{_weights_help()}. Received: weights={path!r}"
-                )
-            raise ValueError(f"No such weights file: {path!r}. {_weights_help()}. Received: weights={path!r}")
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
     if include_top:
@@ -106,96 +71,17 @@ def validate_arguments(weights, include_top, classes, pooling, classifier_activa
         raise ValueError(f"`pooling` must be one of {POOLING_MODES}. Received: pooling={pooling!r}")
 
 
-def check_weights_file(weights):
-    """Checks that a file given as `weights` is whole and what its name says; returns its format.
-
-    Cheap (a few bytes, a zip's or an HDF5 file's directory): it runs before any model is
-    built and before a big file is read, so an empty, truncated or misnamed file is told at once.
-
-    Args:
-        weights: an existing file (see `validate_arguments`).
-
-    Returns:
-        `"keras"`, `"safetensors"`, `"torch"` or `"caffe"` (see `detect_format`).
-    """
-    from keras_sknet.weights.checkpoint import detect_format
-
-    fmt = detect_format(weights)
-    if fmt == "keras":
-        from keras_sknet.weights.keras_weights import check_keras_file
-
-        check_keras_file(weights)
-    return fmt
-
-
-def resolve_weights(weights, model, include_top, classes, pooling, classifier_activation, channels=3):
-    """Turns `weights="imagenet"` into the model's converted, cached public checkpoint.
-
-    The other arguments are checked first, so a call that would fail never
-    downloads anything. Any other `weights` value is returned unchanged.
-
-    Args:
-        weights: the `weights` argument of a model function.
-        model: the model function's name, e.g. `"SKNet50"`.
-        include_top, classes, pooling, classifier_activation: its other arguments.
-        channels: the channels of its input (the checkpoints take RGB: 3).
-
-    Returns:
-        A path to a Keras weights file, or `weights` itself.
-    """
-    if not (isinstance(weights, str) and weights == "imagenet"):
-        return weights
-    from keras_sknet.weights.registry import PRETRAINED
-
-    if model not in PRETRAINED:
-        return weights  # validate_arguments explains which models have weights
-    validate_arguments(None, include_top, classes, pooling, classifier_activation)
-    expected = PRETRAINED[model].num_classes
-    if include_top and classes != expected:
+def check_pretrained(source, include_top, classes, channels, num_classes):
+    """`weights="imagenet"` fits: the checkpoint's classes with the classifier, RGB input."""
+    if include_top and classes != num_classes:
         raise ValueError(
-            f"If using `weights='imagenet'` with `include_top=True`, `classes` should be {expected}. "
+            f"If using `weights='imagenet'` with `include_top=True`, `classes` should be {num_classes}. "
             f"Received: classes={classes!r}"
         )
     if channels != 3:
         raise ValueError(
             f"`weights='imagenet'` needs RGB inputs, 3 channels. Received: {channels} input channels"
         )
-    from keras_sknet.weights.download import pretrained_weights_path
-
-    return pretrained_weights_path(model)
-
-
-def _read_timm_checkpoint(weights, include_top, classes):
-    """Reads a timm checkpoint and checks `classes` against its classifier before any model is built."""
-    from keras_sknet.weights.checkpoint import read_checkpoint
-
-    state_dict = read_checkpoint(weights)
-    head = state_dict.get("fc.weight")
-    if include_top and head is not None and head.ndim == 2 and head.shape[0] != classes:
-        raise ValueError(
-            f"The checkpoint {str(weights)!r} has a classifier of {head.shape[0]} classes; with "
-            f"`include_top=True`, `classes` should be {head.shape[0]} (or use include_top=False). "
-            f"Received: classes={classes!r}"
-        )
-    return state_dict
-
-
-def _read_caffe_model(weights, include_top, classes):
-    """Reads a caffemodel and checks `classes` against its classifier before any model is built."""
-    from keras_sknet.weights.caffe_converter import CLASSIFIER
-    from keras_sknet.weights.caffemodel import read_caffemodel
-
-    blobs = read_caffemodel(weights)
-    head = blobs.get(CLASSIFIER)
-    if include_top and head:
-        num_classes = int(head[0].shape[-2]) if head[0].ndim >= 2 else None
-        if num_classes is not None and num_classes != classes:
-            raise ValueError(
-                f"The Caffe model {str(weights)!r} has a classifier of {num_classes} classes; with "
-                f"`include_top=True`, `classes` should be {num_classes} (or use include_top=False). "
-                f"Received: classes={classes!r}"
-            )
-    return blobs
 
 
 def _is_size(value):
@@ -323,91 +209,85 @@ def build_model(
         weights file as it is, a timm checkpoint or a caffemodel converted
         (all or nothing; with `include_top=False` its classifier is left out).
     """
-    validate_arguments(weights, include_top, classes, pooling, classifier_activation)
+    source = (
+        weights if isinstance(weights, Source) else resolve(weights)
+    )  # once; a model function resolved it
+    validate_arguments(include_top, classes, pooling, classifier_activation)
     # Every check that needs no file content comes before reading one (a checkpoint can be 100s of MB).
     check_input(input_tensor, input_shape, default_size, min_size, include_top)
-    state_dict = caffe_blobs = None
-    if weights is not None:
-        fmt = check_weights_file(weights)
-        if fmt == "caffe":
-            caffe_blobs = _read_caffe_model(weights, include_top, classes)
-        elif fmt != "keras":
-            state_dict = _read_timm_checkpoint(weights, include_top, classes)
-    image_input, inputs = model_input(input_tensor, input_shape, default_size, min_size, include_top)
-    outputs = classification_head(features(image_input), include_top, pooling, classes, classifier_activation)
-    model = ZooModel(inputs, outputs, name=name)  # keras.Model with fast predict and eager calls
-    if state_dict is not None:
-        from keras_sknet.weights.timm_converter import load_timm_state_dict
-
-        load_timm_state_dict(model, state_dict, source=f"The checkpoint {str(weights)!r}")
-    elif caffe_blobs is not None:
-        from keras_sknet.weights.caffe_converter import load_caffe_blobs
-
-        load_caffe_blobs(model, caffe_blobs, source=f"The Caffe model {str(weights)!r}")
-    elif weights is not None:
-        from keras_sknet.weights.keras_weights import CLASSIFIER_ARRAYS, load_keras_weights
-
-        if include_top:
-            hint, optional = f" (This model: include_top=True, classes={classes}.)", ()
-        else:  # a file with a classifier fits a model without one, as in keras.applications
-            hint, optional = "", (CLASSIFIER_ARRAYS,)
-        load_keras_weights(model, weights, hint=hint, optional=optional)
+    # The weights are read (or fetched) before the model is built, and the model is built once.
+    with prepared(source, include_top, classes, cacheable=input_tensor is None) as load:
+        image_input, inputs = model_input(input_tensor, input_shape, default_size, min_size, include_top)
+        outputs = classification_head(
+            features(image_input), include_top, pooling, classes, classifier_activation
+        )
+        model = ZooModel(inputs, outputs, name=name)  # keras.Model with fast predict and eager calls
+        load(model)
     return model
 
 
-def model_variant(builder, config, function_name, docstring, min_size, default_classes=1000, name=None):
-    """A keras.applications-style model function for one row of a family's configs.
+def min_input_size(stem, num_stages):
+    """The network's total stride: smaller inputs would be pooled below 1x1."""
+    return STEMS[stem][1] * 2 ** (num_stages - 1)
+
+
+def input_sizes(config):
+    """`(default_size, min_size)`: the input height/width of a stage_depths architecture (a record's config)."""
+    stem = config.get("stem", "imagenet")
+    return STEMS[stem][0], min_input_size(stem, len(config["stage_depths"]))
+
+
+def documented(model_name, sizes=None):
+    """Appends the sections every model function shares (Args, Returns) to its own docstring.
 
     Args:
-        builder: the family builder, e.g. `SKNet`, called as `builder(**config, **arguments)`.
-        config: the variant's architecture arguments (a row of the family's configs).
-        function_name: the public name, e.g. "SKNet50"; it also selects `weights="imagenet"`.
-        docstring: the function's docstring (`BASE_DOCSTRING` filled in).
-        min_size: the smallest input height/width (checked before any download).
-        default_classes: the default of `classes`.
-        name: the default model name.
+        model_name: the model function's record, e.g. `"SKNet50"`.
+        sizes: `(default_size, min_size)` of its input; default from the record's `stage_depths`.
+    """
+    default_size, min_size = sizes or input_sizes(MODELS[model_name].config)
+
+    def decorate(function):
+        shared = ARGUMENTS_DOCSTRING.format(
+            default_shape=f"({default_size}, {default_size}, 3)", min_size=min_size
+        )
+        own, example = function.__doc__.rstrip(), ""
+        if "\n    Example:" in own:  # the shared sections go before the function's example
+            own, example = own.split("\n    Example:", 1)
+            example = "\n    Example:" + example + "\n"
+        function.__doc__ = own.rstrip() + "\n" + shared.rstrip() + "\n" + example
+        return function
+
+    return decorate
+
+
+def named_model(builder, model_name, **arguments):
+    """What every named model function does: its record's architecture, its `weights`, the builder.
+
+    Args:
+        builder: the family builder, e.g. `SKNet`, called as `builder(**record.config, **arguments)`.
+        model_name: the model function's name, e.g. `"SKNet50"`: its record
+            (`keras_sknet.weights.records.MODELS`) gives the architecture, and
+            `weights="imagenet"` its checkpoint.
+        **arguments: the keras.applications arguments of the model function.
 
     Returns:
-        `function(include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, output_stride) -> keras.Model`; `output_stride`
-        (default 32) goes to the builder.
+        A `keras.Model`.
     """
-
-    def model_function(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=default_classes,
-        classifier_activation="softmax",
-        name=name,
-        output_stride=32,
-    ):
+    record = MODELS[model_name]
+    if "stage_depths" in record.config:
         # The input is checked before `weights="imagenet"` may download anything.
-        shape = check_input(input_tensor, input_shape, None, min_size, include_top)
-        weights = resolve_weights(
-            weights, function_name, include_top, classes, pooling, classifier_activation, shape[-1]
+        _, min_size = input_sizes(record.config)
+        shape = check_input(
+            arguments["input_tensor"], arguments["input_shape"], None, min_size, arguments["include_top"]
         )
-        architecture = config
-        if is_caffemodel_path(weights):
-            # The official Caffe weights need the release's architecture (its stem pool, ...).
-            from keras_sknet.weights.registry import caffe_weights_config
-
-            architecture = {**config, **caffe_weights_config(function_name).architecture}
-        return builder(
-            **architecture,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            output_stride=output_stride,
-        )
-
-    model_function.__name__ = model_function.__qualname__ = function_name
-    model_function.__doc__ = docstring
-    return model_function
+    source = resolve(arguments["weights"], record)  # the one check of `weights`
+    if source is not None and source.kind == "imagenet":
+        include_top, classes = arguments["include_top"], arguments["classes"]
+        validate_arguments(include_top, classes, arguments["pooling"], arguments["classifier_activation"])
+        check_pretrained(source, include_top, classes, shape[-1], record.pretrained.num_classes)
+    architecture = dict(record.config)
+    if record.caffe is not None and source is not None and source.kind == "caffe":
+        # The official Caffe weights need the release's architecture (its stem pool, ...).
+        architecture.update(record.caffe.architecture)
+    arguments["weights"] = source
+    return builder(**architecture, **arguments)

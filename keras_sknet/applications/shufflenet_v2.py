@@ -9,7 +9,7 @@ unit has stride 2, a 1x1 conv to 1024 (2048 at 2.0x) channels, global pool, fc.
 
 import keras
 
-from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model
+from keras_sknet.applications.model_builder import build_model, documented, named_model
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
 from keras_sknet.layers.shufflenet import ShuffleNetV2Unit
@@ -136,44 +136,71 @@ def ShuffleNetV2(
     )
 
 
-def _variant(attention, function_name, description):
-    def model_function(
-        alpha=1.0,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=None,
-    ):
-        return ShuffleNetV2(
-            alpha,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            attention=attention,
-        )
+@documented("ShuffleNetV2SE", sizes=(DEFAULT_SIZE, MIN_SIZE))
+def ShuffleNetV2SE(
+    alpha=1.0,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Instantiates the ShuffleNetV2 + SE after each shuffle (`alpha`: width multiplier, 0.5, 1.0, 1.5 or 2.0).
 
-    model_function.__name__ = model_function.__qualname__ = function_name
-    model_function.__doc__ = BASE_DOCSTRING.format(
-        description=description + " (`alpha`: width multiplier, 0.5, 1.0, 1.5 or 2.0)",
-        reference="Li et al., Selective Kernel Networks, CVPR 2019, Table 4, supplementary B",
-        default_shape=f"({DEFAULT_SIZE}, {DEFAULT_SIZE}, 3)",
-        min_size=MIN_SIZE,
-        example=f"{function_name}(alpha=0.5)",
-        example_output="(None, 1000)",
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Table 4, supplementary B
+    Example:
+        >>> model = ShuffleNetV2SE(alpha=0.5)
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        ShuffleNetV2,
+        "ShuffleNetV2SE",
+        alpha=alpha,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
     )
-    return model_function
 
 
-ShuffleNetV2SE = _variant("se", "ShuffleNetV2SE", "ShuffleNetV2 + SE after each shuffle")
-ShuffleNetV2SK = _variant(
-    "sk", "ShuffleNetV2SK", "ShuffleNetV2 + SK in place of every 3x3 depthwise conv (M=2, r=4)"
-)
+@documented("ShuffleNetV2SK", sizes=(DEFAULT_SIZE, MIN_SIZE))
+def ShuffleNetV2SK(
+    alpha=1.0,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Instantiates the ShuffleNetV2 + SK in place of every 3x3 depthwise conv (M=2, r=4) (`alpha`: width multiplier, 0.5, 1.0, 1.5 or 2.0).
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Table 4, supplementary B
+    Example:
+        >>> model = ShuffleNetV2SK(alpha=0.5)
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        ShuffleNetV2,
+        "ShuffleNetV2SK",
+        alpha=alpha,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )

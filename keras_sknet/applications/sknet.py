@@ -1,7 +1,7 @@
 """SKNet and its ResNeXt / SENet baselines, for ImageNet (224) and CIFAR (32).
 
 One family builder, `SKNet()`, makes every bottleneck network of the paper;
-the public functions only pick a row of `MODEL_CONFIGS`. The ablations of
+the public functions only pick their record (`keras_sknet.weights.records`). The ablations of
 Tables 6 and 7 are arguments of `SKNet()`, for example:
 
     SKNet(stage_depths=(3, 4, 6, 3), kernel_sizes=(3, 5, 7))       # K3+K5+K7, SK
@@ -19,28 +19,23 @@ three stages of three units with 256, 512, 1024 output channels and
 
 import keras
 
-from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, model_variant
+from keras_sknet.applications.model_builder import STEMS, build_model, documented, min_input_size, named_model
 from keras_sknet.layers.batch_norm import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 from keras_sknet.layers.bottleneck import ResNeXtBlock, SKBlock
 from keras_sknet.layers.conv import HE_NORMAL_FAN_OUT
 from keras_sknet.utils.validation import check_positive_int
 from keras_sknet.weights.checkpoint import is_caffemodel_path
+from keras_sknet.weights.records import MODELS
+from keras_sknet.weights.sources import Source
 
 BLOCK_TYPES = ("sk", "resnext")
 # How the ImageNet stem's 3x3/2 max pool meets the edges: "pytorch" pads 1 and rounds down
 # (torchvision, timm), "caffe" pads nothing and rounds up (Caffe's ceil mode, the official
 # SKNet release).
 STEM_POOLS = ("pytorch", "caffe")
-# Stem name -> (default input size, the stem's stride).
-STEMS = {"imagenet": (224, 4), "cifar": (32, 1)}
 
 
 OUTPUT_STRIDES = (8, 16, 32)
-
-
-def min_input_size(stem, num_stages):
-    """The network's total stride: smaller inputs would be pooled below 1x1."""
-    return STEMS[stem][1] * 2 ** (num_stages - 1)
 
 
 def check_output_stride(output_stride, stem="imagenet"):
@@ -89,22 +84,8 @@ def unit_strides(stage_depths, output_stride, stem_stride=4):
     return plan
 
 
-_IMAGENET = dict(stem="imagenet", cardinality=32, bottleneck_width=4)
-# SK[2, 16, 32] with a 1x1 second path (supplementary D).
-_CIFAR = dict(stem="cifar", cardinality=16, bottleneck_width=32, kernel_sizes=(3, 1), reduction=32)
-
-MODEL_CONFIGS = {
-    "sknet26": dict(stage_depths=(2, 2, 2, 2), block="sk", **_IMAGENET),
-    "sknet50": dict(stage_depths=(3, 4, 6, 3), block="sk", **_IMAGENET),
-    "sknet101": dict(stage_depths=(3, 4, 23, 3), block="sk", **_IMAGENET),
-    "resnext50": dict(stage_depths=(3, 4, 6, 3), block="resnext", **_IMAGENET),
-    "resnext101": dict(stage_depths=(3, 4, 23, 3), block="resnext", **_IMAGENET),
-    "seresnext50": dict(stage_depths=(3, 4, 6, 3), block="resnext", se_reduction=16, **_IMAGENET),
-    "seresnext101": dict(stage_depths=(3, 4, 23, 3), block="resnext", se_reduction=16, **_IMAGENET),
-    "sknet29": dict(stage_depths=(3, 3, 3), block="sk", **_CIFAR),
-    "resnext29": dict(stage_depths=(3, 3, 3), block="resnext", **_CIFAR),
-    "seresnext29": dict(stage_depths=(3, 3, 3), block="resnext", se_reduction=16, **_CIFAR),
-}
+# Architecture of each named model of this family (a view of keras_sknet.weights.records.MODELS).
+MODEL_CONFIGS = {r.config_name: r.config for r in MODELS.values() if r.builder == "SKNet"}
 
 
 def build_stem(x, kind, pool="pytorch"):
@@ -213,11 +194,16 @@ def SKNet(
         check_positive_int("stage_depths", depth)
     if stem_pool not in STEM_POOLS:
         raise ValueError(f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}")
-    if is_caffemodel_path(weights) and (stem != "imagenet" or stem_pool != "caffe"):
+    # A model function has resolved `weights` (a Source); a direct call passes the value itself.
+    if isinstance(weights, Source):
+        weights_path, is_caffe = weights.path, weights.kind == "caffe"
+    else:
+        weights_path, is_caffe = weights, is_caffemodel_path(weights)
+    if is_caffe and (stem != "imagenet" or stem_pool != "caffe"):
         raise ValueError(
             "The official Caffe weights need the ImageNet stem with Caffe's max pool: "
             "SKNet50(weights=...) and SKNet101(weights=...) build it, or pass "
-            f"stem_pool='caffe'. Received: stem={stem!r}, stem_pool={stem_pool!r}, weights={str(weights)!r}"
+            f"stem_pool='caffe'. Received: stem={stem!r}, stem_pool={stem_pool!r}, weights={str(weights_path)!r}"
         )
     if isinstance(min_dim, (list, tuple)):
         if len(min_dim) != len(stage_depths):
@@ -278,54 +264,367 @@ def SKNet(
     )
 
 
-def _variant(config_name, function_name, description, reference):
-    config = MODEL_CONFIGS[config_name]
-    min_size = min_input_size(config["stem"], len(config["stage_depths"]))
-    default_size = STEMS[config["stem"]][0]
-    # The CIFAR nets default to CIFAR-10's classes (Table 5 counts them with 10).
-    default_classes = 10 if config["stem"] == "cifar" else 1000
-    docstring = BASE_DOCSTRING.format(
-        description=description,
-        reference=reference,
-        default_shape=f"({default_size}, {default_size}, 3)",
-        min_size=min_size,
-        example=f"{function_name}()",
-        example_output=f"(None, {default_classes})",
+@documented("SKNet26")
+def SKNet26(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="sknet26",
+    output_stride=32,
+):
+    """Instantiates the SKNet-26: stages {2,2,2,2}, SK[2,32,16], L=32.
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 3.2, Table S2
+
+    Example:
+        >>> model = SKNet26()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKNet,
+        "SKNet26",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
     )
-    return model_variant(SKNet, config, function_name, docstring, min_size, default_classes, name=config_name)
 
 
-_SK = "Li et al., Selective Kernel Networks, CVPR 2019"
-_RESNEXT = "Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017"
-_SENET = "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018"
+@documented("SKNet50")
+def SKNet50(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="sknet50",
+    output_stride=32,
+):
+    """Instantiates the SKNet-50: stages {3,4,6,3}, SK[2,32,16], L=32.
 
-SKNet26 = _variant(
-    "sknet26", "SKNet26", "SKNet-26: stages {2,2,2,2}, SK[2,32,16], L=32", f"{_SK}, Section 3.2, Table S2"
-)
-SKNet50 = _variant("sknet50", "SKNet50", "SKNet-50: stages {3,4,6,3}, SK[2,32,16], L=32", f"{_SK}, Table 1")
-SKNet101 = _variant(
-    "sknet101", "SKNet101", "SKNet-101: stages {3,4,23,3}, SK[2,32,16], L=32", f"{_SK}, Table 2"
-)
-ResNeXt50 = _variant("resnext50", "ResNeXt50", "ResNeXt-50 (32x4d) baseline", f"{_RESNEXT}; {_SK}, Table 1")
-ResNeXt101 = _variant(
-    "resnext101", "ResNeXt101", "ResNeXt-101 (32x4d) baseline", f"{_RESNEXT}; {_SK}, Table 2"
-)
-SEResNeXt50 = _variant(
-    "seresnext50", "SEResNeXt50", "SENet-50 (SE-ResNeXt-50, 32x4d, SE r=16)", f"{_SENET}; {_SK}, Table 1"
-)
-SEResNeXt101 = _variant(
-    "seresnext101", "SEResNeXt101", "SENet-101 (SE-ResNeXt-101, 32x4d, SE r=16)", f"{_SENET}; {_SK}, Table 2"
-)
-SKNet29 = _variant(
-    "sknet29",
-    "SKNet29",
-    "CIFAR SKNet-29 (ResNeXt-29 16x32d with SK[2,16,32], 1x1 second path)",
-    f"{_SK}, Section 4.2, supplementary D",
-)
-ResNeXt29 = _variant("resnext29", "ResNeXt29", "CIFAR ResNeXt-29, 16x32d", f"{_RESNEXT}; {_SK}, Table 5")
-SEResNeXt29 = _variant(
-    "seresnext29",
-    "SEResNeXt29",
-    "CIFAR SENet-29 (ResNeXt-29 16x32d with SE r=16 before each addition)",
-    f"{_SENET}; {_SK}, Table 5",
-)
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Table 1
+
+    Example:
+        >>> model = SKNet50()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKNet,
+        "SKNet50",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("SKNet101")
+def SKNet101(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="sknet101",
+    output_stride=32,
+):
+    """Instantiates the SKNet-101: stages {3,4,23,3}, SK[2,32,16], L=32.
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Table 2
+
+    Example:
+        >>> model = SKNet101()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKNet,
+        "SKNet101",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("ResNeXt50")
+def ResNeXt50(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnext50",
+    output_stride=32,
+):
+    """Instantiates the ResNeXt-50 (32x4d) baseline.
+
+    Reference: Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017; Li et al., Selective Kernel Networks, CVPR 2019, Table 1
+
+    Example:
+        >>> model = ResNeXt50()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKNet,
+        "ResNeXt50",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("ResNeXt101")
+def ResNeXt101(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="resnext101",
+    output_stride=32,
+):
+    """Instantiates the ResNeXt-101 (32x4d) baseline.
+
+    Reference: Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017; Li et al., Selective Kernel Networks, CVPR 2019, Table 2
+
+    Example:
+        >>> model = ResNeXt101()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKNet,
+        "ResNeXt101",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("SEResNeXt50")
+def SEResNeXt50(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="seresnext50",
+    output_stride=32,
+):
+    """Instantiates the SENet-50 (SE-ResNeXt-50, 32x4d, SE r=16).
+
+    Reference: Hu et al., Squeeze-and-Excitation Networks, CVPR 2018; Li et al., Selective Kernel Networks, CVPR 2019, Table 1
+
+    Example:
+        >>> model = SEResNeXt50()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKNet,
+        "SEResNeXt50",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("SEResNeXt101")
+def SEResNeXt101(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="seresnext101",
+    output_stride=32,
+):
+    """Instantiates the SENet-101 (SE-ResNeXt-101, 32x4d, SE r=16).
+
+    Reference: Hu et al., Squeeze-and-Excitation Networks, CVPR 2018; Li et al., Selective Kernel Networks, CVPR 2019, Table 2
+
+    Example:
+        >>> model = SEResNeXt101()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKNet,
+        "SEResNeXt101",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("SKNet29")
+def SKNet29(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name="sknet29",
+    output_stride=32,
+):
+    """Instantiates the CIFAR SKNet-29 (ResNeXt-29 16x32d with SK[2,16,32], 1x1 second path).
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 4.2, supplementary D
+
+    The CIFAR nets default to CIFAR-10's classes (Table 5 counts them with 10).
+
+    Example:
+        >>> model = SKNet29()
+        >>> model.output_shape
+        (None, 10)
+    """
+    return named_model(
+        SKNet,
+        "SKNet29",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("ResNeXt29")
+def ResNeXt29(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name="resnext29",
+    output_stride=32,
+):
+    """Instantiates the CIFAR ResNeXt-29, 16x32d.
+
+    Reference: Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017; Li et al., Selective Kernel Networks, CVPR 2019, Table 5
+
+    The CIFAR nets default to CIFAR-10's classes (Table 5 counts them with 10).
+
+    Example:
+        >>> model = ResNeXt29()
+        >>> model.output_shape
+        (None, 10)
+    """
+    return named_model(
+        SKNet,
+        "ResNeXt29",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )
+
+
+@documented("SEResNeXt29")
+def SEResNeXt29(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name="seresnext29",
+    output_stride=32,
+):
+    """Instantiates the CIFAR SENet-29 (ResNeXt-29 16x32d with SE r=16 before each addition).
+
+    Reference: Hu et al., Squeeze-and-Excitation Networks, CVPR 2018; Li et al., Selective Kernel Networks, CVPR 2019, Table 5
+
+    The CIFAR nets default to CIFAR-10's classes (Table 5 counts them with 10).
+
+    Example:
+        >>> model = SEResNeXt29()
+        >>> model.output_shape
+        (None, 10)
+    """
+    return named_model(
+        SKNet,
+        "SEResNeXt29",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )

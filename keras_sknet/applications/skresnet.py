@@ -10,15 +10,14 @@ input channels, as timm builds them, so that timm's checkpoints load and the
 parameter counts are timm's (11,958,056 and 22,282,376).
 """
 
-from keras_sknet.applications.model_builder import BASE_DOCSTRING, build_model, model_variant
-from keras_sknet.applications.sknet import build_stem, check_output_stride, min_input_size, unit_strides
+from keras_sknet.applications.model_builder import build_model, documented, min_input_size, named_model
+from keras_sknet.applications.sknet import build_stem, check_output_stride, unit_strides
 from keras_sknet.layers.basic_block import SKBasicBlock
 from keras_sknet.utils.validation import check_positive_int
+from keras_sknet.weights.records import MODELS
 
-MODEL_CONFIGS = {
-    "skresnet18": dict(stage_depths=(2, 2, 2, 2)),
-    "skresnet34": dict(stage_depths=(3, 4, 6, 3)),
-}
+# Architecture of each named model of this family (a view of keras_sknet.weights.records.MODELS).
+MODEL_CONFIGS = {r.config_name: r.config for r in MODELS.values() if r.builder == "SKResNet"}
 DEFAULT_SIZE = 224
 
 
@@ -104,23 +103,73 @@ def SKResNet(
     )
 
 
-def _variant(config_name, function_name, description):
-    config = MODEL_CONFIGS[config_name]
-    min_size = min_input_size("imagenet", len(config["stage_depths"]))
-    docstring = BASE_DOCSTRING.format(
-        description=description,
-        reference="Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1; timm's skresnet",
-        default_shape=f"({DEFAULT_SIZE}, {DEFAULT_SIZE}, 3)",
-        min_size=min_size,
-        example=f"{function_name}()",
-        example_output="(None, 1000)",
+@documented("SKResNet18")
+def SKResNet18(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="skresnet18",
+    output_stride=32,
+):
+    """Instantiates the SK-ResNet-18 (timm's skresnet18: basic SK blocks {2,2,2,2}).
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1; timm's skresnet18
+
+    Example:
+        >>> model = SKResNet18()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKResNet,
+        "SKResNet18",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
     )
-    return model_variant(SKResNet, config, function_name, docstring, min_size, name=config_name)
 
 
-SKResNet18 = _variant(
-    "skresnet18", "SKResNet18", "SK-ResNet-18 (timm's skresnet18: basic SK blocks {2,2,2,2})"
-)
-SKResNet34 = _variant(
-    "skresnet34", "SKResNet34", "SK-ResNet-34 (timm's skresnet34: basic SK blocks {3,4,6,3})"
-)
+@documented("SKResNet34")
+def SKResNet34(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="skresnet34",
+    output_stride=32,
+):
+    """Instantiates the SK-ResNet-34 (timm's skresnet34: basic SK blocks {3,4,6,3}).
+
+    Reference: Li et al., Selective Kernel Networks, CVPR 2019, Section 3.1; timm's skresnet34
+
+    Example:
+        >>> model = SKResNet34()
+        >>> model.output_shape
+        (None, 1000)
+    """
+    return named_model(
+        SKResNet,
+        "SKResNet34",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        output_stride=output_stride,
+    )

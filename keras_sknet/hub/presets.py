@@ -10,7 +10,7 @@ import json
 import os
 
 from keras_sknet import applications
-from keras_sknet.applications import sknet, skresnet
+from keras_sknet.applications.model_builder import input_sizes
 from keras_sknet.hub.backbone import SKNetBackbone, SKResNetBackbone
 from keras_sknet.hub.tasks import (
     CAFFE_OFFSET,
@@ -26,23 +26,12 @@ from keras_sknet.utils import files
 from keras_sknet.utils.validation import check_positive_int
 from keras_sknet.version import __version__
 from keras_sknet.weights.checkpoint import is_caffemodel_path
+from keras_sknet.weights.records import MODELS
 from keras_sknet.weights.registry import PRETRAINED, caffe_weights_config
 
-# Every model of the SKNet() family (ImageNet and CIFAR bottleneck nets) and of SKResNet() (basic blocks).
-HUB_MODELS = (
-    "SKNet26",
-    "SKNet50",
-    "SKNet101",
-    "ResNeXt50",
-    "ResNeXt101",
-    "SEResNeXt50",
-    "SEResNeXt101",
-    "SKNet29",
-    "ResNeXt29",
-    "SEResNeXt29",
-    "SKResNet18",
-    "SKResNet34",
-)
+# Every model of the SKNet() family (ImageNet and CIFAR bottleneck nets) and of SKResNet() (basic blocks):
+# a view of the records.
+HUB_MODELS = tuple(name for name, record in MODELS.items() if record.hub)
 _HEAD_LAYERS = ("avg_pool", "predictions")
 # What `save_to_preset` writes for an image classifier; a folder holding only these, with our
 # entry in metadata.json, is an earlier preset of ours (`preset_foreign`).
@@ -73,7 +62,7 @@ def _check_model_name(model_name):
             f"keras_sknet.hub builds the SKNet() and SKResNet() nets of the zoo: `model_name` must be one "
             f"of {HUB_MODELS}. Received: model_name={model_name!r}"
         )
-    return "skresnet" if model_name.lower() in skresnet.MODEL_CONFIGS else "sknet"
+    return MODELS[model_name].builder.lower()
 
 
 def backbone_arguments(model_name):
@@ -89,9 +78,8 @@ def backbone_arguments(model_name):
         >>> backbone_arguments("SKResNet18")
         {'stage_depths': (2, 2, 2, 2)}
     """
-    if _check_model_name(model_name) == "skresnet":
-        return dict(skresnet.MODEL_CONFIGS[model_name.lower()])
-    return dict(sknet.MODEL_CONFIGS[model_name.lower()])
+    _check_model_name(model_name)
+    return dict(MODELS[model_name].config)
 
 
 def backbone_class(model_name):
@@ -100,9 +88,7 @@ def backbone_class(model_name):
 
 
 def _default_image_size(model_name):
-    if model_name.lower() in sknet.MODEL_CONFIGS:
-        return sknet.STEMS[sknet.MODEL_CONFIGS[model_name.lower()]["stem"]][0]
-    return skresnet.DEFAULT_SIZE
+    return input_sizes(MODELS[model_name].config)[0]
 
 
 def preset_foreign(folder):

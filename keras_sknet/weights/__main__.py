@@ -115,6 +115,7 @@ def _write_verified(model, rebuild, output):
 def convert_caffe(args):
     from keras_sknet import applications
     from keras_sknet.weights.checkpoint import sha256_of
+    from keras_sknet.weights.records import MODELS
     from keras_sknet.weights.registry import CAFFE_WEIGHTS
 
     if args.model not in CAFFE_WEIGHTS:
@@ -125,7 +126,7 @@ def convert_caffe(args):
     if args.compare_timm:
         raise cli.UserError("--compare-timm compares timm checkpoints; a Caffe model has no timm counterpart")
     config = CAFFE_WEIGHTS[args.model]
-    architecture = {**applications.MODEL_CONFIGS[args.model.lower()], **config.architecture}
+    architecture = {**MODELS[args.model].config, **config.architecture}
     kwargs = dict(input_shape=(None, None, 3), classifier_activation=None, name=args.model.lower())
     model = getattr(applications, args.model)(weights=args.checkpoint, **kwargs)
 
@@ -186,7 +187,7 @@ def download(args):
     if args.cache_dir is not None:
         cli.check_output_path(args.cache_dir, "--cache-dir", folder=True)
     cli.import_keras()
-    import keras_sknet.applications  # noqa: F401  (registers the model functions the download builds)
+    from keras_sknet import applications
     from keras_sknet.weights.download import pretrained_weights_path
     from keras_sknet.weights.registry import PRETRAINED
 
@@ -195,7 +196,9 @@ def download(args):
             f"Unknown model {args.model!r}. Models with pretrained weights: {', '.join(sorted(PRETRAINED))}."
         )
     try:
-        path = pretrained_weights_path(args.model, cache_root=args.cache_dir, force_download=args.force)
+        path = pretrained_weights_path(
+            getattr(applications, args.model), cache_root=args.cache_dir, force_download=args.force
+        )
     except ConnectionError as error:
         raise cli.UserError(str(error)) from error
     print(path)
