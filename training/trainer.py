@@ -51,6 +51,7 @@ from training.model import build_model, model_function
 from training.precision import resolve_mixed_precision, warn_if_slow_on_cpu
 from training.run_dir import check_run_dir
 from training.state import FileTrainingState, TrainingState
+from training.workers import check_shared_model_dir
 
 __all__ = ["train"]
 
@@ -63,7 +64,10 @@ class _TensorFlowRun(BackendRun):
     def __init__(self, strategy):
         self.strategy = strategy or make_strategy()
         self.chief = is_chief(self.strategy)
-        self.multi_worker = len(cluster_workers()) > 1
+        self.workers = len(cluster_workers())
+        self.multi_worker = self.workers > 1
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        self.worker_index = getattr(resolver, "task_id", 0) or 0
         self.replicas = self.strategy.num_replicas_in_sync
 
     def steps_per_epoch(self, experiment, info):
@@ -230,6 +234,9 @@ def train(
     check_run_dir(model_dir)
     start = time.perf_counter()
     run = _JaxRun(devices, experiment.batch_size) if backend == "jax" else _TensorFlowRun(strategy)
+    if backend == "tensorflow" and run.multi_worker:
+        # Before the data and the model: every worker must read the chief's folder.
+        check_shared_model_dir(run.strategy, model_dir, run.chief, run.worker_index, run.workers)
     return run_resumably(
         experiment,
         model_dir,

@@ -266,18 +266,21 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_on_loopback_finish_a_short_run(data_dir, tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    args = ["--experiment", "scales_demo", "--data-dir", data_dir, "--verbose", "0"]
-    args += [f"--set={a}" for a in TINY[:2]] + ["--batch-size", "16", "--epochs", "1"]
+def _launch_workers(args, model_dirs, workers=None, extra_env=None):
+    """Starts one `training.train` process per model folder, as the workers of one TF_CONFIG cluster."""
+    workers = workers or [f"127.0.0.1:{port}" for port in _free_ports(len(model_dirs))]
     processes = []
-    for index in range(2):
+    for index, model_dir in enumerate(model_dirs):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
-        model_dir = str(tmp_path / f"worker{index}")
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TF_CONFIG": json.dumps(tf_config),
+            **(extra_env or {}),
+        }
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "training.train", *args, "--model-dir", model_dir],
+                [sys.executable, "-m", "training.train", *args, "--model-dir", str(model_dir)],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -285,9 +288,53 @@ def test_two_workers_on_loopback_finish_a_short_run(data_dir, tmp_path):
                 text=True,
             )
         )
-    outputs = [p.communicate(timeout=600) for p in processes]
-    for p, (_, err) in zip(processes, outputs):
-        assert p.returncode == 0, err[-3000:]
-    chief = json.load(open(tmp_path / "worker0" / "summary.json"))
-    assert chief["replicas"] == 2 and chief["steps"] == 96 // 16
-    assert not os.path.exists(tmp_path / "worker1" / "summary.json")  # only the chief writes
+    return processes
+
+
+def _finish(processes, timeout=300):
+    """`[(returncode, stdout, stderr)]`; kills every process still running after `timeout` seconds."""
+    deadline = time.time() + timeout
+    results = []
+    for p in processes:
+        try:
+            out, err = p.communicate(timeout=max(deadline - time.time(), 1))
+        except subprocess.TimeoutExpired:
+            for q in processes:
+                q.kill()
+            out, err = p.communicate()
+            pytest.fail(f"a worker still ran after {timeout} s: {err[-2000:]}")
+        results.append((p.returncode, out, err))
+    return results
+
+
+def _worker_args(data_dir, *more):
+    args = ["--experiment", "scales_demo", "--data-dir", data_dir, "--verbose", "0"]
+    return args + [f"--set={a}" for a in TINY[:2]] + ["--batch-size", "16", "--epochs", "1", *more]
+
+
+def test_two_workers_on_loopback_finish_a_short_run_then_relaunch(data_dir, tmp_path):
+    """One shared model folder (as on shared storage); the same command again restores on every worker."""
+    model_dir = tmp_path / "run"
+    args = _worker_args(data_dir)
+    for launch in ("first", "relaunch"):
+        results = _finish(_launch_workers(args, [model_dir, model_dir]))
+        for code, _, err in results:
+            assert code == 0, f"{launch}: {err[-3000:]}"
+        summary = json.load(open(model_dir / "summary.json"))
+        assert summary["replicas"] == 2 and summary["steps"] == 96 // 16
+        assert csv_epochs(model_dir) == [0]
+    assert "already done" in results[0][1] and "already done" in results[1][1]
+
+
+def test_two_workers_with_folders_of_their_own_are_refused(data_dir, tmp_path):
+    """Per-worker folders break at a relaunch (the chief resumes, the other starts over): refused at once."""
+    (tmp_path / "worker1").mkdir()  # an empty folder, as a worker's local disk would have
+    results = _finish(_launch_workers(_worker_args(data_dir), [tmp_path / "worker0", tmp_path / "worker1"]))
+    for code, _, err in results:
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1, err[-3000:]
+        assert "must share one model folder" in lines[0] and "is seen by 1 of them" in lines[0], lines
+    assert "worker 1 does not see it" in results[1][2]
+    # Refused before any training: no folder claimed, no backup.
+    assert sorted(os.listdir(tmp_path / "worker0")) == ["workers.json"]
+    assert os.listdir(tmp_path / "worker1") == []
