@@ -265,6 +265,7 @@ def _work(args):
     from training.fit_loop import TrainingDiverged
     from training.model import model_function
     from training.trainer import train
+    from training.workers import WorkerLost
 
     model_function(experiment)  # the model's arguments, before a strategy or devices are made
     if backend == "jax":
@@ -282,7 +283,7 @@ def _work(args):
             verbose="auto" if args.verbose is None else args.verbose,
             **placement,
         )
-    except TrainingDiverged as error:  # the user's recipe or data: one line, no traceback
+    except (TrainingDiverged, WorkerLost) as error:  # one line, no traceback: what to do next
         raise cli.UserError(str(error)) from error
     final = summary["final"]
     speed = summary["train_images_per_second"]

@@ -32,6 +32,7 @@ where it uses it. Differences that matter:
 - One process only: several workers (`TF_CONFIG`) need TensorFlow.
 """
 
+import os
 import time
 
 import keras
@@ -50,8 +51,8 @@ from training.fit_loop import BackendRun, run_resumably
 from training.model import build_model, model_function
 from training.precision import resolve_mixed_precision, warn_if_slow_on_cpu
 from training.run_dir import check_run_dir
-from training.state import FileTrainingState, TrainingState
-from training.workers import check_shared_model_dir
+from training.state import BACKUP_DIR, FileTrainingState, TrainingState
+from training.workers import check_shared_model_dir, lost_worker_error
 
 __all__ = ["train"]
 
@@ -196,6 +197,8 @@ def train(
 
     Raises:
         training.fit_loop.TrainingDiverged: the loss became NaN or infinite.
+        training.workers.WorkerLost: a worker of a multi-worker run was lost (killed,
+            unreachable); the same command on every worker resumes from the last backup.
         ValueError: a bad recipe (a field, a model argument), a model_dir that holds
             another recipe, a backend other than tensorflow and jax, or a setting the
             backend cannot run.
@@ -234,16 +237,18 @@ def train(
     check_run_dir(model_dir)
     start = time.perf_counter()
     run = _JaxRun(devices, experiment.batch_size) if backend == "jax" else _TensorFlowRun(strategy)
-    if backend == "tensorflow" and run.multi_worker:
+    work = (experiment, model_dir, run, data_dir, manual_dir)
+    every = (backup_every_seconds, backup_every_steps)
+    if backend != "tensorflow" or not run.multi_worker:
+        return run_resumably(*work, every, verbose, start)
+    import tensorflow as tf
+
+    try:
         # Before the data and the model: every worker must read the chief's folder.
         check_shared_model_dir(run.strategy, model_dir, run.chief, run.worker_index, run.workers)
-    return run_resumably(
-        experiment,
-        model_dir,
-        run,
-        data_dir,
-        manual_dir,
-        (backup_every_seconds, backup_every_steps),
-        verbose,
-        start,
-    )
+        return run_resumably(*work, every, verbose, start)
+    except tf.errors.OpError as error:
+        lost = lost_worker_error(error, os.path.join(model_dir, BACKUP_DIR))
+        if lost is None:
+            raise
+        raise lost from error

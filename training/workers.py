@@ -83,3 +83,42 @@ def check_shared_model_dir(strategy, model_dir, chief, worker_index, workers):
         f"same --model-dir on every machine): the chief's {WORKERS_FILE} is seen by {seeing} of them ({here}). "
         "Give every worker the same folder on storage they all mount."
     )
+
+
+class WorkerLost(RuntimeError):
+    """A worker of a multi-worker run was lost (killed, crashed, unreachable); the run stopped."""
+
+
+def lost_worker_error(error, backup_dir):
+    """A `WorkerLost` saying what happened and how to resume, for a collective that was aborted.
+
+    TensorFlow's coordination service aborts every collective of the survivors when a
+    worker stops answering (its connection reset, or no heartbeat for about 10 s).
+
+    Args:
+        error: the `tf.errors.OpError` raised by the aborted collective.
+        backup_dir: where the run's last backup is.
+
+    Returns:
+        A `WorkerLost`, or None when `error` is not a lost worker's.
+    """
+    import tensorflow as tf
+
+    message = str(error)
+    if not isinstance(error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)) and (
+        "Collective ops is aborted" not in message
+    ):
+        return None
+    lines = message.splitlines()
+    cause = next((i for i, line in enumerate(lines) if line.startswith("Collective ops is aborted by")), None)
+    reason = (
+        " ".join(lines[cause : cause + 2])
+        if cause is not None
+        else lines[0]
+        if lines
+        else type(error).__name__
+    )
+    return WorkerLost(
+        f"A worker of this multi-worker run was lost, and training stopped ({reason.strip()}). Start every "
+        f"worker again with the same command: the run resumes from its last backup in {backup_dir}."
+    )

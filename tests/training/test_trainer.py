@@ -338,3 +338,47 @@ def test_two_workers_with_folders_of_their_own_are_refused(data_dir, tmp_path):
     # Refused before any training: no folder claimed, no backup.
     assert sorted(os.listdir(tmp_path / "worker0")) == ["workers.json"]
     assert os.listdir(tmp_path / "worker1") == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "how, victim",
+    [("SIGKILL", 1), ("SIGSTOP", 0)],
+    ids=["worker-1-killed", "chief-frozen"],
+)
+def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(how, victim, data_dir, tmp_path):
+    """A worker killed (its connections reset) or frozen (silent, as an unplugged machine) mid-epoch:
+    the other exits within a bounded time with one line, and the relaunch ends with the planned steps."""
+    model_dir = tmp_path / "run"
+    args = _worker_args(data_dir, "--backup-every-steps", "2")
+    args[args.index("--batch-size") + 1] = "8"  # 12 steps in the epoch
+    processes = _launch_workers(args, [model_dir, model_dir])
+    try:
+        deadline = time.time() + 120
+        position = None
+        while time.time() < deadline and all(p.poll() is None for p in processes):
+            position = _backup_position(model_dir)
+            if position and position[1] > 0:  # a backup in the middle of the epoch
+                break
+            time.sleep(0.05)
+        assert position and position[1] > 0, f"no mid-epoch backup: {processes[0].stderr.read()[-2000:]}"
+        processes[victim].send_signal(getattr(signal, how))
+        lost = time.time()
+        # TensorFlow's coordination service notices a silent worker after ~10 s without heartbeats.
+        code, _, err = _finish([processes[1 - victim]], timeout=90)[0]
+        print(f"{how} worker {victim}: the other exited after {time.time() - lost:.1f} s")
+    finally:
+        for p in processes:
+            p.kill()
+            p.communicate()
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err[-3000:]
+    assert "A worker of this multi-worker run was lost" in lines[0] and "same command" in lines[0], lines
+
+    results = _finish(_launch_workers(args, [model_dir, model_dir]))
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        assert "Resuming scales_demo at epoch 1, step" in out, out
+    summary = json.load(open(model_dir / "summary.json"))
+    assert summary["steps"] == 96 // 8 and summary["replicas"] == 2  # nothing lost, nothing done twice
+    assert csv_epochs(model_dir) == [0]
