@@ -17,9 +17,9 @@ import re
 import sys
 
 from keras_sknet.utils import cli
+from training.backends import BACKENDS, refusal
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
-BACKENDS = ("tensorflow", "jax")
 PROG = "python -m training.train"
 
 
@@ -230,10 +230,7 @@ def _work(args):
     backend = keras_backend()
     if backend not in BACKENDS:
         # Refused before Keras is imported here (TensorFlow imported before PyTorch crashes).
-        raise cli.UserError(
-            f"the trainer runs on Keras' {' and '.join(BACKENDS)} backends (its input pipelines are "
-            f"tf.data). Received: KERAS_BACKEND={backend!r}"
-        )
+        raise cli.UserError(refusal(backend))
     if backend == "jax" and args.logical_cpus > 1:
         force_host_devices(args.logical_cpus)
 

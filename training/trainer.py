@@ -38,6 +38,7 @@ import time
 import keras
 
 from training import inputs
+from training.backends import BACKENDS, refusal
 from training.distribution import (
     MultiWorkerModel,
     check_batch_divides,
@@ -221,11 +222,8 @@ def train(
                 "`strategy` is a tf.distribute strategy, for Keras' tensorflow backend; on jax pass "
                 f"`devices` (JAX devices) instead. Received: strategy={strategy!r}"
             )
-    elif backend != "tensorflow":
-        raise ValueError(
-            "The trainer runs on Keras' tensorflow and jax backends (its input pipelines are tf.data). "
-            f"Received: KERAS_BACKEND={backend!r}"
-        )
+    elif backend not in BACKENDS:
+        raise ValueError(refusal(backend))
     elif devices is not None:
         raise ValueError(
             "`devices` chooses JAX devices; on tensorflow pass strategy=make_strategy(device_names). "

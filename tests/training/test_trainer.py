@@ -166,6 +166,31 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(data_dir, tmp_path):
     assert csv_epochs(model_dir) == [0, 1, 2]
 
 
+def test_the_torch_backend_is_refused_in_one_line_before_any_work(tmp_path):
+    """From a folder of the user's, the command refuses torch (saying why, and what to use) and writes nothing."""
+    model_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--experiment",
+            "scales_demo",
+            "--model-dir",
+            str(model_dir),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "one device only" in result.stderr and "KERAS_BACKEND=jax" in result.stderr
+    assert "Received: KERAS_BACKEND='torch'" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_nan_loss_stops_the_run_with_a_clear_message(data_dir, tmp_path):
     model_dir = str(tmp_path / "run")
     with pytest.raises(TrainingDiverged, match=r"diverged: loss (nan|inf)"):
