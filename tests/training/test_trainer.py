@@ -1,10 +1,8 @@
-"""The trainer: a run end to end, SIGKILL and resume, NaN, mixed precision, two devices, two workers."""
+"""The trainer: a run end to end, SIGKILL and resume, NaN, mixed precision, two devices (workers: test_workers.py)."""
 
-import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.training.helpers import TINY, tiny
+from tests.training.helpers import TINY, backup_position, csv_epochs, tiny
 from training.fit_loop import TrainingDiverged
 from training.trainer import train
 
@@ -47,11 +45,6 @@ def run_cli(args, env=None, **kwargs):
         text=True,
         **kwargs,
     )
-
-
-def csv_epochs(model_dir):
-    with open(os.path.join(model_dir, "metrics.csv")) as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
 @KERNELS
@@ -107,19 +100,6 @@ def test_backup_restores_every_variable(tmp_path, rng):
     assert any("path1_bn/moving_variance" in v.path for v in fresh.variables)
 
 
-def _backup_position(model_dir):
-    index = os.path.join(model_dir, "backup", "checkpoint")
-    if not os.path.exists(index):
-        return None
-    try:
-        reader = tf.train.load_checkpoint(os.path.join(model_dir, "backup"))
-        return int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")), int(
-            reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
-        )
-    except (tf.errors.OpError, ValueError):
-        return None  # caught between writes: look again
-
-
 def test_sigkill_mid_epoch_then_the_same_command_resumes(data_dir, tmp_path):
     model_dir = str(tmp_path / "run")
     args = [
@@ -147,7 +127,7 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(data_dir, tmp_path):
     killed_at = None
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        position = _backup_position(model_dir)
+        position = backup_position(model_dir)
         if position and position[0] >= 1 and position[1] > 0:  # a backup in the middle of epoch 2
             process.send_signal(signal.SIGKILL)
             killed_at = position
@@ -196,7 +176,7 @@ def test_nan_loss_stops_the_run_with_a_clear_message(data_dir, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"diverged: loss (nan|inf)"):
         train(tiny("learning_rate=1e30", "warmup_epochs=0"), model_dir, data_dir=data_dir, verbose=0)
     assert not os.path.exists(os.path.join(model_dir, "last.keras"))
-    position = _backup_position(model_dir)
+    position = backup_position(model_dir)
     if position is not None:  # any backup predates the divergence: finite weights
         reader = tf.train.load_checkpoint(os.path.join(model_dir, "backup"))
         for name in reader.get_variable_to_shape_map():
@@ -279,131 +259,3 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(data_dir, tmp_path):
     # Trained weights agree to float tolerance; BatchNorm's running averages of
     # activation statistics amplify the float differences a little more.
     assert report["trained"] < 2e-4 and report["statistics"] < 1e-2, report
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _launch_workers(args, model_dirs, workers=None, extra_env=None):
-    """Starts one `training.train` process per model folder, as the workers of one TF_CONFIG cluster."""
-    workers = workers or [f"127.0.0.1:{port}" for port in _free_ports(len(model_dirs))]
-    processes = []
-    for index, model_dir in enumerate(model_dirs):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "TF_CONFIG": json.dumps(tf_config),
-            **(extra_env or {}),
-        }
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "training.train", *args, "--model-dir", str(model_dir)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    return processes
-
-
-def _finish(processes, timeout=300):
-    """`[(returncode, stdout, stderr)]`; kills every process still running after `timeout` seconds."""
-    deadline = time.time() + timeout
-    results = []
-    for p in processes:
-        try:
-            out, err = p.communicate(timeout=max(deadline - time.time(), 1))
-        except subprocess.TimeoutExpired:
-            for q in processes:
-                q.kill()
-            out, err = p.communicate()
-            pytest.fail(f"a worker still ran after {timeout} s: {err[-2000:]}")
-        results.append((p.returncode, out, err))
-    return results
-
-
-def _worker_args(data_dir, *more):
-    args = ["--experiment", "scales_demo", "--data-dir", data_dir, "--verbose", "0"]
-    return args + [f"--set={a}" for a in TINY[:2]] + ["--batch-size", "16", "--epochs", "1", *more]
-
-
-def test_two_workers_on_loopback_finish_a_short_run_then_relaunch(data_dir, tmp_path):
-    """One shared model folder (as on shared storage); the same command again restores on every worker."""
-    model_dir = tmp_path / "run"
-    args = _worker_args(data_dir)
-    for launch in ("first", "relaunch"):
-        results = _finish(_launch_workers(args, [model_dir, model_dir]))
-        for code, _, err in results:
-            assert code == 0, f"{launch}: {err[-3000:]}"
-        summary = json.load(open(model_dir / "summary.json"))
-        assert summary["replicas"] == 2 and summary["steps"] == 96 // 16
-        assert csv_epochs(model_dir) == [0]
-    assert "already done" in results[0][1] and "already done" in results[1][1]
-
-
-def test_two_workers_with_folders_of_their_own_are_refused(data_dir, tmp_path):
-    """Per-worker folders break at a relaunch (the chief resumes, the other starts over): refused at once."""
-    (tmp_path / "worker1").mkdir()  # an empty folder, as a worker's local disk would have
-    results = _finish(_launch_workers(_worker_args(data_dir), [tmp_path / "worker0", tmp_path / "worker1"]))
-    for code, _, err in results:
-        lines = err.strip().splitlines()
-        assert code == 1 and len(lines) == 1, err[-3000:]
-        assert "must share one model folder" in lines[0] and "is seen by 1 of them" in lines[0], lines
-    assert "worker 1 does not see it" in results[1][2]
-    # Refused before any training: no folder claimed, no backup.
-    assert sorted(os.listdir(tmp_path / "worker0")) == ["workers.json"]
-    assert os.listdir(tmp_path / "worker1") == []
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "how, victim",
-    [("SIGKILL", 1), ("SIGSTOP", 0)],
-    ids=["worker-1-killed", "chief-frozen"],
-)
-def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(how, victim, data_dir, tmp_path):
-    """A worker killed (its connections reset) or frozen (silent, as an unplugged machine) mid-epoch:
-    the other exits within a bounded time with one line, and the relaunch ends with the planned steps."""
-    model_dir = tmp_path / "run"
-    args = _worker_args(data_dir, "--backup-every-steps", "2")
-    args[args.index("--batch-size") + 1] = "8"  # 12 steps in the epoch
-    processes = _launch_workers(args, [model_dir, model_dir])
-    try:
-        deadline = time.time() + 120
-        position = None
-        while time.time() < deadline and all(p.poll() is None for p in processes):
-            position = _backup_position(model_dir)
-            if position and position[1] > 0:  # a backup in the middle of the epoch
-                break
-            time.sleep(0.05)
-        assert position and position[1] > 0, f"no mid-epoch backup: {processes[0].stderr.read()[-2000:]}"
-        processes[victim].send_signal(getattr(signal, how))
-        lost = time.time()
-        # TensorFlow's coordination service notices a silent worker after ~10 s without heartbeats.
-        code, _, err = _finish([processes[1 - victim]], timeout=90)[0]
-        print(f"{how} worker {victim}: the other exited after {time.time() - lost:.1f} s")
-    finally:
-        for p in processes:
-            p.kill()
-            p.communicate()
-    lines = err.strip().splitlines()
-    assert code == 1 and len(lines) == 1, err[-3000:]
-    assert "A worker of this multi-worker run was lost" in lines[0] and "same command" in lines[0], lines
-
-    results = _finish(_launch_workers(args, [model_dir, model_dir]))
-    for code, out, err in results:
-        assert code == 0, err[-3000:]
-        assert "Resuming scales_demo at epoch 1, step" in out, out
-    summary = json.load(open(model_dir / "summary.json"))
-    assert summary["steps"] == 96 // 8 and summary["replicas"] == 2  # nothing lost, nothing done twice
-    assert csv_epochs(model_dir) == [0]
