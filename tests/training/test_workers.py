@@ -141,3 +141,25 @@ def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(how, victim
     summary = json.load(open(model_dir / "summary.json"))
     assert summary["steps"] == 96 // 8 and summary["replicas"] == 2  # nothing lost, nothing done twice
     assert csv_epochs(model_dir) == [0]
+
+
+def test_what_a_lost_worker_error_says():
+    """The messages TensorFlow 2.21 gave in the loopback tests, and an error that is not a lost worker's."""
+    import tensorflow as tf
+
+    from training.workers import lost_worker_error
+
+    said = {
+        "Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditional GRPC error": "reset by peer",
+        "Graph execution error:\n\nCollective ops is aborted by: Error reported from /job:worker/task:1: "
+        "The following tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\n"
+        "The tasks have crashed.": "stopped sending heartbeats): /job:worker/replica:0/task:1",
+        "Collective ops is aborted by: Deadline Exceeded\nRPC: /tensorflow.CoordinationService/Heartbeat\n"
+        "The error could be": "Deadline Exceeded RPC: /tensorflow.CoordinationService/Heartbeat",
+    }
+    for message, reason in said.items():
+        lost = lost_worker_error(tf.errors.UnavailableError(None, None, message), "runs/x/backup")
+        text = str(lost)
+        assert f"({'Collective ops is aborted by: '}" in text and reason in text, text
+        assert "\n" not in text and text.endswith("resumes from its last backup in runs/x/backup.")
+    assert lost_worker_error(tf.errors.UnavailableError(None, None, "the data server is down"), "b") is None
