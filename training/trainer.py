@@ -184,7 +184,8 @@ def train(
         experiment: a `training.experiments.Experiment`.
         model_dir: the run directory: config.json, data.json (the data and its classes,
             for `training.evaluate`), backup/, best.keras, last.keras, metrics.csv,
-            logs/ (TensorBoard), summary.json. A folder of the user's files is refused.
+            logs/ (TensorBoard), summary.json; workers.json on several workers, who must all
+            be given this same folder (`training.workers`). A folder of the user's files is refused.
         data_dir, manual_dir: TFDS data directory and manual-download directory.
         strategy: TensorFlow: a `tf.distribute` strategy (default: `make_strategy()`).
         backup_every_seconds, backup_every_steps: how often the training state is
@@ -207,7 +208,7 @@ def train(
             be written, or that holds files of the user's (`training.run_dir.check_run_dir`).
         DatasetUnavailableError: the data is not there and cannot be prepared.
 
-    All of these are raised before the first step, and a run that fails before its
+    All of these but WorkerLost are raised before the first step, and a run that fails before its
     first step leaves no config.json: the corrected call trains into the same folder.
 
     Example:

@@ -1,6 +1,7 @@
-"""Several workers of one TensorFlow run: one shared model folder, checked before any work.
+"""Several workers of one TensorFlow run: one shared model folder, and what a lost worker says.
 
-    check_shared_model_dir(strategy, "runs/x")   # every worker, right after the strategy is made
+    check_shared_model_dir(strategy, "runs/x", chief, index, workers)  # every worker, before any work
+    raise lost_worker_error(error, "runs/x/backup")                    # a collective was aborted
 
 A `MultiWorkerMirroredStrategy` run keeps one run directory that every worker
 reads: the chief (worker 0) writes the backup, the models and the metrics, and
@@ -15,6 +16,11 @@ given. Every worker then learns whether all of them read the chief's id, and
 all refuse the run together (none is left waiting in a collective). A random id
 rather than the folder's path: shared storage may be mounted at another path on
 each machine, and a folder of an earlier run holds an id of its own.
+
+A worker that dies makes TensorFlow's coordination service abort the collectives
+of the others (at once when its connections reset, after ~10 s of missing
+heartbeats when it falls silent): `lost_worker_error` turns that into one line
+saying to start every worker again, which resumes from the last backup.
 """
 
 import json
