@@ -18,12 +18,14 @@ before they import TensorFlow.
 
 import json
 import os
+import re
 
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 SUMMARY_FILE = "summary.json"
-# What the callbacks of a run that failed before its first step leave (CSVLogger, TensorBoard).
-UNSTARTED_LEFTOVERS = ("metrics.csv", "logs")
+# What a run that failed before its first step leaves: its callbacks' files (CSVLogger,
+# TensorBoard) and the run id of a multi-worker run's chief (`training.workers`).
+UNSTARTED_LEFTOVERS = ("metrics.csv", "logs", "workers.json")
 # The keys every recipe's config.json has: how a run directory is recognised.
 _RECIPE_KEYS = ("name", "model", "dataset")
 
@@ -81,7 +83,9 @@ def check_run_dir(model_dir):
 
 
 def _only_unstarted_leftovers(path, entries):
-    if not set(entries) <= set(UNSTARTED_LEFTOVERS):
+    # A leftover being written (`atomic_path`'s ".NAME.<id>.tmp") counts as that leftover.
+    entries = {re.sub(r"^\.(.+)\.[0-9a-f]{32}\.tmp$", r"\1", entry) for entry in entries}
+    if not entries <= set(UNSTARTED_LEFTOVERS):
         return False
     metrics = os.path.join(path, "metrics.csv")
     # CSVLogger writes its first line at the first epoch's end: a run that never started left it empty.

@@ -17,9 +17,9 @@ import re
 import sys
 
 from keras_sknet.utils import cli
+from training.backends import BACKENDS, refusal
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
-BACKENDS = ("tensorflow", "jax")
 PROG = "python -m training.train"
 
 
@@ -230,10 +230,7 @@ def _work(args):
     backend = keras_backend()
     if backend not in BACKENDS:
         # Refused before Keras is imported here (TensorFlow imported before PyTorch crashes).
-        raise cli.UserError(
-            f"the trainer runs on Keras' {' and '.join(BACKENDS)} backends (its input pipelines are "
-            f"tf.data). Received: KERAS_BACKEND={backend!r}"
-        )
+        raise cli.UserError(refusal(backend))
     if backend == "jax" and args.logical_cpus > 1:
         force_host_devices(args.logical_cpus)
 
@@ -265,6 +262,7 @@ def _work(args):
     from training.fit_loop import TrainingDiverged
     from training.model import model_function
     from training.trainer import train
+    from training.workers import WorkerLost
 
     model_function(experiment)  # the model's arguments, before a strategy or devices are made
     if backend == "jax":
@@ -282,7 +280,7 @@ def _work(args):
             verbose="auto" if args.verbose is None else args.verbose,
             **placement,
         )
-    except TrainingDiverged as error:  # the user's recipe or data: one line, no traceback
+    except (TrainingDiverged, WorkerLost) as error:  # one line, no traceback: what to do next
         raise cli.UserError(str(error)) from error
     final = summary["final"]
     speed = summary["train_images_per_second"]

@@ -32,11 +32,13 @@ where it uses it. Differences that matter:
 - One process only: several workers (`TF_CONFIG`) need TensorFlow.
 """
 
+import os
 import time
 
 import keras
 
 from training import inputs
+from training.backends import BACKENDS, refusal
 from training.distribution import (
     MultiWorkerModel,
     check_batch_divides,
@@ -50,7 +52,8 @@ from training.fit_loop import BackendRun, run_resumably
 from training.model import build_model, model_function
 from training.precision import resolve_mixed_precision, warn_if_slow_on_cpu
 from training.run_dir import check_run_dir
-from training.state import FileTrainingState, TrainingState
+from training.state import BACKUP_DIR, FileTrainingState, TrainingState
+from training.workers import check_shared_model_dir, lost_worker_error
 
 __all__ = ["train"]
 
@@ -63,7 +66,10 @@ class _TensorFlowRun(BackendRun):
     def __init__(self, strategy):
         self.strategy = strategy or make_strategy()
         self.chief = is_chief(self.strategy)
-        self.multi_worker = len(cluster_workers()) > 1
+        self.workers = len(cluster_workers())
+        self.multi_worker = self.workers > 1
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        self.worker_index = getattr(resolver, "task_id", 0) or 0
         self.replicas = self.strategy.num_replicas_in_sync
 
     def steps_per_epoch(self, experiment, info):
@@ -178,7 +184,8 @@ def train(
         experiment: a `training.experiments.Experiment`.
         model_dir: the run directory: config.json, data.json (the data and its classes,
             for `training.evaluate`), backup/, best.keras, last.keras, metrics.csv,
-            logs/ (TensorBoard), summary.json. A folder of the user's files is refused.
+            logs/ (TensorBoard), summary.json; workers.json on several workers, who must all
+            be given this same folder (`training.workers`). A folder of the user's files is refused.
         data_dir, manual_dir: TFDS data directory and manual-download directory.
         strategy: TensorFlow: a `tf.distribute` strategy (default: `make_strategy()`).
         backup_every_seconds, backup_every_steps: how often the training state is
@@ -192,6 +199,8 @@ def train(
 
     Raises:
         training.fit_loop.TrainingDiverged: the loss became NaN or infinite.
+        training.workers.WorkerLost: a worker of a multi-worker run was lost (killed,
+            unreachable); the same command on every worker resumes from the last backup.
         ValueError: a bad recipe (a field, a model argument), a model_dir that holds
             another recipe, a backend other than tensorflow and jax, or a setting the
             backend cannot run.
@@ -199,7 +208,7 @@ def train(
             be written, or that holds files of the user's (`training.run_dir.check_run_dir`).
         DatasetUnavailableError: the data is not there and cannot be prepared.
 
-    All of these are raised before the first step, and a run that fails before its
+    All of these but WorkerLost are raised before the first step, and a run that fails before its
     first step leaves no config.json: the corrected call trains into the same folder.
 
     Example:
@@ -214,11 +223,8 @@ def train(
                 "`strategy` is a tf.distribute strategy, for Keras' tensorflow backend; on jax pass "
                 f"`devices` (JAX devices) instead. Received: strategy={strategy!r}"
             )
-    elif backend != "tensorflow":
-        raise ValueError(
-            "The trainer runs on Keras' tensorflow and jax backends (its input pipelines are tf.data). "
-            f"Received: KERAS_BACKEND={backend!r}"
-        )
+    elif backend not in BACKENDS:
+        raise ValueError(refusal(backend))
     elif devices is not None:
         raise ValueError(
             "`devices` chooses JAX devices; on tensorflow pass strategy=make_strategy(device_names). "
@@ -230,13 +236,18 @@ def train(
     check_run_dir(model_dir)
     start = time.perf_counter()
     run = _JaxRun(devices, experiment.batch_size) if backend == "jax" else _TensorFlowRun(strategy)
-    return run_resumably(
-        experiment,
-        model_dir,
-        run,
-        data_dir,
-        manual_dir,
-        (backup_every_seconds, backup_every_steps),
-        verbose,
-        start,
-    )
+    work = (experiment, model_dir, run, data_dir, manual_dir)
+    every = (backup_every_seconds, backup_every_steps)
+    if backend != "tensorflow" or not run.multi_worker:
+        return run_resumably(*work, every, verbose, start)
+    import tensorflow as tf
+
+    try:
+        # Before the data and the model: every worker must read the chief's folder.
+        check_shared_model_dir(run.strategy, model_dir, run.chief, run.worker_index, run.workers)
+        return run_resumably(*work, every, verbose, start)
+    except tf.errors.OpError as error:
+        lost = lost_worker_error(error, os.path.join(model_dir, BACKUP_DIR))
+        if lost is None:
+            raise
+        raise lost from error

@@ -1,5 +1,8 @@
 """Helpers the training tests share (fixtures stay in conftest.py)."""
 
+import csv
+import os
+
 from training.experiments import get_experiment, override
 
 # name -> (class, how the file is made); the class colour is recoverable after decoding.
@@ -29,3 +32,25 @@ TINY = [
 
 def tiny(*assignments):
     return override(get_experiment("scales_demo"), TINY + list(assignments))
+
+
+def csv_epochs(model_dir):
+    """The epochs metrics.csv has a row for."""
+    with open(os.path.join(model_dir, "metrics.csv")) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def backup_position(model_dir):
+    """`(epoch, step)` of the TensorFlow backup in `model_dir`, or None (none yet, or caught mid-write)."""
+    import tensorflow as tf
+
+    index = os.path.join(model_dir, "backup", "checkpoint")
+    if not os.path.exists(index):
+        return None
+    try:
+        reader = tf.train.load_checkpoint(os.path.join(model_dir, "backup"))
+        return int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")), int(
+            reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+        )
+    except (tf.errors.OpError, ValueError):
+        return None  # caught between writes: look again

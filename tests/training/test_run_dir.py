@@ -21,6 +21,10 @@ def test_new_empty_and_earlier_run_folders_are_taken(tmp_path):
     (leftovers / "logs" / "train").mkdir(parents=True)
     (leftovers / "metrics.csv").write_text("")
     run_dir.check_run_dir(str(leftovers))
+    # A multi-worker chief's run id, and the same being written (what another worker may list).
+    (leftovers / "workers.json").write_text('{"run_id": [1, 2, 3]}')
+    (leftovers / f".workers.json.{'a' * 32}.tmp").write_text("")
+    run_dir.check_run_dir(str(leftovers))
 
 
 def test_a_users_folder_is_refused_and_left_alone(tmp_path):

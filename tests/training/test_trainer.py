@@ -1,10 +1,8 @@
-"""The trainer: a run end to end, SIGKILL and resume, NaN, mixed precision, two devices, two workers."""
+"""The trainer: a run end to end, SIGKILL and resume, NaN, mixed precision, two devices (workers: test_workers.py)."""
 
-import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.training.helpers import TINY, tiny
+from tests.training.helpers import TINY, backup_position, csv_epochs, tiny
 from training.fit_loop import TrainingDiverged
 from training.trainer import train
 
@@ -47,11 +45,6 @@ def run_cli(args, env=None, **kwargs):
         text=True,
         **kwargs,
     )
-
-
-def csv_epochs(model_dir):
-    with open(os.path.join(model_dir, "metrics.csv")) as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
 @KERNELS
@@ -107,19 +100,6 @@ def test_backup_restores_every_variable(tmp_path, rng):
     assert any("path1_bn/moving_variance" in v.path for v in fresh.variables)
 
 
-def _backup_position(model_dir):
-    index = os.path.join(model_dir, "backup", "checkpoint")
-    if not os.path.exists(index):
-        return None
-    try:
-        reader = tf.train.load_checkpoint(os.path.join(model_dir, "backup"))
-        return int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")), int(
-            reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
-        )
-    except (tf.errors.OpError, ValueError):
-        return None  # caught between writes: look again
-
-
 def test_sigkill_mid_epoch_then_the_same_command_resumes(data_dir, tmp_path):
     model_dir = str(tmp_path / "run")
     args = [
@@ -147,7 +127,7 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(data_dir, tmp_path):
     killed_at = None
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        position = _backup_position(model_dir)
+        position = backup_position(model_dir)
         if position and position[0] >= 1 and position[1] > 0:  # a backup in the middle of epoch 2
             process.send_signal(signal.SIGKILL)
             killed_at = position
@@ -166,12 +146,37 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(data_dir, tmp_path):
     assert csv_epochs(model_dir) == [0, 1, 2]
 
 
+def test_the_torch_backend_is_refused_in_one_line_before_any_work(tmp_path):
+    """From a folder of the user's, the command refuses torch (saying why, and what to use) and writes nothing."""
+    model_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--experiment",
+            "scales_demo",
+            "--model-dir",
+            str(model_dir),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "one device only" in result.stderr and "KERAS_BACKEND=jax" in result.stderr
+    assert "Received: KERAS_BACKEND='torch'" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_nan_loss_stops_the_run_with_a_clear_message(data_dir, tmp_path):
     model_dir = str(tmp_path / "run")
     with pytest.raises(TrainingDiverged, match=r"diverged: loss (nan|inf)"):
         train(tiny("learning_rate=1e30", "warmup_epochs=0"), model_dir, data_dir=data_dir, verbose=0)
     assert not os.path.exists(os.path.join(model_dir, "last.keras"))
-    position = _backup_position(model_dir)
+    position = backup_position(model_dir)
     if position is not None:  # any backup predates the divergence: finite weights
         reader = tf.train.load_checkpoint(os.path.join(model_dir, "backup"))
         for name in reader.get_variable_to_shape_map():
@@ -267,40 +272,3 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(data_dir, tmp_path):
     # oneDNN); without synchronised BatchNorm (each replica's own statistics) the
     # same run makes 61% and 302%.
     assert report["trained"] < 0.05 and report["statistics"] < 0.1, report
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_two_workers_on_loopback_finish_a_short_run(data_dir, tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    args = ["--experiment", "scales_demo", "--data-dir", data_dir, "--verbose", "0"]
-    args += [f"--set={a}" for a in TINY[:2]] + ["--batch-size", "16", "--epochs", "1"]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
-        model_dir = str(tmp_path / f"worker{index}")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "training.train", *args, "--model-dir", model_dir],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outputs = [p.communicate(timeout=600) for p in processes]
-    for p, (_, err) in zip(processes, outputs):
-        assert p.returncode == 0, err[-3000:]
-    chief = json.load(open(tmp_path / "worker0" / "summary.json"))
-    assert chief["replicas"] == 2 and chief["steps"] == 96 // 16
-    assert not os.path.exists(tmp_path / "worker1" / "summary.json")  # only the chief writes

@@ -364,6 +364,7 @@ def test_command_line_helpers(monkeypatch, tmp_path, capsys):
     assert train_main(["--experiment", "scales_demo"]) == 1
     error = capsys.readouterr().err
     assert "tensorflow and jax backends" in error and "Received: KERAS_BACKEND='torch'" in error
+    assert "one device only" in error and "KERAS_BACKEND=jax" in error and "tf.data" not in error
 
     check_batch_divides(8, 4)
     with pytest.raises(ValueError, match="batch_size=6 with 4 devices; use a multiple of 4"):
