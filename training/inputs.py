@@ -12,7 +12,8 @@ each backend:
   epoch skipping the batches it already trained on (`epoch_batches`), and
   evaluation batches padded to a multiple of the device count (`pad_to_multiple`).
   Either pipeline: both have `take(n)` and `as_numpy_iterator()`; on grain the
-  skipped batches are not even computed.
+  skipped batches are not even computed. With several JAX processes, each feeds
+  its rows of every batch (`process_rows`), training and evaluation alike.
 """
 
 import keras
