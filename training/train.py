@@ -72,8 +72,9 @@ def make_parser():
         f"(XLA_FLAGS={HOST_DEVICES_FLAG}=N) under DataParallel on jax",
     )
     processes = parser.add_argument_group(
-        "several JAX processes (jax backend; default from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
-        "JAX_PROCESS_ID, KERAS_DISTRIBUTION_*, or SLURM_NTASKS and SLURM_PROCID; tensorflow: TF_CONFIG)"
+        "several JAX processes (jax backend; without the flags, from KERAS_DISTRIBUTION_*, then "
+        "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, then SLURM_NTASKS / SLURM_PROCID: "
+        "see training/processes.py; on tensorflow: TF_CONFIG)"
     )
     processes.add_argument(
         "--coordinator-address",

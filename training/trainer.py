@@ -205,15 +205,17 @@ def train(
             backed up within an epoch (it is also backed up at each epoch end).
         verbose: Keras' fit verbosity ("auto", 0, 1 progress bar, 2 one line per epoch).
         devices: JAX: the devices that split the global batch (default every local
-            device; see `make_distribution`).
+            device, or with several JAX processes every process's; see `make_distribution`).
+            Several processes are started before `train()` (`training.processes`).
 
     Returns:
         The summary dict (also written to `model_dir/summary.json`).
 
     Raises:
         training.fit_loop.TrainingDiverged: the loss became NaN or infinite.
-        training.workers.WorkerLost: a worker of a multi-worker run was lost (killed,
-            unreachable); the same command on every worker resumes from the last backup.
+        training.workers.WorkerLost: a worker of a multi-worker run (or a process of a
+            multi-process JAX run) was lost (killed, unreachable); the same command on every
+            worker resumes from the last backup.
         ValueError: a bad recipe (a field, a model argument), a model_dir that holds
             another recipe, a backend other than tensorflow and jax, or a setting the
             backend cannot run.
