@@ -3,8 +3,9 @@
     strategy = make_strategy()             # TensorFlow: Mirrored / MultiWorker / default
     distribution = make_distribution()     # JAX: DataParallel over the local devices, or None
 
-Several machines (`TF_CONFIG` naming several workers) run on TensorFlow's
-`MultiWorkerMirroredStrategy`; JAX runs on the devices of one process.
+Several machines run on TensorFlow's `MultiWorkerMirroredStrategy` (`TF_CONFIG`
+naming several workers) or as several JAX processes (`training.processes`), whose
+`DataParallel` spans the devices of every process.
 """
 
 import json
@@ -98,7 +99,9 @@ def make_distribution(devices=None):
     Args:
         devices: JAX devices, e.g. `jax.devices("cpu")`; default every local
             device of JAX's default backend (all GPUs, or the CPU devices that
-            `XLA_FLAGS=--xla_force_host_platform_device_count=N` makes).
+            `XLA_FLAGS=--xla_force_host_platform_device_count=N` makes). With
+            several processes, every process's devices (`jax.devices()`): each
+            process then feeds its own rows of each batch (no automatic sharding).
 
     Returns:
         A `keras.distribution.DataParallel`, or None for a single device.
@@ -112,7 +115,10 @@ def make_distribution(devices=None):
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("`devices` is empty: name at least one JAX device.")
-    return keras.distribution.DataParallel(devices=devices) if len(devices) > 1 else None
+    if len(devices) == 1:
+        return None
+    # Several processes: the trainer gives each its rows of a batch (`training.inputs`).
+    return keras.distribution.DataParallel(devices=devices, auto_shard_dataset=jax.process_count() == 1)
 
 
 def check_batch_divides(batch_size, devices):

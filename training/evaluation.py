@@ -25,6 +25,8 @@ def predictor(model):
     TensorFlow: a `tf.function`. JAX: an XLA-compiled function of the model's
     current weights; under a `DataParallel` distribution the batch is padded to a
     multiple of the device count, split over the devices, and the padding dropped.
+    With several JAX processes, each is given the same whole batch, computes its
+    devices' rows, and gets every output back.
 
     Args:
         model: a Keras model.
@@ -47,8 +49,14 @@ def predictor(model):
         [v.value for v in model.trainable_variables],
         [v.value for v in model.non_trainable_variables],
     )
+    several = distribution is not None and jax.process_count() > 1
+    replicated = None
+    if several:  # each process reads only what its devices hold: give every device every output
+        mesh = distribution.get_data_layout((count,)).backend_layout.mesh
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     forward = jax.jit(
-        lambda trainable, other, x: model.stateless_call(trainable, other, x, training=False)[0]
+        lambda trainable, other, x: model.stateless_call(trainable, other, x, training=False)[0],
+        out_shardings=replicated,
     )
 
     def predict(images):
@@ -58,7 +66,12 @@ def predictor(model):
         if extra:
             images = np.concatenate([images, np.zeros((extra, *images.shape[1:]), images.dtype)])
         if distribution is not None:
-            images = jax.device_put(images, distribution.get_data_layout(images.shape).backend_layout)
+            layout = distribution.get_data_layout(images.shape).backend_layout
+            if several:  # this process's rows of the same batch on every process
+                whole = images
+                images = jax.make_array_from_callback(whole.shape, layout, lambda index: whole[index])
+            else:
+                images = jax.device_put(images, layout)
         return np.asarray(forward(*weights, images))[:real]
 
     return predict

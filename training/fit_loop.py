@@ -46,11 +46,13 @@ class BackendRun(abc.ABC):
         backend: Keras' backend name; also which backups the run may resume ("tensorflow", "jax").
         chief: whether this process writes the run directory (False on other workers).
         replicas: how many devices split the global batch (recorded in the summary).
+        saves_together: every process takes part in saving a model (several JAX processes).
     """
 
     backend = None
     chief = True
     replicas = 1
+    saves_together = False
 
     @abc.abstractmethod
     def steps_per_epoch(self, experiment, info):
@@ -167,13 +169,14 @@ def _has_tensorflow():
 
 
 def _callbacks(
-    state, first_epoch, first_step, model_dir, chief, model, backup_every, nan_guard, throughput, claim
+    state, first_epoch, first_step, model_dir, run, model, backup_every, nan_guard, throughput, claim
 ):
+    chief = run.chief
     callbacks = [
         nan_guard,  # first: a NaN step is flagged before anything else saves
         claim,  # before the first backup
         Backup(state, first_epoch, first_step, *backup_every),
-        SaveBestAndLast(state, model_dir, chief=chief, model=model),
+        SaveBestAndLast(state, model_dir, chief=chief, model=model, together=run.saves_together),
         throughput,
     ]
     if chief:  # other workers of a multi-worker run write nothing into the run directory
@@ -294,7 +297,7 @@ def run_resumably(experiment, model_dir, run, data_dir, manual_dir, backup_every
                 first_epoch,
                 first_step,
                 model_dir,
-                run.chief,
+                run,
                 model,
                 backup_every,
                 nan_guard,

@@ -12,17 +12,24 @@ each backend:
   epoch skipping the batches it already trained on (`epoch_batches`), and
   evaluation batches padded to a multiple of the device count (`pad_to_multiple`).
   Either pipeline: both have `take(n)` and `as_numpy_iterator()`; on grain the
-  skipped batches are not even computed.
+  skipped batches are not even computed. With several JAX processes, each feeds
+  its rows of every batch (`process_rows`), training and evaluation alike.
 """
 
 import keras
 import numpy as np
 
 
-def train_dataset(experiment, info, data_dir, manual_dir, seed, input_context=None, skip_batches=0):
-    """The experiment's augmented, shuffled, endless training pipeline (one-hot labels)."""
+def train_dataset(
+    experiment, info, data_dir, manual_dir, seed, input_context=None, skip_batches=0, batch_rows=None
+):
+    """The experiment's augmented, shuffled, endless training pipeline (one-hot labels).
+
+    `batch_rows` `(start, stop)`: grain only, those rows of each batch (see `epoch_batches`).
+    """
     from training import data
 
+    rows = {} if batch_rows is None else {"batch_rows": batch_rows}
     area_range = data.LIGHTWEIGHT_AREA_RANGE if experiment.augment == "light" else data.STANDARD_AREA_RANGE
     return data.make_dataset(
         experiment.dataset,
@@ -41,6 +48,7 @@ def train_dataset(experiment, info, data_dir, manual_dir, seed, input_context=No
         data_dir=data_dir,
         manual_dir=manual_dir,
         label_format="one_hot",
+        **rows,
     )
 
 
@@ -97,21 +105,39 @@ def distributed_datasets(experiment, info, strategy, data_dir, manual_dir, first
     )
 
 
-def epoch_batches(experiment, info, data_dir, manual_dir, steps, epoch, skip):
+def process_rows(rows, part, parts):
+    """`(start, stop)`: the rows of a `rows`-row batch that process `part` of `parts` feeds."""
+    share = rows // parts
+    return part * share, (part + 1) * share
+
+
+def epoch_batches(experiment, info, data_dir, manual_dir, steps, epoch, skip, part=0, parts=1):
     """JAX: training batches as NumPy arrays, `steps` per epoch, from step `skip` of `epoch` on.
 
     The data of each epoch is seeded by the recipe's seed and the epoch, and a
     resumed epoch skips the batches already trained on: a resumed run sees the
-    batches an uninterrupted one would.
+    batches an uninterrupted one would. Process `part` of `parts` (several JAX
+    processes) gets its rows of each global batch, which JAX puts together again:
+    the run sees the batches of a one-process run. Grain reads only those rows;
+    tf.data makes the whole batch on every process and slices it.
     """
+    from training import data
+
+    rows = process_rows(experiment.batch_size, part, parts) if parts > 1 else None
+    grain_rows = rows if data.input_pipeline() == "grain" else None
     while True:
         seed = experiment.seed * 1000 + epoch
-        dataset = train_dataset(experiment, info, data_dir, manual_dir, seed, skip_batches=skip)
-        yield from dataset.take(steps - skip).as_numpy_iterator()
+        dataset = train_dataset(
+            experiment, info, data_dir, manual_dir, seed, skip_batches=skip, batch_rows=grain_rows
+        )
+        for images, labels in dataset.take(steps - skip).as_numpy_iterator():
+            if rows is not None and grain_rows is None:
+                images, labels = images[slice(*rows)], labels[slice(*rows)]
+            yield images, labels
         epoch, skip = epoch + 1, 0
 
 
-def pad_to_multiple(dataset, multiple):
+def pad_to_multiple(dataset, multiple, part=0, parts=1):
     """JAX: `(images, labels)` batches padded to a multiple of `multiple` rows, and sample weights.
 
     A batch split over devices must divide evenly; the last evaluation batch may
@@ -121,14 +147,18 @@ def pad_to_multiple(dataset, multiple):
     Args:
         dataset: a `tf.data.Dataset` or a grain pipeline's `GrainBatches` of
             `(images, labels)` batches.
-        multiple: the row count every batch is padded up to a multiple of.
+        multiple: the row count every batch is padded up to a multiple of (every
+            device of every process).
+        part, parts: with several JAX processes, this process's index and their count:
+            each padded batch is cut into `parts` equal parts, and this process feeds part
+            `part` (each process reads the whole split and keeps its rows).
 
     Returns:
         A `tf.data.Dataset`, or (grain) a `keras.utils.PyDataset` that `fit` reads
         with a known number of batches, of `(images, labels, sample_weights)` batches.
     """
     if not hasattr(dataset, "element_spec"):  # a grain pipeline: NumPy batches
-        return _PaddedBatches(dataset, multiple)
+        return _PaddedBatches(dataset, multiple, part, parts)
 
     import tensorflow as tf
 
@@ -138,7 +168,9 @@ def pad_to_multiple(dataset, multiple):
         weights = tf.concat([tf.ones([count]), tf.zeros([extra])], axis=0)
         images = tf.pad(images, [[0, extra]] + [[0, 0]] * (images.shape.rank - 1))
         labels = tf.pad(labels, [[0, extra]] + [[0, 0]] * (labels.shape.rank - 1))
-        return images, labels, weights
+        share = (count + extra) // parts
+        rows = slice(part * share, (part + 1) * share)
+        return images[rows], labels[rows], weights[rows]
 
     return dataset.map(pad)
 
@@ -146,10 +178,11 @@ def pad_to_multiple(dataset, multiple):
 class _PaddedBatches(keras.utils.PyDataset):
     """A grain pipeline's batches padded as `pad_to_multiple` says, prepared on threads."""
 
-    def __init__(self, batches, multiple):
+    def __init__(self, batches, multiple, part=0, parts=1):
         super().__init__(workers=batches.num_threads, use_multiprocessing=False)
         self.batches = batches
         self.multiple = multiple
+        self.part, self.parts = part, parts
 
     def __len__(self):
         return len(self.batches)
@@ -160,4 +193,5 @@ class _PaddedBatches(keras.utils.PyDataset):
         weights = np.concatenate([np.ones(len(images), np.float32), np.zeros(extra, np.float32)])
         images = np.concatenate([images, np.zeros((extra, *images.shape[1:]), images.dtype)])
         labels = np.concatenate([labels, np.zeros((extra, *labels.shape[1:]), labels.dtype)])
-        return images, labels, weights
+        rows = slice(*process_rows(len(weights), self.part, self.parts))
+        return images[rows], labels[rows], weights[rows]

@@ -111,10 +111,13 @@ class FileTrainingState:
     during a save leaves the previous backup whole. As in `TrainingState`,
     variables are stored in their order, which the architecture fixes; restoring
     checks their number, shapes and dtypes. Same interface as `TrainingState`.
+    In a run of several JAX processes, process 0 (`chief`) writes the file and
+    every process reads it at a relaunch: the variables hold the same values on all.
 
     Args:
         model, optimizer: the built model and its built optimiser.
         model_dir: the run directory.
+        chief: whether this process writes the backup (False on the other processes).
 
     Example:
         >>> state = FileTrainingState(model, model.optimizer, "runs/x")  # doctest: +SKIP
@@ -123,8 +126,9 @@ class FileTrainingState:
 
     FILE = "state.npz"
 
-    def __init__(self, model, optimizer, model_dir):
+    def __init__(self, model, optimizer, model_dir, chief=True):
         self.groups = {"model": list(model.variables), "optimizer": list(optimizer.variables)}
+        self.chief = chief
         self.directory = os.path.join(model_dir, BACKUP_DIR)
         self.path = os.path.join(self.directory, self.FILE)
         self.best_value = -math.inf
@@ -170,6 +174,8 @@ class FileTrainingState:
 
     def save(self, epoch, step):
         """Writes the state, `epoch` and `step` (batches done in that epoch) to the backup file."""
+        if not self.chief:
+            return
         arrays = {
             f"{group}/{i}": variable.numpy()
             for group, variables in self.groups.items()
@@ -239,25 +245,47 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class SaveBestAndLast(keras.callbacks.Callback):
-    """Writes `last.keras` after every epoch and `best.keras` when `monitor` improves (atomically)."""
+    """Writes `last.keras` after every epoch and `best.keras` when `monitor` improves (atomically).
 
-    def __init__(self, state, model_dir, monitor="val_top1", chief=True, model=None):
+    Args:
+        state: the run's training state (keeps the best value).
+        model_dir: where the chief writes the files.
+        monitor: the log that picks the best model.
+        chief: whether this process writes the files.
+        together: the other processes save too, into a scratch folder that is removed: on
+            several JAX processes saving a model runs collectives that every process must join.
+        model: what to save (default the model being fit).
+    """
+
+    def __init__(self, state, model_dir, monitor="val_top1", chief=True, model=None, together=False):
         super().__init__()
-        self.saved_model = model  # what to save; default the model being fit
+        self.saved_model = model
         self.state = state
         self.model_dir = model_dir
         self.monitor = monitor
         self.chief = chief
+        self.together = together
+
+    def _save(self, model, name):
+        if self.chief:
+            atomic_save_model(model, os.path.join(self.model_dir, name))
+        elif self.together:
+            scratch = tempfile.mkdtemp()
+            try:
+                model.save(os.path.join(scratch, name))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.model.stop_training or not self.chief:
+        if self.model.stop_training:
             return
         model = self.saved_model or self.model
-        atomic_save_model(model, os.path.join(self.model_dir, "last.keras"))
+        self._save(model, "last.keras")
         value = (logs or {}).get(self.monitor)
+        # Every process keeps the best value (its summary says it); the chief writes the file.
         if value is not None and float(np.mean(value)) > self.state.best_value:
             self.state.record_best(float(np.mean(value)))
-            atomic_save_model(model, os.path.join(self.model_dir, "best.keras"))
+            self._save(model, "best.keras")
 
 
 class Throughput(keras.callbacks.Callback):

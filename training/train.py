@@ -4,13 +4,18 @@
     python -m training.train --experiment scales_demo            # embedded default, CPU, minutes
     python -m training.train --experiment sknet29_cifar10 --set epochs=2 --set batch_size=64
     KERAS_BACKEND=jax python -m training.train --experiment scales_demo --logical-cpus 2
+    KERAS_BACKEND=jax python -m training.train --experiment scales_demo \
+        --coordinator-address 10.0.0.1:12345 --num-processes 2 --process-id 0   # and 1 on the other
 
 Killed at any point, the same command continues from the last backup. Runs on
-Keras' tensorflow backend (tf.distribute) or jax backend (keras.distribution).
+Keras' tensorflow backend (tf.distribute; several machines through TF_CONFIG) or
+jax backend (keras.distribution; several processes through the flags above, or the
+variables of JAX, Keras and SLURM: see `training.processes`).
 The input pipeline is tf.data or grain (`--input-pipeline`): on jax, grain by
 default, so that the trainer runs where TensorFlow is not installed.
 """
 
+import argparse
 import json
 import os
 import re
@@ -20,6 +25,7 @@ from keras_sknet.utils import cli
 from training.backends import BACKENDS, refusal
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+_PROCESS_FLAGS = ("--coordinator-address", "--num-processes", "--process-id")
 PROG = "python -m training.train"
 
 
@@ -65,11 +71,32 @@ def make_parser():
         "logical CPU devices under MirroredStrategy on tensorflow, XLA host devices "
         f"(XLA_FLAGS={HOST_DEVICES_FLAG}=N) under DataParallel on jax",
     )
+    processes = parser.add_argument_group(
+        "several JAX processes (jax backend; without the flags, from KERAS_DISTRIBUTION_*, then "
+        "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, then SLURM_NTASKS / SLURM_PROCID: "
+        "see training/processes.py; on tensorflow: TF_CONFIG)"
+    )
+    processes.add_argument(
+        "--coordinator-address",
+        metavar="HOST:PORT",
+        help="process 0's machine and a free port, the same on all",
+    )
+    processes.add_argument(
+        "--num-processes", type=cli.positive_int, metavar="N", help="how many processes run"
+    )
+    processes.add_argument("--process-id", type=_index, metavar="I", help="this process's index, 0 to N-1")
     parser.add_argument(
         "--verbose", type=int, choices=[0, 1, 2], help="0 silent, 1 progress bar, 2 one line per epoch"
     )
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     return parser
+
+
+def _index(text):
+    """An argparse `type`: an integer of at least 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0. Received: {text!r}")
+    return int(text)
 
 
 def parse_args(argv=None):
@@ -143,18 +170,54 @@ def force_host_devices(count):
 
 
 def _jax_devices(count):
-    """The `count` XLA host devices to train on (None: JAX's own choice, every local device)."""
+    """The `count` XLA host devices (of each process) to train on (None: JAX's own choice)."""
     if count <= 1:
         return None
     import jax
 
-    devices = jax.devices("cpu")
-    if len(devices) != count:
+    devices = jax.devices("cpu")  # with several processes, every process's
+    here = [d for d in devices if d.process_index == jax.process_index()]
+    if len(here) != count:
         raise ValueError(
-            f"--logical-cpus {count} asked XLA for {count} CPU devices, but JAX has {len(devices)}: JAX "
+            f"--logical-cpus {count} asked XLA for {count} CPU devices, but JAX has {len(here)}: JAX "
             f"started before the flag was set. Set XLA_FLAGS={HOST_DEVICES_FLAG}={count} in the environment."
         )
     return devices
+
+
+def process_group_of(args, backend):
+    """The JAX processes of this run (`training.processes.ProcessGroup`), or None for one process.
+
+    On tensorflow the process flags are refused (TF_CONFIG starts its workers) and the
+    variables are not read: a TensorFlow job under SLURM keeps to TF_CONFIG.
+    """
+    from training.processes import process_group
+
+    flags = (args.coordinator_address, args.num_processes, args.process_id)
+    if backend != "jax":
+        given = [name for name, value in zip(_PROCESS_FLAGS, flags) if value is not None]
+        if given:
+            raise cli.UserError(
+                f"{given[0]} starts several processes of Keras' jax backend (KERAS_BACKEND=jax); on "
+                "tensorflow, several workers are started with TF_CONFIG (see docs/training.md, Several machines)"
+            )
+        return None
+    try:
+        return process_group(*flags)
+    except ValueError as error:
+        raise cli.UserError(str(error)) from error
+
+
+def _exit_now(message):
+    """Prints `message` as the command's error and ends the process at once, with status 1.
+
+    After a lost process, JAX's shutdown at exit waits for it (a barrier) and then
+    aborts with a C++ trace: the survivor leaves without that shutdown.
+    """
+    print(f"{PROG}: error: {cli.one_line(message)}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(cli.USER_ERROR_STATUS)
 
 
 def main(argv=None):
@@ -231,6 +294,7 @@ def _work(args):
     if backend not in BACKENDS:
         # Refused before Keras is imported here (TensorFlow imported before PyTorch crashes).
         raise cli.UserError(refusal(backend))
+    group = process_group_of(args, backend)
     if backend == "jax" and args.logical_cpus > 1:
         force_host_devices(args.logical_cpus)
 
@@ -244,6 +308,10 @@ def _work(args):
     check_run_dir(model_dir)
 
     pipeline = input_pipeline(backend, args.input_pipeline)
+    if group is not None:
+        from training.processes import start_jax_processes
+
+        start_jax_processes(group)  # before Keras: before JAX computes anything
     cli.import_keras()
     if pipeline == "tf":
         tf = cli.import_tensorflow()  # without its start-up lines; grain runs need no TensorFlow
@@ -281,6 +349,8 @@ def _work(args):
             **placement,
         )
     except (TrainingDiverged, WorkerLost) as error:  # one line, no traceback: what to do next
+        if group is not None and isinstance(error, WorkerLost):
+            _exit_now(str(error))
         raise cli.UserError(str(error)) from error
     final = summary["final"]
     speed = summary["train_images_per_second"]

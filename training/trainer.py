@@ -29,7 +29,11 @@ where it uses it. Differences that matter:
 - The data of epoch `e` is seeded by `(seed, e)` and a run resumed part-way
   through an epoch skips the batches it already trained on, so it sees exactly
   the batches of an uninterrupted run (TensorFlow: one stream reseeded at resume).
-- One process only: several workers (`TF_CONFIG`) need TensorFlow.
+- Several processes (one per machine, or per GPU) are JAX's own multi-process runs
+  (`training.processes`, started by the command line before `train()`), not
+  `TF_CONFIG`: `DataParallel` then spans every process's devices, each process feeds
+  its rows of each global batch (`inputs.epoch_batches`), process 0 writes the run
+  directory and every process reads the backup at a relaunch.
 """
 
 import os
@@ -123,12 +127,18 @@ class _JaxRun(BackendRun):
         workers = cluster_workers()
         if len(workers) > 1:
             raise ValueError(
-                f"TF_CONFIG names {len(workers)} workers: training on several machines runs on Keras' "
-                "tensorflow backend (MultiWorkerMirroredStrategy). On jax this trainer uses the devices "
-                "of one process; multi-host JAX (keras.distribution.initialize) is not implemented. Run "
-                "with KERAS_BACKEND=tensorflow, or without TF_CONFIG."
+                f"TF_CONFIG names {len(workers)} workers: it starts several workers of Keras' tensorflow "
+                "backend (MultiWorkerMirroredStrategy). On jax, start several processes with "
+                "--coordinator-address HOST:PORT --num-processes N --process-id I (see docs/training.md, "
+                "Several machines), or run with KERAS_BACKEND=tensorflow; unset TF_CONFIG."
             )
-        self.devices = list(jax.local_devices() if devices is None else devices)
+        # Several processes (jax.distributed): every device of every process splits the batch.
+        self.processes = jax.process_count()
+        self.process = jax.process_index()
+        self.chief = self.process == 0
+        self.saves_together = self.processes > 1
+        default = jax.devices() if self.processes > 1 else jax.local_devices()
+        self.devices = list(default if devices is None else devices)
         check_batch_divides(batch_size, self.devices)
         self.replicas = len(self.devices)
         self.distribution = make_distribution(self.devices)
@@ -152,14 +162,17 @@ class _JaxRun(BackendRun):
         return model, model
 
     def training_state(self, fit_model, optimizer, model_dir):
-        return FileTrainingState(fit_model, optimizer, model_dir)
+        return FileTrainingState(fit_model, optimizer, model_dir, self.chief)
 
     def fit_data(self, experiment, info, data_dir, manual_dir, steps, first_epoch, fit_model):
+        # Each process feeds its part of each global batch; JAX puts the parts together.
+        part = (self.process, self.processes)
+
         def batches(epoch, skip):
-            return inputs.epoch_batches(experiment, info, data_dir, manual_dir, steps, epoch, skip)
+            return inputs.epoch_batches(experiment, info, data_dir, manual_dir, steps, epoch, skip, *part)
 
         validation = inputs.pad_to_multiple(
-            inputs.eval_dataset(experiment, info, data_dir, manual_dir), len(self.devices)
+            inputs.eval_dataset(experiment, info, data_dir, manual_dir), len(self.devices), *part
         )
         return batches, dict(validation_data=validation)
 
@@ -192,15 +205,17 @@ def train(
             backed up within an epoch (it is also backed up at each epoch end).
         verbose: Keras' fit verbosity ("auto", 0, 1 progress bar, 2 one line per epoch).
         devices: JAX: the devices that split the global batch (default every local
-            device; see `make_distribution`).
+            device, or with several JAX processes every process's; see `make_distribution`).
+            Several processes are started before `train()` (`training.processes`).
 
     Returns:
         The summary dict (also written to `model_dir/summary.json`).
 
     Raises:
         training.fit_loop.TrainingDiverged: the loss became NaN or infinite.
-        training.workers.WorkerLost: a worker of a multi-worker run was lost (killed,
-            unreachable); the same command on every worker resumes from the last backup.
+        training.workers.WorkerLost: a worker of a multi-worker run (or a process of a
+            multi-process JAX run) was lost (killed, unreachable); the same command on every
+            worker resumes from the last backup.
         ValueError: a bad recipe (a field, a model argument), a model_dir that holds
             another recipe, a backend other than tensorflow and jax, or a setting the
             backend cannot run.
@@ -238,6 +253,8 @@ def train(
     run = _JaxRun(devices, experiment.batch_size) if backend == "jax" else _TensorFlowRun(strategy)
     work = (experiment, model_dir, run, data_dir, manual_dir)
     every = (backup_every_seconds, backup_every_steps)
+    if backend == "jax" and run.processes > 1:
+        return _run_processes(run, work, every, verbose, start)
     if backend != "tensorflow" or not run.multi_worker:
         return run_resumably(*work, every, verbose, start)
     import tensorflow as tf
@@ -247,6 +264,20 @@ def train(
         check_shared_model_dir(run.strategy, model_dir, run.chief, run.worker_index, run.workers)
         return run_resumably(*work, every, verbose, start)
     except tf.errors.OpError as error:
+        lost = lost_worker_error(error, os.path.join(model_dir, BACKUP_DIR))
+        if lost is None:
+            raise
+        raise lost from error
+
+
+def _run_processes(run, work, every, verbose, start):
+    """`run_resumably` on several JAX processes: a shared folder first; a lost process is `WorkerLost`."""
+    model_dir = work[1]
+    try:
+        # Before the data and the model: every process must read process 0's folder.
+        check_shared_model_dir(None, model_dir, run.chief, run.process, run.processes)
+        return run_resumably(*work, every, verbose, start)
+    except Exception as error:  # a failed collective is a JaxRuntimeError (a ValueError in 0.10)
         lost = lost_worker_error(error, os.path.join(model_dir, BACKUP_DIR))
         if lost is None:
             raise

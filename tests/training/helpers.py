@@ -2,6 +2,7 @@
 
 import csv
 import os
+import socket
 
 from training.experiments import get_experiment, override
 
@@ -54,3 +55,14 @@ def backup_position(model_dir):
         )
     except (tf.errors.OpError, ValueError):
         return None  # caught between writes: look again
+
+
+def free_ports(count):
+    """`count` TCP ports free on loopback now (for the workers or processes a test starts)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

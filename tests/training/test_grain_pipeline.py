@@ -299,3 +299,43 @@ def test_evaluation_batches_padded_for_the_devices(grain_cache):
     np.testing.assert_array_equal(w3, [1] * 8)
     np.testing.assert_array_equal(x1[:20], batches[0][0])
     assert not x1[20:].any() and not y1[20:].any()
+
+
+@pytest.mark.parametrize("mix", [{}, {"mixup_alpha": 0.2}], ids=["rows-read", "whole-batch-mixed"])
+def test_batch_rows_of_each_process_put_together_are_the_whole_batches(grain_cache, mix):
+    """Several JAX processes: each feeds its rows of the batches one process would read."""
+    options = dict(seed=3, label_format="one_hot", repeat=True, skip_batches=2, data_dir=grain_cache, **mix)
+    whole = grain_dataset(TINY, "train", 16, **options).take(3)
+    parts = [
+        grain_dataset(TINY, "train", 16, batch_rows=rows, **options).take(3) for rows in ((0, 8), (8, 16))
+    ]
+    for (images, labels), (images0, labels0), (images1, labels1) in zip(whole, *parts):
+        assert len(images0) == len(images1) == 8
+        np.testing.assert_array_equal(images, np.concatenate([images0, images1]))
+        np.testing.assert_array_equal(labels, np.concatenate([labels0, labels1]))
+    with pytest.raises(ValueError, match="batch_rows.*drop_remainder=True"):
+        grain_dataset(TINY, "test", 16, batch_rows=(0, 8), data_dir=grain_cache)
+    with pytest.raises(ValueError, match=r"0 <= start < stop <= the batch size 16"):
+        grain_dataset(TINY, "train", 16, batch_rows=(8, 20), data_dir=grain_cache)
+
+
+def test_evaluation_batches_cut_into_the_processes_parts(grain_cache):
+    """Each process feeds its part of each padded evaluation batch; together the whole batch."""
+    from training.inputs import pad_to_multiple
+
+    batches = grain_dataset(TINY, "test", 20, data_dir=grain_cache, label_format="one_hot")
+    whole = pad_to_multiple(batches, 4)
+    parts = [pad_to_multiple(batches, 4, part, 2) for part in (0, 1)]
+    for index in range(len(whole)):
+        for column in range(3):
+            together = np.concatenate([part[index][column] for part in parts])
+            np.testing.assert_array_equal(together, whole[index][column])
+    # tf.data: 8 images in batches of 5 and 3, padded to 8 and 4 rows, of which process 1 feeds 4 and 2.
+    images, labels = whole[2][0], whole[2][1]
+    tf_batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(5)
+    tf_whole = list(pad_to_multiple(tf_batches, 4).as_numpy_iterator())
+    tf_part = list(pad_to_multiple(tf_batches, 4, 1, 2).as_numpy_iterator())
+    assert [len(x) for x, _, _ in tf_whole] == [8, 4] and [len(x) for x, _, _ in tf_part] == [4, 2]
+    for part, batch in zip(tf_part, tf_whole):
+        for column in range(3):
+            np.testing.assert_array_equal(part[column], batch[column][len(batch[column]) // 2 :])

@@ -7,31 +7,20 @@ every wait has a timeout, and a test kills what it started.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.training.helpers import TINY, backup_position, csv_epochs
+from tests.training.helpers import TINY, backup_position, csv_epochs, free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _launch_workers(args, model_dirs, workers=None, extra_env=None):
     """Starts one `training.train` process per model folder, as the workers of one TF_CONFIG cluster."""
-    workers = workers or [f"127.0.0.1:{port}" for port in _free_ports(len(model_dirs))]
+    workers = workers or [f"127.0.0.1:{port}" for port in free_ports(len(model_dirs))]
     processes = []
     for index, model_dir in enumerate(model_dirs):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}

@@ -135,6 +135,30 @@ def _decode(image):
         ) from error
 
 
+def _check_batch_rows(batch_rows, batch_size, drop_remainder):
+    start, stop = batch_rows
+    if not 0 <= start < stop <= batch_size:
+        raise ValueError(
+            f"`batch_rows` must be (start, stop) with 0 <= start < stop <= the batch size {batch_size}. "
+            f"Received: batch_rows={batch_rows!r}"
+        )
+    if not drop_remainder:
+        raise ValueError(
+            "`batch_rows` takes rows of whole batches: it needs drop_remainder=True (training pipelines). "
+            f"Received: batch_rows={batch_rows!r} with drop_remainder={drop_remainder!r}"
+        )
+
+
+def _rows_of_each_batch(ds, batch_size, start, stop):
+    """The examples of `ds` that rows `start:stop` of its batches of `batch_size` hold, in order."""
+    import grain
+
+    rows = stop - start
+    whole = len(ds) // batch_size  # whole batches (an endless dataset has a huge length)
+    picked = grain.MapDataset.range(whole * rows)
+    return picked.map(lambda i: ds[(i // rows) * batch_size + start + i % rows])
+
+
 class GrainBatches:
     """The batches of a grain pipeline: random access, threaded iteration, resumable iterators.
 
@@ -214,6 +238,7 @@ def make_dataset(
     input_context=None,
     shard_index=0,
     shard_count=1,
+    batch_rows=None,
     seed=None,
     strict=False,
     validate_files=True,
@@ -234,6 +259,11 @@ def make_dataset(
             yields `batch_size // shard_count` examples a batch: `batch_size`
             stays the global batch. Shards are disjoint and together the whole
             split; each shuffles and augments with seeds of its own.
+        batch_rows: `(start, stop)`: this pipeline yields rows `start:stop` of each batch of
+            the whole pipeline (the batches of `shard_count=1`): one process's part of each
+            global batch in a multi-process JAX run, which puts the parts together. Only the
+            rows kept are read and augmented, unless MixUp / CutMix mix the whole batch (then
+            the whole batch is made and sliced). Training pipelines (whole batches) only.
         input_context: a `tf.distribute.InputContext`-like object
             (`input_pipeline_id`, `num_input_pipelines`,
             `get_per_replica_batch_size`), instead of the shard arguments.
@@ -293,6 +323,8 @@ def make_dataset(
                 f"shard_count={shard_count}"
             )
         shard_batch = batch_size // shard_count
+    if batch_rows is not None:
+        _check_batch_rows(batch_rows, shard_batch, training if drop_remainder is None else drop_remainder)
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
     seeds = derive_seeds(seed, shard_index)
@@ -350,6 +382,10 @@ def make_dataset(
 
         ds = ds.random_map(augment_one, seed=seeds.element)
     drop = training if drop_remainder is None else drop_remainder
+    if batch_rows is not None and not mixing:
+        # Only this process's rows of each batch: the examples before batching, picked by index.
+        ds = _rows_of_each_batch(ds, shard_batch, *batch_rows)
+        shard_batch = batch_rows[1] - batch_rows[0]
     ds = ds.batch(shard_batch, drop_remainder=drop)
     if label_format == "one_hot":
         eye = np.eye(num_classes, dtype=np.float32)
@@ -366,6 +402,9 @@ def make_dataset(
             return aug.mixup(images, labels, rng, mixup_alpha)
 
         ds = ds.random_map(mix_batch, seed=seeds.switch)
+        if batch_rows is not None:  # the batch was mixed whole: keep this process's rows
+            start, stop = batch_rows
+            ds = ds.map(lambda batch: (batch[0][start:stop], batch[1][start:stop]))
     if skip_batches:
         ds = ds[skip_batches:]
     ds = ds.map(lambda batch: (aug.normalize(batch[0]), batch[1]))
