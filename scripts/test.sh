@@ -37,7 +37,7 @@ export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-$threads}"
 pass_limit="${KERAS_SKNET_PASS_TIMEOUT:-3600}"
 run_pytest() {
     timeout --kill-after=60 "$pass_limit" \
-        python -m pytest -n "$workers" --dist loadfile --max-worker-restart=0 -q "$@"
+        python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder --max-worker-restart=0 -q "$@"
 }
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn run_pytest "$@"
 status=0

@@ -20,6 +20,43 @@ def _kernels():
     return "onednn" if platform.onednn_enabled() else "eigen"
 
 
+# The test files that take longest, longest first (pass 1, 2026-12-06, AMD Zen 4, 2 workers;
+# from `--junitxml` times). scripts/test.sh hands whole files to its two pytest-xdist workers in
+# collection order (`--dist loadfile --no-loadscope-reorder`); starting the long files first keeps
+# one of them from starting last while the other worker sits idle (4 minutes, for the README).
+LONGEST_FIRST = (
+    "tests/users/test_recipes.py",
+    "tests/users/test_readme.py",
+    "tests/training/test_trainer.py",
+    "tests/test_applications.py",
+    "tests/test_timm_parity.py",
+    "tests/backends/test_tensorflow_side.py",
+    "tests/training/test_jax_processes.py",
+    "tests/test_export_onnx.py",
+    "tests/training/test_workers.py",
+    "tests/users/test_export_paths.py",
+    "tests/training/test_grain_no_tensorflow.py",
+    "tests/test_platforms.py",
+    "tests/test_quantize.py",
+    "tests/test_hub.py",
+    "tests/test_crashes.py",
+    "tests/training/test_trainer_jax.py",
+    "tests/test_export.py",
+    "tests/test_zoo_sizes.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the longest test files first (`LONGEST_FIRST`); the others keep their order."""
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+
+    def file_rank(item):
+        path = os.path.relpath(str(item.path), str(config.rootpath)).replace(os.sep, "/")
+        return rank.get(path, len(rank))
+
+    items.sort(key=file_rank)  # stable: the tests of a file, and the files not listed, keep their order
+
+
 def pytest_report_header(config):
     if keras.backend.backend() != "tensorflow":  # describe() imports TensorFlow
         return f"keras_sknet platform: Keras on {keras.backend.backend()}"
