@@ -81,7 +81,7 @@ class _TensorFlowRun(BackendRun):
         return info.splits[info.train_split] // experiment.batch_size
 
     def policy(self, experiment):
-        policy = resolve_mixed_precision(experiment.mixed_precision)
+        policy = resolve_mixed_precision(experiment.mixed_precision, model=experiment.model)
         warn_if_slow_on_cpu(policy)
         return policy
 
@@ -147,7 +147,7 @@ class _JaxRun(BackendRun):
         return inputs.steps_per_epoch(experiment, info)
 
     def policy(self, experiment):
-        return resolve_mixed_precision(experiment.mixed_precision, self.devices)
+        return resolve_mixed_precision(experiment.mixed_precision, self.devices, experiment.model)
 
     def placement(self):
         import jax
