@@ -359,6 +359,12 @@ def _work(args):
         f"\n{experiment.name} on {summary['dataset']}: top-1 {100 * final['top1']:.2f}%{top5} on "
         f"{final['examples']} {final['split']} images at {final['image_size']}px; "
         + (f"{speed:.1f} training images/s; " if speed else "")
+        # `auto` may have picked mixed precision for this machine: say so.
+        + (
+            f"trained in {summary['mixed_precision']}; "
+            if summary.get("mixed_precision", "float32") != "float32"
+            else ""
+        )
         + f"{summary['wall_time_seconds'] / 60:.1f} min in all."
     )
     print(
