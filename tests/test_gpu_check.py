@@ -177,6 +177,8 @@ def test_scales_demo_recipe_trained_without_tensorflow_beside_timm(dry_run):
     # The trainer ran where TensorFlow cannot be imported (--like-gpu-image hides it), as on the GPU.
     log = (out / "train-scales_demo.log").read_text()
     assert "scales_demo on scales_demo/tiny: top-1" in log
+    # The dataset was rendered in the background while the checks before it ran.
+    assert (out / "render-train.log").exists() and (out / "render-test.log").exists()
 
 
 def test_results_file_and_report(dry_run, tmp_path):
