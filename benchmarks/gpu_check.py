@@ -130,8 +130,9 @@ def plan_rows(tiny):
 class Check:
     """One step of `run`.
 
-    name: its name in the log and the report; framework: "tests" (the backend tests) or the
-    worker that times it (a key of `WORKERS`); variants: what that worker times; rows: which rows
+    name: its name in the log and the report; framework: "tests" (the backend tests), "trainer"
+    (the scales_demo recipe, `run_recipe_check`; variants: timm's beside it) or the worker that
+    times it (a key of `WORKERS`); variants: what that worker times; rows: which rows
     of `plan_rows` ("targets": the first TARGET_ROWS, "rest": the others, "all", or "compile":
     the torch.compile rows); cap: the most seconds it may take on the GPU (None: no cap);
     reserve: the seconds the checks before it leave to it on the GPU.
