@@ -18,10 +18,15 @@ start and the transfers not counted):
 1. backend-tests: tests/backends on Keras' JAX and PyTorch backends at the same time, against the
    reference directory made on TensorFlow (skipped, saying why, when either is missing);
 2. timm-targets: timm eager and channels_last, the target rows (fast: no compilation);
-3. keras-jax: Keras on JAX (XLA), every row in priority order: all the time left but 65 s;
-4. timm-rest: timm eager and channels_last, the other rows;
-5. keras-torch: Keras on PyTorch, every row in priority order;
-6. timm-compile: timm under torch.compile, the SKNet-50 rows at batches 256 and 128 (GPU only,
+3. keras-jax: Keras on JAX (XLA), every row in priority order: all the time left but 140 s;
+4. scales-demo: the trainer, `python -m training.train --experiment scales_demo --input-pipeline
+   grain` on Keras' JAX backend (no TensorFlow) for one epoch (tiny: of the 96-image dataset),
+   killed at its deadline; then timm's training step for its closest SK net at the batch, image
+   size and precision the trainer ran in (`RECIPE_TIMM`): their images/s side by side (75 s kept
+   for it, 100 s at most; the dataset renders in the background from the start, `RecipeData`);
+5. timm-rest: timm eager and channels_last, the other rows;
+6. keras-torch: Keras on PyTorch, every row in priority order;
+7. timm-compile: timm under torch.compile, the SKNet-50 rows at batches 256 and 128 (GPU only,
    unless --compile on), with what time is left.
 The rows, in priority order (`plan_rows`): the targets first (SKNet-50 and, for the SK overhead,
 ResNeXt-50: training step at batch 128 and inference at batch 256, mixed bfloat16), then float32
@@ -45,11 +50,15 @@ The records, by `kind`:
   ("ran", "killed", "failed", "skipped"), reason, seconds;
 - error: framework, reason (what stopped a worker);
 - tests: backend, status, summary (pytest's last line), seconds;
+- recipe: the scales_demo check's rows: framework "training.train" (status "ok", "failed",
+  "timeout" or "skipped"; when ok images_per_s, top1, steps, replicas, mixed_precision, device,
+  else reason) and "timm-recipe" (a row's fields, and the timm model's params and macs);
 - note: text; finished: seconds.
 
 Targets on the GPU: Keras-JAX SKNet-50 training step (mixed bfloat16, batch 128) >= 1.0x timm's
 best, inference at batch 256 >= 1.0x, SK overhead (SKNet-50 time over our ResNeXt-50's) <= 1.3x.
-Exit status 1 when backend tests, a worker or a row failed (not: skipped or stopped for time).
+Exit status 1 when backend tests, a worker, a row or the trainer failed (not: skipped or stopped
+for time).
 
 --mode cpu-tiny runs every path on a CPU at tiny sizes (`TINY_MODELS`, batches 1 and 4, one timed
 call per round, no torch.compile unless --compile on): its numbers say nothing about speed, only
@@ -61,6 +70,7 @@ import dataclasses
 import datetime
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -69,6 +79,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -76,7 +87,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ================================================================ 1. What it checks, in what order
 
-BF16, F32 = "mixed_bfloat16", "float32"
+BF16, F32, F16 = "mixed_bfloat16", "float32", "mixed_float16"
 MODEL_NAMES = {"sknet50": "SKNet-50", "resnext50": "ResNeXt-50"}
 # Batches: (inference batches, training batch).
 GPU_BATCHES = ((1, 64, 256), 128)
@@ -119,8 +130,9 @@ def plan_rows(tiny):
 class Check:
     """One step of `run`.
 
-    name: its name in the log and the report; framework: "tests" (the backend tests) or the
-    worker that times it (a key of `WORKERS`); variants: what that worker times; rows: which rows
+    name: its name in the log and the report; framework: "tests" (the backend tests), "trainer"
+    (the scales_demo recipe, `run_recipe_check`; variants: timm's beside it) or the worker that
+    times it (a key of `WORKERS`); variants: what that worker times; rows: which rows
     of `plan_rows` ("targets": the first TARGET_ROWS, "rest": the others, "all", or "compile":
     the torch.compile rows); cap: the most seconds it may take on the GPU (None: no cap);
     reserve: the seconds the checks before it leave to it on the GPU.
@@ -138,10 +150,37 @@ CHECKS = (
     Check("backend-tests", "tests", cap=120),
     Check("timm-targets", "timm", ("eager", "channels_last"), "targets", cap=45, reserve=30),
     Check("keras-jax", "keras-jax", ("xla",), "all", reserve=120),
+    Check("scales-demo", "trainer", ("eager", "channels_last"), cap=100, reserve=75),
     Check("timm-rest", "timm", ("eager", "channels_last"), "rest", cap=60, reserve=35),
     Check("keras-torch", "keras-torch", ("eager",), "all", cap=60, reserve=30),
     Check("timm-compile", "timm", ("compile",), "compile"),
 )
+
+
+# The scales_demo recipe (issue 32): `python -m training.train --experiment scales_demo
+# --input-pipeline grain` on Keras' JAX backend, as on a machine without TensorFlow, and beside it
+# timm's training step for its closest SK net at the same batch, image size and precision.
+RECIPE = "scales_demo"
+# The trainer's settings beyond the recipe's. On the GPU: the recipe as registered (12,000 images,
+# batch 64, 64 px) for one of its eight epochs: the trainer counts images/s from the second step
+# on, so one epoch (187 steps) measures them within the check's share of the budget (top-1 after
+# one epoch is not the recipe's). On a CPU: the 96-image tiny dataset at batch 16 (6 steps).
+# `sets`: more --set assignments.
+RECIPE_SETTINGS = {
+    "gpu": dict(dataset="scales_demo", epochs=1, batch=64, sets=()),
+    "cpu-tiny": dict(dataset="scales_demo/tiny", epochs=1, batch=16, sets=()),
+}
+# The recipe's image size and classes (scales_demo's eight shapes; tests/test_gpu_check.py checks
+# them against training/experiments.py, which this process does not import: `training` imports
+# Keras, whose default backend is TensorFlow).
+RECIPE_IMAGE_SIZE, RECIPE_CLASSES = 64, 8
+RECIPE_MODEL = "SKNet((1, 1, 1), stem='imagenet', cardinality=8, bottleneck_width=4): 1.02M params, 48M MACs"
+# timm's closest: the same SK bottleneck unit with grouped convolutions, one unit per stage,
+# cardinality 8, width 4. timm's ResNet has four stages where the recipe's net has three (the
+# stock skresnet18 has basic blocks and three times the MACs).
+RECIPE_TIMM = ("skresnext50_32x4d", dict(layers=[1, 1, 1, 1], cardinality=8, base_width=4))
+# Seconds of the check's time kept for timm's step after the trainer.
+RECIPE_TIMM_SECONDS = 25
 
 
 def check_deadline(check, later, global_deadline, gpu):
@@ -178,9 +217,10 @@ def error_text(error):
 class Results:
     """Appends one JSON object per line to the results file (this process's and the workers')."""
 
-    def __init__(self, path, framework=None):
+    def __init__(self, path, framework=None, row_kind="row"):
         self.path = path
         self.framework = framework
+        self.row_kind = row_kind  # "recipe": the scales_demo check's rows, in a table of their own
 
     def write(self, record):
         if self.framework:
@@ -191,7 +231,15 @@ class Results:
     def row(self, row, variant, status, **fields):
         model, task, batch, dtype = row
         self.write(
-            dict(kind="row", model=model, task=task, batch=batch, dtype=dtype, variant=variant, status=status)
+            dict(
+                kind=self.row_kind,
+                model=model,
+                task=task,
+                batch=batch,
+                dtype=dtype,
+                variant=variant,
+                status=status,
+            )
             | fields
         )
 
@@ -250,9 +298,11 @@ def process_env(framework, tiny):
     return env
 
 
-def start_process(command, env, stdout=None):
+def start_process(command, env, stdout=None, cwd=None):
     """Starts `command` in its own process group, so that a kill also ends its children."""
-    return subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        command, env=env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+    )
 
 
 def wait_or_kill(process, deadline):
@@ -343,7 +393,13 @@ def run_backend_tests(args, deadline, results):
 
 def missing_modules(framework):
     """The modules a worker needs that this Python cannot import (checked without importing)."""
-    needs = {"keras-jax": ("keras", "jax"), "keras-torch": ("keras", "torch"), "timm": ("timm", "torch")}
+    needs = {
+        "keras-jax": ("keras", "jax"),
+        "keras-torch": ("keras", "torch"),
+        "timm": ("timm", "torch"),
+        "timm-recipe": ("timm", "torch"),
+        "trainer": ("keras", "jax", "grain"),
+    }
     return [name for name in needs[framework] if importlib.util.find_spec(name) is None]
 
 
@@ -386,6 +442,201 @@ def run_worker(check, rows, deadline, args, results):
     results.write(dict(record, status=status, reason=reason, seconds=seconds))
 
 
+# The scales_demo check: the real trainer in a subprocess, then timm's step in a worker. The
+# trainer runs on Keras' JAX backend with the grain pipeline, which import no TensorFlow (this
+# process imports neither the trainer nor Keras: it reads the run's summary.json).
+
+# What JAX computes on, printed by a subprocess in the trainer's environment.
+JAX_PROBE = "import jax; d = jax.devices(); print(f'{d[0].platform}: {d[0].device_kind} x{len(d)}')"
+
+
+def recipe_command(settings, model_dir):
+    """The trainer's command line: the recipe on the grain pipeline, trained into `model_dir`."""
+    command = [*python_command(), "-m", "training.train", "--experiment", RECIPE, "--input-pipeline", "grain"]
+    command += ["--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch"])]
+    command += [f"--set={assignment}" for assignment in (f"dataset={settings['dataset']}", *settings["sets"])]
+    return command + ["--model-dir", model_dir, "--verbose", "2"]
+
+
+def recipe_env(tiny, keras_home):
+    """The trainer's environment: Keras on JAX (on a CPU, small XLA compilations); the rendered
+    dataset is cached under `keras_home`, a temporary folder, so each run renders it anew."""
+    env = process_env("keras-jax", tiny)
+    env["KERAS_HOME"] = keras_home
+    return env
+
+
+# Renders one split of the embedded dataset into $KERAS_HOME (argv: dataset, split).
+RENDER_SPLIT = "import sys; from training.data.embedded import render_split; render_split(*sys.argv[1:])"
+
+
+class RecipeData:
+    """The trainer's KERAS_HOME, a temporary folder, where the recipe's dataset is rendered in the
+    background from the start of `run` (one process per split).
+
+    Rendering takes about 1.5 ms an image on one core, over 20 s for the 14,400 images of the GPU
+    run: done beside the backend tests, it leaves the trainer's share of the budget to training.
+    A render stopped part-way leaves no file (render_split writes atomically): the trainer then
+    renders what is missing itself.
+    """
+
+    def __init__(self, mode, out, render=True):
+        self.work = tempfile.mkdtemp(prefix="gpu_check_recipe.")
+        self.keras_home = os.path.join(self.work, "keras_home")
+        self.processes = []
+        if render and not missing_modules("trainer"):
+            # On the CPU: importing the package imports Keras and JAX, which must not take GPU
+            # memory from the backend tests running meanwhile.
+            env = dict(recipe_env(mode != "gpu", self.keras_home), JAX_PLATFORMS="cpu")
+            dataset = RECIPE_SETTINGS[mode]["dataset"]
+            for split in ("train", "test"):
+                command = [*python_command(), "-c", RENDER_SPLIT, dataset, split]
+                with open(os.path.join(out, f"render-{split}.log"), "w") as log_file:
+                    self.processes.append(start_process(command, env, stdout=log_file, cwd=REPOSITORY))
+            log(f"rendering {dataset} (train, test) into {self.keras_home} in the background")
+
+    def wait(self, deadline):
+        """Waits for the renders until `deadline`, and stops those still running then."""
+        for process in self.processes:
+            wait_or_kill(process, deadline)
+
+    def close(self):
+        self.wait(time.time())
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def last_line(log_path):
+    """The last non-blank line of a log (a trainer's one-line error, or a traceback's last line)."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return "no output"
+    return lines[-1][:300] if lines else "no output"
+
+
+def jax_device(env, deadline):
+    """What JAX computes on in `env`, e.g. "gpu: NVIDIA H200 x1" (or why it is not known)."""
+    timeout = max(1.0, min(60.0, deadline - time.time()))
+    command = [*python_command(), "-c", JAX_PROBE]
+    try:
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY
+        )
+    except subprocess.TimeoutExpired:
+        return f"unknown (jax.devices() took over {timeout:.0f}s)"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"unknown (jax.devices() failed: {error[:200]})"
+    return lines[-1]
+
+
+def train_recipe(command, env, deadline, model_dir, log_path):
+    """Runs the trainer until it ends or `deadline` passes, and reads the run's summary.json.
+
+    A run that fails, or is still running at the deadline (then killed with its children), is
+    returned as a record saying why: the report shows it in the trainer's row, the check goes on.
+
+    Returns:
+        A record of kind "recipe" (framework "training.train"): status "ok" with images_per_s
+        (summary.json's train_images_per_second), top1, examples, steps, epochs, dataset,
+        replicas, mixed_precision, wall_s; else status "failed" or "timeout" and reason. Both
+        with seconds (the whole command: the dataset's rendering and compilation included).
+    """
+    start = time.time()
+    with open(log_path, "w") as log_file:
+        # From the repository root, where `python -m training.train` finds the trainer.
+        process = start_process(command, env, stdout=log_file, cwd=REPOSITORY)
+        killed = wait_or_kill(process, deadline)
+    seconds = round(time.time() - start)
+    record = dict(kind="recipe", framework="training.train", seconds=seconds)
+    if killed:
+        reason = f"stopped at its deadline after {seconds}s; last line: {last_line(log_path)}"
+        return dict(record, status="timeout", reason=reason)
+    if process.returncode:
+        return dict(record, status="failed", reason=f"exit {process.returncode}: {last_line(log_path)}")
+    try:
+        with open(os.path.join(model_dir, "summary.json")) as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as error:
+        return dict(record, status="failed", reason=f"exit 0 but no summary.json: {error_text(error)}")
+    images_per_s = summary.get("train_images_per_second")
+    if not isinstance(images_per_s, (int, float)) or not math.isfinite(images_per_s):
+        # The trainer counts from the second step on: one step gives no speed.
+        reason = (
+            f"summary.json has no training images/s ({images_per_s!r}) after {summary.get('steps')} steps"
+        )
+        return dict(record, status="failed", reason=reason)
+    final = summary.get("final", {})
+    return dict(
+        record,
+        status="ok",
+        images_per_s=images_per_s,
+        top1=final.get("top1"),
+        examples=final.get("examples"),
+        **{key: summary.get(key) for key in ("steps", "epochs", "dataset", "replicas", "mixed_precision")},
+        wall_s=summary.get("wall_time_seconds"),
+    )
+
+
+def run_recipe_check(check, deadline, args, results, data=None):
+    """The scales_demo recipe trained by the trainer on JAX with grain, then timm's step beside it.
+
+    The trainer gets the check's time but RECIPE_TIMM_SECONDS, in `data` (a `RecipeData`; None: a
+    new one, nothing rendered beforehand); timm's worker then times its closest net's training
+    step at the batch and precision the trainer ran in (float32 where the trainer did not run).
+    """
+    own_data = data is None
+    data = RecipeData(args.mode, args.out, render=False) if own_data else data
+    try:
+        _run_recipe_check(check, deadline, args, results, data)
+    finally:
+        if own_data:
+            data.close()
+
+
+def _run_recipe_check(check, deadline, args, results, data):
+    tiny = args.mode != "gpu"
+    settings = RECIPE_SETTINGS[args.mode]
+    phase = dict(kind="phase", name=check.name, framework="training.train", variants=[], rows=[])
+    record = dict(kind="recipe", framework="training.train", seconds=0)
+    start = time.time()
+    missing = missing_modules("trainer")
+    left = deadline - RECIPE_TIMM_SECONDS - time.time()
+    if missing:
+        record.update(status="failed", reason=f"cannot import {', '.join(missing)}")
+    elif left < 10:
+        record.update(status="skipped", reason=f"time budget: {max(left, 0):.0f}s left")
+    else:
+        env = recipe_env(tiny, data.keras_home)
+        device = jax_device(env, deadline)
+        log(f"phase {check.name}: training.train on {device}, {left:.0f}s")
+        model_dir = os.path.join(data.work, "run")
+        command = recipe_command(settings, model_dir)
+        log_path = os.path.join(args.out, f"train-{RECIPE}.log")
+        if not tiny and not device.startswith("gpu"):
+            record.update(status="failed", reason=f"JAX does not run on a GPU here: {device}")
+        else:
+            data.wait(deadline - RECIPE_TIMM_SECONDS)
+            log(f"{' '.join(command[-16:])} > {log_path}")
+            record = train_recipe(command, env, deadline - RECIPE_TIMM_SECONDS, model_dir, log_path)
+        record["device"] = device
+    record.update(batch=settings["batch"], image_size=RECIPE_IMAGE_SIZE)
+    results.write(record)
+    status = {"ok": "ran", "timeout": "killed"}.get(record["status"], record["status"])
+    results.write(
+        dict(phase, status=status, reason=record.get("reason", ""), seconds=round(time.time() - start))
+    )
+    log(
+        f"phase {check.name}: training.train {record['status']}: "
+        + (f"{record['images_per_s']:.1f} img/s" if record["status"] == "ok" else record["reason"])
+    )
+    timm_check = dataclasses.replace(check, name=f"{check.name}-timm", framework="timm-recipe")
+    row = [RECIPE, "train", settings["batch"], record.get("mixed_precision") or F32]
+    run_worker(timm_check, [row], deadline, args, results)
+
+
 def run(args):
     """Every check of `CHECKS` in order, then the table (printed and written to gpu_check.md)."""
     gpu = args.mode == "gpu"
@@ -412,12 +663,20 @@ def run(args):
         "all": rows,
         "compile": compile_rows,
     }
-    for index, check in enumerate(checks):
-        deadline = check_deadline(check, checks[index + 1 :], args.deadline, gpu)
-        if check.framework == "tests":
-            run_backend_tests(args, deadline, results)
-        else:
-            run_worker(check, check_rows[check.rows], deadline, args, results)
+    # The recipe's dataset renders while the checks before the trainer run.
+    data = RecipeData(args.mode, args.out) if any(c.framework == "trainer" for c in checks) else None
+    try:
+        for index, check in enumerate(checks):
+            deadline = check_deadline(check, checks[index + 1 :], args.deadline, gpu)
+            if check.framework == "tests":
+                run_backend_tests(args, deadline, results)
+            elif check.framework == "trainer":
+                run_recipe_check(check, deadline, args, results, data)
+            else:
+                run_worker(check, check_rows[check.rows], deadline, args, results)
+    finally:
+        if data is not None:
+            data.close()
     results.write(dict(kind="finished", seconds=round(time.time() - started)))
 
     records = load(results_path)
@@ -431,9 +690,10 @@ def run(args):
 
 
 def exit_status(records):
-    """1 when backend tests, a worker or a row failed (not: skipped or stopped for time), else 0."""
+    """1 when backend tests, a worker, a row or the trainer failed (not: skipped or stopped for
+    time), else 0."""
     failed = [r for r in records if r["kind"] == "tests" and r["status"].startswith("failed")]
-    failed += [r for r in records if r["kind"] in ("phase", "row") and r["status"] == "failed"]
+    failed += [r for r in records if r["kind"] in ("phase", "row", "recipe") and r["status"] == "failed"]
     return 1 if failed else 0
 
 
@@ -473,6 +733,8 @@ TINY_MODELS = {
 TINY_TIMM_ARGS = dict(layers=[1, 1, 1, 1], cardinality=4)
 TIMM_VARIANTS = ("eager", "channels_last", "compile")
 DTYPES = (F32, BF16)
+# The precisions the trainer may have run the recipe in (its summary's dtype policy).
+RECIPE_DTYPES = (F32, BF16, F16)
 TASKS = ("infer", "train")
 
 # Timing: (warm-up calls, timed rounds, seconds a round aims at, most calls a round).
@@ -821,7 +1083,7 @@ def timm_worker(rows, variants, results, budget, timing, tiny):
             x = x.contiguous(memory_format=channels_last)
 
         def autocast():
-            return torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == BF16)
+            return torch_autocast(torch, device, dtype)
 
         if task == "infer":
             net.eval()
@@ -833,17 +1095,7 @@ def timm_worker(rows, variants, results, budget, timing, tiny):
             return time_calls(infer, sync, timing)
         net.train()
         y = torch.randint(0, classes, (batch,), generator=generator).to(device)
-
-        def train():
-            optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                logits = forward(x)
-            loss = torch.nn.functional.cross_entropy(logits.float(), y)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        return time_calls(train, sync, timing)
+        return time_calls(timm_train_step(torch, forward, optimizer, x, y, autocast), sync, timing)
 
     def kind_of(variant):
         return "timm-compile" if variant == "compile" else "timm"
@@ -851,25 +1103,113 @@ def timm_worker(rows, variants, results, budget, timing, tiny):
     run_rows(rows, variants, results, budget, kind_of, prepare, measure)
 
 
+def torch_autocast(torch, device, dtype):
+    """The context a timm net runs `dtype` in: autocast to bfloat16 / float16 for the mixed
+    policies, nothing for float32."""
+    half = {BF16: torch.bfloat16, F16: torch.float16}.get(dtype)
+    return torch.autocast(device, dtype=half or torch.bfloat16, enabled=half is not None)
+
+
+def timm_train_step(torch, forward, optimizer, x, y, autocast):
+    """One training step of a timm net, as a call for `time_calls`: forward under `autocast()`,
+    cross-entropy on float32 logits, backward, the optimiser's step; returns the loss."""
+
+    def train():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            logits = forward(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return train
+
+
+def count_macs(torch, net, device, size):
+    """Multiply-accumulates of the net on one image of `size` px (torch's FLOP counter / 2), or None."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        net.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, 3, size, size, device=device))
+        return counter.get_total_flops() // 2
+    except Exception:  # noqa: BLE001 - a description only (older torch has no counter)
+        return None
+
+
+def timm_recipe_name():
+    """RECIPE_TIMM as the report names it, e.g. "skresnext50_32x4d(layers=[1, 1, 1, 1], ...)"."""
+    name, arguments = RECIPE_TIMM
+    return f"{name}({', '.join(f'{key}={value}' for key, value in arguments.items())})"
+
+
+def timm_recipe_worker(rows, variants, results, budget, timing, tiny):
+    """timm's closest net to the scales_demo recipe's: its training step (SGD with momentum,
+    forward and backward) at the recipe's image size, the row's batch and precision."""
+    import timm
+    import torch
+
+    versions = {"torch": torch.__version__, "timm": timm.__version__}
+    device, sync, generator = torch_setup(torch, versions, results, tiny)
+    name, arguments = RECIPE_TIMM
+    size = RECIPE_IMAGE_SIZE
+
+    def prepare(model, dtype, variant):
+        net = timm.create_model(name, pretrained=False, num_classes=RECIPE_CLASSES, **arguments).to(device)
+        described = dict(
+            timm_model=timm_recipe_name(),
+            params=sum(p.numel() for p in net.parameters()),
+            macs=count_macs(torch, net, device, size),
+        )
+        if variant != "eager":
+            net = net.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        return net, optimizer, described
+
+    def measure(prepared, row, variant):
+        net, optimizer, described = prepared
+        _, _, batch, dtype = row
+        x = torch.randn(batch, 3, size, size, generator=generator).to(device)
+        if variant != "eager":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, RECIPE_CLASSES, (batch,), generator=generator).to(device)
+        net.train()
+        step = timm_train_step(torch, net, optimizer, x, y, lambda: torch_autocast(torch, device, dtype))
+        return {**time_calls(step, sync, timing), **described}
+
+    run_rows(rows, variants, results, budget, lambda variant: "timm", prepare, measure)
+
+
 # framework -> its worker: (rows, variants, results, budget, timing, tiny).
-WORKERS = {"keras-jax": keras_jax_worker, "keras-torch": keras_torch_worker, "timm": timm_worker}
+WORKERS = {
+    "keras-jax": keras_jax_worker,
+    "keras-torch": keras_torch_worker,
+    "timm": timm_worker,
+    "timm-recipe": timm_recipe_worker,
+}
 
 
 def worker(args):
     """The `worker` command: one framework's rows, measured into the results file."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     rows = json.loads(args.rows)
+    recipe = args.framework == "timm-recipe"
+    models, tasks, dtypes = (
+        ((RECIPE,), ("train",), RECIPE_DTYPES) if recipe else (tuple(MODELS), TASKS, DTYPES)
+    )
     for row in rows:
         model, task, batch, dtype = row
-        if model not in MODELS or task not in TASKS or dtype not in DTYPES or not int(batch) > 0:
+        if model not in models or task not in tasks or dtype not in dtypes or not int(batch) > 0:
             raise ValueError(
-                f"a row is [model, task, batch, dtype] with model in {tuple(MODELS)}, task in {TASKS}, "
-                f"batch > 0 and dtype in {DTYPES}. Received: {row!r}"
+                f"a row is [model, task, batch, dtype] with model in {models}, task in {tasks}, "
+                f"batch > 0 and dtype in {dtypes}. Received: {row!r}"
             )
     variants = args.variants.split(",")
-    if args.framework == "timm" and not set(variants) <= set(TIMM_VARIANTS):
+    if args.framework.startswith("timm") and not set(variants) <= set(TIMM_VARIANTS):
         raise ValueError(f"--variants must be among {TIMM_VARIANTS}. Received: {args.variants!r}")
-    results = Results(args.results, args.framework)
+    results = Results(args.results, args.framework, row_kind="recipe" if recipe else "row")
     budget = Budget(args.deadline, args.tiny)
     log(f"{args.framework}: {len(rows)} rows, {budget.left():.0f}s left")
     try:
@@ -921,8 +1261,10 @@ def collect(records):
             key = row_key(*(record[k] for k in ("model", "task", "batch", "dtype")))
             cells[record["framework"], record["variant"], key] = record
     errors = {r["framework"]: r["reason"] for r in records if r["kind"] == "error"}
+    table_frameworks = {framework for framework, _, _ in COLUMNS}
     for record in records:
-        if record["kind"] != "phase":
+        # The scales_demo check's phases are reported in the recipe's table (`recipe_table`).
+        if record["kind"] != "phase" or record["framework"] not in table_frameworks:
             continue
         for row in record["rows"]:
             for variant in record["variants"]:
@@ -1016,6 +1358,7 @@ def render(records):
         "",
     ]
     lines += targets_table(cells, keys, tiny)
+    lines += recipe_table(records)
     lines += tests_table(records)
     lines += not_measured(cells, keys, records)
     return "\n".join(lines) + "\n"
@@ -1107,6 +1450,63 @@ def targets_table(cells, keys, tiny):
             f"| {format_ratio(timm_overhead)} | | |"
         )
     lines.append("")
+    return lines
+
+
+def recipe_table(records):
+    """The scales_demo recipe: the trainer's images/s against timm's training step, and its run."""
+    recipe = [r for r in records if r["kind"] == "recipe"]
+    ours = next((r for r in recipe if r["framework"] == "training.train"), None)
+    theirs = [r for r in recipe if r["framework"] == "timm-recipe"]
+    # What became of timm's worker when it recorded no row (not run, killed, failed).
+    timm_phase = next((r for r in records if r["kind"] == "phase" and r["framework"] == "timm-recipe"), None)
+    if ours is None and not theirs and timm_phase is None:
+        return []
+    lines = [
+        f"The {RECIPE} recipe: `python -m training.train --experiment {RECIPE} --input-pipeline grain` "
+        "(Keras on JAX, no TensorFlow) against timm's training step on the same device:",
+        "",
+        "| training step | model | batch | image size | dtype | images/s | training.train / this |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    if ours is not None:
+        lines.append(
+            f"| training.train (Keras-JAX, grain) | {RECIPE_MODEL} | {ours.get('batch', '-')} "
+            f"| {ours.get('image_size', '-')} | {ours.get('mixed_precision') or '-'} | {format_speed(ours)} | |"
+        )
+    for row in theirs:
+        model = timm_recipe_name()
+        if row.get("params"):
+            macs = f", {row['macs'] / 1e6:.0f}M MACs" if row.get("macs") else ""
+            model += f": {row['params'] / 1e6:.2f}M params{macs}"
+        lines.append(
+            f"| timm {row['variant']} | {model} | {row['batch']} | {RECIPE_IMAGE_SIZE} | {row['dtype']} "
+            f"| {format_speed(row)} | {format_ratio(ratio(speed(ours), speed(row)))} |"
+        )
+    lines.append("")
+    if ours is not None and ours["status"] == "ok":
+        top1 = f"{100 * ours['top1']:.2f}%" if ours.get("top1") is not None else "?"
+        lines.append(
+            f"training.train: top-1 {top1} on {ours.get('examples')} test images of {ours.get('dataset')} "
+            f"after {ours.get('epochs')} epoch(s), {ours.get('steps')} steps, on {ours.get('device')}, "
+            f"{ours.get('replicas')} replica(s), {ours.get('mixed_precision')}; {ours['seconds']}s in all "
+            "(rendering the dataset, compiling and evaluating included)."
+        )
+    elif ours is not None:
+        lines.append(f"training.train {ours['status']}: {ours.get('reason', '')}".replace("|", "/"))
+    for row in theirs:
+        if row["status"] != "ok":
+            lines.append(f"timm {row['variant']} {row['status']}: {row.get('reason', '')}".replace("|", "/"))
+    if not theirs and timm_phase is not None:
+        lines.append(f"timm not measured: {timm_phase['status']}: {timm_phase.get('reason') or 'no row'}")
+    lines += [
+        "",
+        "training.train's images/s are its own (summary.json `train_images_per_second`: each step "
+        "from its start to its end, from the second step on; AdamW, the recipe's optimiser); timm's, "
+        "SGD with momentum on a batch already on the device, the median over rounds after warm-up. "
+        "timm's ResNet has four stages where the recipe's SKNet has three.",
+        "",
+    ]
     return lines
 
 

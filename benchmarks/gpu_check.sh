@@ -5,7 +5,10 @@
 # bfloat16, Keras on JAX (XLA) and on PyTorch, timm eager, channels_last and torch.compile.
 # Prints a ratio table and writes it to $OUT/gpu_check.md (benchmarks/gpu_check.py says how).
 #
-# The GPU machines have no TensorFlow, keras, namex or optree and no network. Before a run, here:
+# Then the scales_demo recipe trained by `python -m training.train` on Keras' JAX backend with the
+# grain pipeline, its images/s beside timm's training step for the closest SK net.
+#
+# The GPU machines have no TensorFlow, keras, namex, optree or grain and no network. Before a run, here:
 #     bash scripts/prepare_gpu_wheels.sh      # wheels and the backend tests' reference -> .gpu/
 # then the device `run` (from the repository root, which is where it starts):
 #     command:   bash benchmarks/gpu_check.sh
@@ -30,7 +33,7 @@
 #   --backend-tests DIR the backend tests (default tests/backends); skipped, saying why, if absent
 #   --compile auto|on|off  timm under torch.compile (auto: on the GPU only)
 #   --like-gpu-image    (a CPU rehearsal) run Python without the packages the GPU image lacks:
-#                       TensorFlow, and keras, namex and optree when --wheels gives them
+#                       TensorFlow, and keras, namex, optree and grain when --wheels gives them
 set -uo pipefail
 START=$(date +%s)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -102,7 +105,7 @@ if [ "$LIKE_GPU_IMAGE" = 1 ]; then
     mkdir -p "$VIEW"
     hide='tensorflow|tensorflow[-_].*|tf_keras.*|.*\.pth|__editable__.*'
     if [ -n "$SITE" ]; then
-        hide="$hide|keras|keras-.*|namex.*|optree.*"
+        hide="$hide|keras|keras-.*|namex.*|optree.*|grain|grain-.*|array_record.*|etils.*|cloudpickle.*|portpicker.*"
     fi
     while IFS= read -r dir; do
         for entry in "$dir"/*; do

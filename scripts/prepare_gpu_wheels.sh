@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepares here what the GPU check (benchmarks/gpu_check.sh) carries to a lent GPU machine, which
-# has Python 3.12, JAX, PyTorch and timm but no TensorFlow, keras, namex or optree, and no network.
+# has Python 3.12, JAX, PyTorch and timm but no TensorFlow, keras, namex or optree, and no network
+# (nor grain, which the trainer needs there: the check trains the scales_demo recipe on JAX).
 # Writes the git-ignored folder .gpu/:
-#   .gpu/wheels     keras and the dependencies the GPU image lacks, as wheels for CPython 3.12 on
+#   .gpu/wheels     keras, grain and the dependencies the GPU image lacks, as wheels for CPython 3.12 on
 #                   manylinux x86-64, one version each: the versions installed here, so the GPU
 #                   runs the Keras this project was tested with
 #   .gpu/reference  the backend tests' reference outputs, made here on Keras' TensorFlow backend
@@ -31,8 +32,10 @@ done
 if [ -x .venv/bin/python ]; then PYTHON="${PYTHON:-.venv/bin/python}"; else PYTHON="${PYTHON:-python3}"; fi
 
 # What keras needs that the GPU image does not have, and what it needs that the image has (the
-# image's package list, 2026-11); the check below reads the wheels' metadata against both.
-PACKAGES=(keras namex optree)
+# image's package list, 2026-11); the check below reads the wheels' metadata against both. Then
+# grain (the trainer's input pipeline without TensorFlow) and what it needs, etils' epath extra
+# included (fsspec, importlib-resources, zipp): all carried, as the image's list does not name them.
+PACKAGES=(keras namex optree grain array-record etils cloudpickle portpicker psutil protobuf fsspec importlib-resources zipp)
 GPU_IMAGE_HAS="absl-py h5py ml-dtypes numpy packaging rich typing-extensions"
 
 WHEELS="$DEST/wheels"
@@ -82,8 +85,12 @@ EOF
 # The same install as on the GPU, checked for CPython $PY_VERSION on manylinux x86-64.
 check="$(mktemp -d)"
 trap 'rm -rf "$check"' EXIT
+# Every manylinux tag the download accepted (pip does not take a manylinux_2_17 wheel, such as
+# array-record's, for --platform manylinux_2_28 alone).
 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --only-binary=:all: \
-    --python-version "$PY_VERSION" --implementation cp --platform manylinux_2_28_x86_64 \
+    --python-version "$PY_VERSION" --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
     --target "$check" "$WHEELS"/*.whl
 echo "the wheels install for CPython $PY_VERSION (pip install --no-index --target)"
 

@@ -8,8 +8,10 @@ its users run them (`python -m benchmarks.gpu_check report|append`, in a subproc
 deadlines, exit status and report are checked on the script itself, loaded by path.
 """
 
+import argparse
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -138,12 +140,58 @@ def test_targets_and_backend_tests_reported(dry_run):
     assert "Not measured" not in markdown
 
 
+def recipe_rows(markdown):
+    """{first cell: {heading: cell}} of the scales_demo recipe's table."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| training step | model |"))
+    headings = [cell.strip() for cell in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(headings, (cell.strip() for cell in line.strip("|").split("|"))))
+        rows[cells["training step"]] = cells
+    return rows
+
+
+def test_scales_demo_recipe_trained_without_tensorflow_beside_timm(dry_run):
+    out, _ = dry_run
+    markdown = (out / "gpu_check.md").read_text()
+    rows = recipe_rows(markdown)
+    assert set(rows) == {"training.train (Keras-JAX, grain)", "timm eager", "timm channels_last"}
+    for name, cells in rows.items():
+        value = float(cells["images/s"])
+        assert math.isfinite(value) and value > 0, (name, cells)
+        assert (cells["batch"], cells["image size"], cells["dtype"]) == ("16", "64", "float32"), cells
+    for name in ("timm eager", "timm channels_last"):
+        assert rows[name]["model"].startswith(
+            "skresnext50_32x4d(layers=[1, 1, 1, 1], cardinality=8, base_width=4)"
+        )
+        assert re.fullmatch(r"\d+\.\d\dx", rows[name]["training.train / this"]), rows[name]
+    # The run itself, from summary.json: the tiny dataset's 96 images at batch 16, on the CPU.
+    records = gpu_check.load(out / "results.jsonl")
+    (ours,) = [r for r in records if r["kind"] == "recipe" and r["framework"] == "training.train"]
+    assert ours["status"] == "ok" and ours["steps"] == 96 // 16 and ours["dataset"] == "scales_demo/tiny"
+    assert ours["device"].startswith("cpu") and ours["replicas"] == 1 and 0 <= ours["top1"] <= 1
+    assert "top-1" in markdown and "scales_demo/tiny after 1 epoch(s), 6 steps" in markdown
+    # The trainer ran where TensorFlow cannot be imported (--like-gpu-image hides it), as on the GPU.
+    log = (out / "train-scales_demo.log").read_text()
+    assert "scales_demo on scales_demo/tiny: top-1" in log
+    # The dataset was rendered in the background while the checks before it ran.
+    assert (out / "render-train.log").exists() and (out / "render-test.log").exists()
+
+
 def test_results_file_and_report(dry_run, tmp_path):
     out, _ = dry_run
     records = gpu_check.load(out / "results.jsonl")
     rows = [r for r in records if r["kind"] == "row"]
     assert rows and all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
-    assert {r["framework"] for r in records if r["kind"] == "meta"} == {"keras-jax", "keras-torch", "timm"}
+    assert {r["framework"] for r in records if r["kind"] == "meta"} == {
+        "keras-jax",
+        "keras-torch",
+        "timm",
+        "timm-recipe",
+    }
     assert (out / "gpu_check.log").stat().st_size > 0
     # `report` makes the same table from the results; `append` writes it into a BENCHMARKS.md.
     remade = tmp_path / "remade.md"
@@ -187,7 +235,8 @@ def test_phase_deadlines_leave_later_phases_their_reserve(monkeypatch):
     }
     assert deadlines["backend-tests"] == now + 120  # its cap
     assert deadlines["timm-targets"] == now + 45  # its cap
-    assert deadlines["keras-jax"] == end - 65  # all but what timm-rest and keras-torch are kept
+    assert deadlines["keras-jax"] == end - 140  # all but what scales-demo, timm-rest and keras-torch keep
+    assert deadlines["scales-demo"] == now + 100  # its cap
     assert deadlines["keras-torch"] == now + 60
     assert deadlines["timm-compile"] == end
     assert all(gpu_check.check_deadline(phase, [], end, gpu=False) == end for phase in phases)
@@ -357,3 +406,116 @@ def test_the_gpu_section_of_benchmarks_md_is_the_one_append_replaces():
     with open(os.path.join(REPO, "BENCHMARKS.md")) as f:
         headings = [line for line in f.read().splitlines() if line.startswith("## ")]
     assert headings.count(f"## {gpu_check.TITLE}") == 1
+
+
+def test_recipe_settings_are_the_registered_recipe():
+    from training.data.render import CLASS_NAMES
+    from training.experiments import get_experiment
+
+    recipe = get_experiment(gpu_check.RECIPE)
+    assert gpu_check.RECIPE_SETTINGS["gpu"]["batch"] == recipe.batch_size
+    assert gpu_check.RECIPE_IMAGE_SIZE == recipe.image_size == recipe.eval_image_size
+    assert gpu_check.RECIPE_CLASSES == len(CLASS_NAMES)
+    assert str(tuple(recipe.model_kwargs["stage_depths"])) in gpu_check.RECIPE_MODEL
+    command = gpu_check.recipe_command(gpu_check.RECIPE_SETTINGS["cpu-tiny"], "run")
+    assert command == [
+        *gpu_check.python_command(),
+        *("-m", "training.train", "--experiment", "scales_demo", "--input-pipeline", "grain"),
+        *("--epochs", "1", "--batch-size", "16", "--set=dataset=scales_demo/tiny"),
+        *("--model-dir", "run", "--verbose", "2"),
+    ]
+
+
+def test_a_hung_trainer_is_killed_at_its_deadline_and_reported(tmp_path):
+    hang = [sys.executable, "-c", "import time; print('rendering', flush=True); time.sleep(600)"]
+    start = time.time()
+    record = gpu_check.train_recipe(
+        hang, dict(os.environ), time.time() + 2, str(tmp_path), str(tmp_path / "log")
+    )
+    assert time.time() - start < 2 + gpu_check.KILL_GRACE + 5
+    assert record["status"] == "timeout" and "last line: rendering" in record["reason"], record
+    markdown = gpu_check.render([dict(SAVED_RUN[0], mode="cpu-tiny"), dict(record, batch=16, image_size=64)])
+    assert "| training.train (Keras-JAX, grain) |" in markdown and "| timeout |" in markdown
+    assert f"training.train timeout: {record['reason']}" in markdown
+    assert gpu_check.exit_status([record]) == 0  # stopped for time, as the other checks
+
+
+def test_a_failing_trainer_is_a_result_row_and_timm_still_runs(tmp_path, monkeypatch):
+    missing = [name for name in ("jax", "grain", "timm", "torch") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"the recipe check needs {', '.join(missing)}")
+    # The real trainer, refused at once: a field the recipe does not have.
+    settings = dict(gpu_check.RECIPE_SETTINGS["cpu-tiny"], sets=("no_such_field=1",))
+    monkeypatch.setitem(gpu_check.RECIPE_SETTINGS, "cpu-tiny", settings)
+    monkeypatch.chdir(REPO)  # where the timm worker starts (`python -m benchmarks.gpu_check`)
+    out = tmp_path / "out"
+    out.mkdir()
+    results = gpu_check.Results(str(out / "results.jsonl"))
+    args = argparse.Namespace(mode="cpu-tiny", out=str(out))
+    check = next(check for check in gpu_check.CHECKS if check.framework == "trainer")
+    start = time.time()
+    gpu_check.run_recipe_check(check, time.time() + 300, args, results)
+    assert time.time() - start < 200
+    records = gpu_check.load(out / "results.jsonl")
+    (ours,) = [r for r in records if r["kind"] == "recipe" and r["framework"] == "training.train"]
+    assert ours["status"] == "failed" and "no_such_field" in ours["reason"], ours
+    theirs = [r for r in records if r["kind"] == "recipe" and r["framework"] == "timm-recipe"]
+    assert [r["status"] for r in theirs] == ["ok", "ok"] and all(r["dtype"] == "float32" for r in theirs)
+    markdown = gpu_check.render(records)
+    rows = recipe_rows(markdown)
+    assert rows["training.train (Keras-JAX, grain)"]["images/s"] == "failed"
+    assert rows["timm eager"]["training.train / this"] == "-" and float(rows["timm eager"]["images/s"]) > 0
+    # The trainer's own one-line error, as the reason.
+    assert (
+        "training.train failed: exit 1: python -m training.train: error: Cannot set 'no_such_field=1'"
+        in markdown
+    )
+    assert gpu_check.exit_status(records) == 1
+
+
+def test_report_renders_a_saved_recipe_run():
+    ours = dict(
+        kind="recipe",
+        framework="training.train",
+        status="ok",
+        images_per_s=2000.0,
+        top1=0.5,
+        examples=2400,
+        steps=187,
+        epochs=1,
+        dataset="scales_demo",
+        replicas=1,
+        mixed_precision="float32",
+        device="gpu: NVIDIA H200 x1",
+        seconds=70,
+        batch=64,
+        image_size=64,
+    )
+    theirs = [
+        dict(
+            kind="recipe",
+            framework="timm-recipe",
+            variant=variant,
+            model="scales_demo",
+            task="train",
+            batch=64,
+            dtype="float32",
+            status="ok",
+            images_per_s=value,
+            params=4097672,
+            macs=62911488,
+        )
+        for variant, value in (("eager", 2500.0), ("channels_last", 3200.0))
+    ]
+    markdown = gpu_check.render([*SAVED_RUN, ours, *theirs])
+    rows = recipe_rows(markdown)
+    assert rows["training.train (Keras-JAX, grain)"]["images/s"] == "2000"
+    assert rows["timm eager"]["training.train / this"] == "0.80x"  # 2000 / 2500
+    assert rows["timm channels_last"]["training.train / this"] == "0.62x"  # 2000 / 3200
+    assert "4.10M params, 63M MACs" in rows["timm eager"]["model"]
+    assert (
+        "top-1 50.00% on 2400 test images of scales_demo after 1 epoch(s), 187 steps, on gpu: NVIDIA H200 x1"
+        in markdown
+    )
+    # The ratio table above it is the saved run's, untouched by the recipe's rows.
+    assert set(table_rows(markdown)) == set(table_rows(gpu_check.render(SAVED_RUN)))
