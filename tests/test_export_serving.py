@@ -139,3 +139,33 @@ def test_bad_input_type(logits_model, tmp_path):
     with pytest.raises(ValueError, match="leave `preprocess='imagenet'`.*Received: preprocess=None"):
         export.to_tflite(logits_model, input_type="uint8", preprocess=None)
     assert os.listdir(tmp_path) == []
+
+
+def _graph_ops(path):
+    """Every op type in a SavedModel's graph and its functions."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops.update(node.op for node in function.node_def)
+    return ops
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_saved_models_hold_batch_norms_as_multiply_and_add(logits_model, tmp_path, freeze):
+    """A SavedModel may be served by oneDNN on an AVX2 CPU, which runs a convolution fused with a
+    BatchNorm ten times slower at batch 1: its BatchNorms are a multiply and a bias add, with the
+    model's outputs. A TFLite export keeps the fused op, which its converter folds away."""
+    path = str(tmp_path / "served")
+    export.to_saved_model(logits_model, path, freeze=freeze)
+    ops = _graph_ops(path)
+    assert not {op for op in ops if op.startswith("FusedBatchNorm")}, sorted(ops)
+    assert {"Mul", "BiasAdd"} <= ops
+    x = np.random.default_rng(1).normal(size=(3, SIZE, SIZE, 3)).astype("float32")
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    (output,) = served(images=tf.constant(x)).values()
+    np.testing.assert_allclose(output.numpy(), logits_model(x, training=False).numpy(), atol=1e-4)

@@ -29,7 +29,7 @@ WEIGHT_BYTES = {"none": 4, "float16": 2, "dynamic": 1, "int8": 1}
 DEFAULT_OUTPUT_NAME = "output_0"
 
 
-def inference_graphs(portable):
+def inference_graphs(portable, served=False):
     """A block in which models trace as inference graphs for export or freezing.
 
     Grouped and dilated convolutions get no gradient functions (a frozen graph
@@ -41,15 +41,28 @@ def inference_graphs(portable):
     with its BatchNorm into an op Eigen lacks. That costs 2-6% on oneDNN
     (docs/platforms.md); TFLite drops the barrier and is unaffected.
 
+    With `served=True` (SavedModels, which TensorFlow runs as they are) the
+    BatchNorms are a multiply and a bias add (`tf_conv.affine_batch_norm`): a
+    serving process on oneDNN with an AVX2 CPU runs a convolution fused with a
+    BatchNorm ten times slower at batch 1 (SKNet-50: 1052 ms against 105 ms,
+    oneDNN capped at AVX2 on a Zen 4), for 5-10% elsewhere (docs/export.md).
+
     Args:
         portable: True for graphs that leave this process.
+        served: True for graphs that TensorFlow will run without a converter.
 
     Returns:
         A context manager.
     """
+    import contextlib
+
     from keras_sknet.layers import tf_conv
 
-    return tf_conv.convolution_path("portable" if portable else None, gradients=False)
+    stack = contextlib.ExitStack()
+    stack.enter_context(tf_conv.convolution_path("portable" if portable else None, gradients=False))
+    if served:
+        stack.enter_context(tf_conv.affine_batch_norm())
+    return stack
 
 
 class ExportError(RuntimeError):

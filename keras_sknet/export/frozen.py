@@ -19,7 +19,7 @@ its moving statistics).
 from keras_sknet.export import common
 
 
-def freeze(model, input_shape, portable=False):
+def freeze(model, input_shape, portable=False, served=False):
     """The TensorFlow `ConcreteFunction` of `model(images, training=False)` with constant weights.
 
     Args:
@@ -28,6 +28,8 @@ def freeze(model, input_shape, portable=False):
         portable: build the graph that runs on every TensorFlow CPU (see
             `common.portable_inference_graphs`), for graphs that leave this
             process; False builds this machine's fastest graph.
+        served: build it for TensorFlow to run without a converter, on any CPU
+            (`common.inference_graphs`): SavedModels.
 
     Returns:
         A `ConcreteFunction` taking one float32 tensor named `images` and
@@ -37,7 +39,7 @@ def freeze(model, input_shape, portable=False):
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     call = tf.function(lambda images: model(images, training=False))
-    with common.inference_graphs(portable):
+    with common.inference_graphs(portable, served=served):
         concrete = call.get_concrete_function(tf.TensorSpec(input_shape, tf.float32, name=common.INPUT_NAME))
     return convert_variables_to_constants_v2(concrete)
 

@@ -77,7 +77,7 @@ def frozen_serving_module(model, input_shape, input_type="float32"):
 
     output_name = common.output_name(model)
     float_shape = (input_shape[0], *common.model_image_shape(model)[1:])
-    function = frozen.freeze(model, float_shape, portable=True)
+    function = frozen.freeze(model, float_shape, portable=True, served=True)
     module = tf.Module()
     signatures = {}
     for name, serve, spec in _endpoints(lambda x: function(x)[0], model, input_shape, input_type):
@@ -93,7 +93,7 @@ def _write(model, input_shape, path, freeze, input_type):
         module, signatures = frozen_serving_module(model, input_shape, input_type)
         tf.saved_model.save(module, path, signatures=signatures)
     else:
-        with common.inference_graphs(portable=True):
+        with common.inference_graphs(portable=True, served=True):
             serving_archive(model, input_shape, input_type).write_out(path, verbose=False)
 
 

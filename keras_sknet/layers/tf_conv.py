@@ -186,6 +186,27 @@ def _onednn_without_avx512():
     return platform.onednn_enabled() and "avx512f" not in platform.cpu_features()
 
 
+@contextlib.contextmanager
+def affine_batch_norm():
+    """Inference BatchNorms traced inside the block are a multiply and a bias add, on any machine.
+
+    For graphs that TensorFlow runs as they are, somewhere else (SavedModels): the
+    serving process may run oneDNN on an AVX2 CPU, where the fused op is ten times
+    slower at batch 1 (`affine_inference_batch_norm`). TFLite and ONNX exports do not
+    use it: their converters fold the fused op into the convolution.
+
+    Example:
+        >>> with convolution_path("portable", gradients=False), affine_batch_norm():
+        ...     concrete = tf.function(model).get_concrete_function(spec)
+    """
+    previous = getattr(_settings, "affine_batch_norm", False)
+    _settings.affine_batch_norm = True
+    try:
+        yield
+    finally:
+        _settings.affine_batch_norm = previous
+
+
 def affine_inference_batch_norm(x):
     """Whether an inference BatchNorm of `x` should be a multiply and a bias add, not the fused op.
 
@@ -194,12 +215,15 @@ def affine_inference_batch_norm(x):
     through its gemm kernel with four per-channel post-ops: SKNet-50 at batch 1
     then takes ten times as long as unfused. The same scale and offset as a
     multiply and `bias_add` are not fused that way and cost nothing at larger
-    batches. Only in the default path: exported graphs keep the fused op, which
-    converters fold into the convolution.
+    batches. In the default path on such a machine, and inside `affine_batch_norm`
+    (SavedModels, which may be served on one); other exported graphs keep the fused
+    op, which converters fold into the convolution.
 
     Args:
         x: the BatchNorm's input.
     """
+    if getattr(_settings, "affine_batch_norm", False):
+        return True
     path, _ = _current_settings()
     return path is None and _device_type(x) == "CPU" and _onednn_without_avx512()
 
