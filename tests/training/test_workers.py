@@ -90,11 +90,14 @@ def test_two_workers_with_folders_of_their_own_are_refused(tfds_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "how, victim",
-    [("SIGKILL", 1), ("SIGSTOP", 0)],
+    "how, victim, relaunch",
+    # The relaunch is the same after either loss: once is enough for the suite's time.
+    [("SIGKILL", 1, True), ("SIGSTOP", 0, False)],
     ids=["worker-1-killed", "chief-frozen"],
 )
-def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(how, victim, tfds_dir, tmp_path):
+def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(
+    how, victim, relaunch, tfds_dir, tmp_path
+):
     """A worker killed (its connections reset) or frozen (silent, as an unplugged machine) mid-epoch:
     the other exits within a bounded time with one line, and the relaunch ends with the planned steps."""
     model_dir = tmp_path / "run"
@@ -122,7 +125,8 @@ def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(how, victim
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1, err[-3000:]
     assert "A worker of this multi-worker run was lost" in lines[0] and "same command" in lines[0], lines
-
+    if not relaunch:
+        return
     results = _finish(_launch_workers(args, [model_dir, model_dir]))
     for code, out, err in results:
         assert code == 0, err[-3000:]
