@@ -15,8 +15,8 @@ def serving_archive(model, input_shape, input_type="float32", bytes_signature=Tr
 
     The output is keyed by the model's output layer name (`"predictions"`
     for a classifier, `"avg_pool"` for a pooled backbone). BatchNorm runs in
-    inference mode; TensorFlow's graph optimiser folds it into the
-    convolutions when the graph is frozen (TFLite) or run (TF Serving).
+    inference mode; traced inside `common.inference_graphs(served=True)`, as
+    `to_saved_model` does, it is a multiply and a bias add.
 
     Args:
         model: the Keras model.
