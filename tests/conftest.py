@@ -38,6 +38,7 @@ LONGEST_FIRST = (
     "tests/training/test_grain_no_tensorflow.py",
     "tests/test_platforms.py",
     "tests/test_quantize.py",
+    "tests/test_gpu_check.py",
     "tests/test_hub.py",
     "tests/test_crashes.py",
     "tests/training/test_trainer_jax.py",
