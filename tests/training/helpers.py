@@ -3,6 +3,10 @@
 import csv
 import os
 import socket
+import subprocess
+import time
+
+import pytest
 
 from training.experiments import get_experiment, override
 
@@ -66,3 +70,19 @@ def free_ports(count):
     for s in sockets:
         s.close()
     return ports
+
+
+def finish_processes(processes, timeout=300):
+    """`[(returncode, stdout, stderr)]` of `processes`; kills them all if one still runs after `timeout` s."""
+    deadline = time.time() + timeout
+    results = []
+    for p in processes:
+        try:
+            out, err = p.communicate(timeout=max(deadline - time.time(), 1))
+        except subprocess.TimeoutExpired:
+            for q in processes:
+                q.kill()
+            out, err = p.communicate()
+            pytest.fail(f"a process still ran after {timeout} s: {err[-2000:]}")
+        results.append((p.returncode, out, err))
+    return results

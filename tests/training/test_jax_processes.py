@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.training.helpers import csv_epochs, free_ports
+from tests.training.helpers import csv_epochs, finish_processes, free_ports
 from tests.training.test_trainer_jax import MODEL, jax_env, metrics, summary
 from training.processes import ProcessGroup, process_group
 from training.state import FileTrainingState
@@ -52,22 +52,6 @@ def launch(args, model_dirs, devices, cache, port=None):
     return processes
 
 
-def finish(processes, timeout=300):
-    """`[(returncode, stdout, stderr)]`; kills every process still running after `timeout` seconds."""
-    deadline = time.time() + timeout
-    results = []
-    for p in processes:
-        try:
-            out, err = p.communicate(timeout=max(deadline - time.time(), 1))
-        except subprocess.TimeoutExpired:
-            for q in processes:
-                q.kill()
-            out, err = p.communicate()
-            pytest.fail(f"a process still ran after {timeout} s: {err[-2000:]}")
-        results.append((p.returncode, out, err))
-    return results
-
-
 def last_line(err):
     return err.strip().splitlines()[-1] if err.strip() else ""
 
@@ -95,7 +79,7 @@ def runs(data_dir, tmp_path_factory):
         name: launch(args, [root / name] * count, devices, cache)
         for name, (count, devices, args) in plan.items()
     }
-    results = {name: finish(group, timeout=400) for name, group in processes.items()}
+    results = {name: finish_processes(group, timeout=400) for name, group in processes.items()}
     print(f"three runs side by side: {time.time() - started:.0f} s")
     for name, group in results.items():
         for code, _, err in group:
@@ -142,7 +126,9 @@ def test_two_processes_of_two_devices_finish_the_recipe(runs):
 def test_processes_with_folders_of_their_own_are_refused(data_dir, tmp_path):
     """The check of TensorFlow's workers (`training.workers`), through JAX's collectives."""
     args = RECIPE + ["--data-dir", data_dir]
-    results = finish(launch(args, [tmp_path / "p0", tmp_path / "p1"], 1, tmp_path / "cache"), timeout=200)
+    results = finish_processes(
+        launch(args, [tmp_path / "p0", tmp_path / "p1"], 1, tmp_path / "cache"), timeout=200
+    )
     for code, _, err in results:
         assert code == 1, err[-3000:]
         assert "must share one model folder" in last_line(err) and "is seen by 1 of them" in last_line(err)
@@ -178,7 +164,7 @@ def test_a_killed_process_stops_the_other_then_the_same_command_resumes(data_dir
         assert position and position[1] > 0, f"no mid-epoch backup: {processes[0].stderr.read()[-2000:]}"
         processes[1].send_signal(signal.SIGKILL)
         lost = time.time()
-        code, _, err = finish([processes[0]], timeout=60)[0]
+        code, _, err = finish_processes([processes[0]], timeout=60)[0]
         print(f"process 1 killed: process 0 exited after {time.time() - lost:.1f} s")
     finally:
         for p in processes:
@@ -189,7 +175,7 @@ def test_a_killed_process_stops_the_other_then_the_same_command_resumes(data_dir
     assert "A worker of this multi-worker run was lost" in lines[-1] and "same command" in lines[-1], lines
     assert "Gloo" in lines[-1] and "Traceback" not in err
 
-    for code, out, err in finish(launch(args, [model_dir, model_dir], 1, cache)):
+    for code, out, err in finish_processes(launch(args, [model_dir, model_dir], 1, cache)):
         assert code == 0, err[-3000:]
         assert "Resuming scales_demo at epoch 1, step" in out, out
     result = summary(model_dir)

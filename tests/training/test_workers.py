@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.training.helpers import TINY, backup_position, csv_epochs, free_ports
+from tests.training.helpers import TINY, backup_position, csv_epochs, finish_processes, free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,22 +43,6 @@ def _launch_workers(args, model_dirs, workers=None, extra_env=None):
     return processes
 
 
-def _finish(processes, timeout=300):
-    """`[(returncode, stdout, stderr)]`; kills every process still running after `timeout` seconds."""
-    deadline = time.time() + timeout
-    results = []
-    for p in processes:
-        try:
-            out, err = p.communicate(timeout=max(deadline - time.time(), 1))
-        except subprocess.TimeoutExpired:
-            for q in processes:
-                q.kill()
-            out, err = p.communicate()
-            pytest.fail(f"a worker still ran after {timeout} s: {err[-2000:]}")
-        results.append((p.returncode, out, err))
-    return results
-
-
 def _worker_args(data_dir, *more):
     args = ["--experiment", "scales_demo", "--data-dir", data_dir, "--verbose", "0"]
     return args + [f"--set={a}" for a in TINY[:2]] + ["--batch-size", "16", "--epochs", "1", *more]
@@ -67,7 +51,7 @@ def _worker_args(data_dir, *more):
 def test_two_workers_on_loopback_finish_a_short_run(tfds_dir, tmp_path):
     """One model folder for both workers (shared storage); relaunches: `test_a_lost_worker_...`."""
     model_dir = tmp_path / "run"
-    for code, _, err in _finish(_launch_workers(_worker_args(tfds_dir), [model_dir, model_dir])):
+    for code, _, err in finish_processes(_launch_workers(_worker_args(tfds_dir), [model_dir, model_dir])):
         assert code == 0, err[-3000:]
     summary = json.load(open(model_dir / "summary.json"))
     assert summary["replicas"] == 2 and summary["steps"] == 96 // 16
@@ -77,7 +61,9 @@ def test_two_workers_on_loopback_finish_a_short_run(tfds_dir, tmp_path):
 def test_two_workers_with_folders_of_their_own_are_refused(tfds_dir, tmp_path):
     """Per-worker folders break at a relaunch (the chief resumes, the other starts over): refused at once."""
     (tmp_path / "worker1").mkdir()  # an empty folder, as a worker's local disk would have
-    results = _finish(_launch_workers(_worker_args(tfds_dir), [tmp_path / "worker0", tmp_path / "worker1"]))
+    results = finish_processes(
+        _launch_workers(_worker_args(tfds_dir), [tmp_path / "worker0", tmp_path / "worker1"])
+    )
     for code, _, err in results:
         lines = err.strip().splitlines()
         assert code == 1 and len(lines) == 1, err[-3000:]
@@ -116,7 +102,7 @@ def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(
         processes[victim].send_signal(getattr(signal, how))
         lost = time.time()
         # TensorFlow's coordination service notices a silent worker after ~10 s without heartbeats.
-        code, _, err = _finish([processes[1 - victim]], timeout=90)[0]
+        code, _, err = finish_processes([processes[1 - victim]], timeout=90)[0]
         print(f"{how} worker {victim}: the other exited after {time.time() - lost:.1f} s")
     finally:
         for p in processes:
@@ -127,7 +113,7 @@ def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(
     assert "A worker of this multi-worker run was lost" in lines[0] and "same command" in lines[0], lines
     if not relaunch:
         return
-    results = _finish(_launch_workers(args, [model_dir, model_dir]))
+    results = finish_processes(_launch_workers(args, [model_dir, model_dir]))
     for code, out, err in results:
         assert code == 0, err[-3000:]
         assert "Resuming scales_demo at epoch 1, step" in out, out
