@@ -340,13 +340,18 @@ def backend_tests_plan(tests_dir, reference):
     return True, None
 
 
-def pytest_summary(log_path):
-    """The last line of pytest's output that counts passed/failed/errors, or the last line."""
+def log_lines(log_path):
+    """The non-blank lines of a log, stripped; none when it cannot be read."""
     try:
         with open(log_path, errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip()]
+            return [line.strip() for line in f if line.strip()]
     except OSError:
-        return "no output"
+        return []
+
+
+def pytest_summary(log_path):
+    """The last line of pytest's output that counts passed/failed/errors, or the last line."""
+    lines = log_lines(log_path)
     for line in reversed(lines):
         if re.search(r"\d+ (passed|failed|error|errors|skipped|deselected)\b|no tests ran", line):
             return line.strip("= ")
@@ -507,11 +512,7 @@ class RecipeData:
 
 def last_line(log_path):
     """The last non-blank line of a log (a trainer's one-line error, or a traceback's last line)."""
-    try:
-        with open(log_path, errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except OSError:
-        return "no output"
+    lines = log_lines(log_path)
     return lines[-1][:300] if lines else "no output"
 
 
