@@ -91,18 +91,25 @@ def dry_run(tmp_path_factory):
     return out, result.stdout
 
 
-def table_rows(markdown):
-    """{(model, task, batch, dtype): {heading: cell}} of the ratio table."""
+def markdown_table(markdown, header):
+    """The rows, as {heading: cell}, of the table whose heading line starts with `header`."""
     lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| model | task |"))
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
     headings = [cell.strip() for cell in lines[start].strip("|").split("|")]
-    rows = {}
+    rows = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
-        cells = dict(zip(headings, (cell.strip() for cell in line.strip("|").split("|"))))
-        rows[cells["model"], cells["task"], int(cells["batch"]), cells["dtype"]] = cells
+        rows.append(dict(zip(headings, (cell.strip() for cell in line.strip("|").split("|")))))
     return rows
+
+
+def table_rows(markdown):
+    """{(model, task, batch, dtype): {heading: cell}} of the ratio table."""
+    return {
+        (cells["model"], cells["task"], int(cells["batch"]), cells["dtype"]): cells
+        for cells in markdown_table(markdown, "| model | task |")
+    }
 
 
 def test_every_row_measured_on_every_path(dry_run):
@@ -142,16 +149,7 @@ def test_targets_and_backend_tests_reported(dry_run):
 
 def recipe_rows(markdown):
     """{first cell: {heading: cell}} of the scales_demo recipe's table."""
-    lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| training step | model |"))
-    headings = [cell.strip() for cell in lines[start].strip("|").split("|")]
-    rows = {}
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = dict(zip(headings, (cell.strip() for cell in line.strip("|").split("|"))))
-        rows[cells["training step"]] = cells
-    return rows
+    return {cells["training step"]: cells for cells in markdown_table(markdown, "| training step | model |")}
 
 
 def test_scales_demo_recipe_trained_without_tensorflow_beside_timm(dry_run):

@@ -86,3 +86,23 @@ def finish_processes(processes, timeout=300):
             pytest.fail(f"a process still ran after {timeout} s: {err[-2000:]}")
         results.append((p.returncode, out, err))
     return results
+
+
+def wait_for_mid_epoch_backup(processes, model_dir, position_of, timeout):
+    """Waits until the run in `model_dir` has a backup after step 0 of an epoch; returns its position.
+
+    Args:
+        processes: the run's processes; the wait ends early when one of them exits.
+        model_dir: the shared model folder.
+        position_of: reads `(epoch, step)` of the backup there, or None (the backend's format).
+        timeout: seconds.
+    """
+    deadline = time.time() + timeout
+    position = None
+    while time.time() < deadline and all(p.poll() is None for p in processes):
+        position = position_of(model_dir)
+        if position and position[1] > 0:  # a backup in the middle of the epoch
+            break
+        time.sleep(0.05)
+    assert position and position[1] > 0, f"no mid-epoch backup: {processes[0].stderr.read()[-2000:]}"
+    return position

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.training.helpers import csv_epochs, finish_processes, free_ports
+from tests.training.helpers import csv_epochs, finish_processes, free_ports, wait_for_mid_epoch_backup
 from tests.training.test_trainer_jax import MODEL, jax_env, metrics, summary
 from training.processes import ProcessGroup, process_group
 from training.state import FileTrainingState
@@ -154,14 +154,7 @@ def test_a_killed_process_stops_the_other_then_the_same_command_resumes(data_dir
     cache = tmp_path / "cache"
     processes = launch(args, [model_dir, model_dir], 1, cache)
     try:
-        deadline = time.time() + 200
-        position = None
-        while time.time() < deadline and all(p.poll() is None for p in processes):
-            position = _backup_position(model_dir)
-            if position and position[1] > 0:  # a backup in the middle of the epoch
-                break
-            time.sleep(0.05)
-        assert position and position[1] > 0, f"no mid-epoch backup: {processes[0].stderr.read()[-2000:]}"
+        wait_for_mid_epoch_backup(processes, model_dir, _backup_position, timeout=200)
         processes[1].send_signal(signal.SIGKILL)
         lost = time.time()
         code, _, err = finish_processes([processes[0]], timeout=60)[0]

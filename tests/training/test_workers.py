@@ -13,7 +13,14 @@ import time
 
 import pytest
 
-from tests.training.helpers import TINY, backup_position, csv_epochs, finish_processes, free_ports
+from tests.training.helpers import (
+    TINY,
+    backup_position,
+    csv_epochs,
+    finish_processes,
+    free_ports,
+    wait_for_mid_epoch_backup,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -91,14 +98,7 @@ def test_a_lost_worker_stops_the_other_then_the_same_command_resumes(
     args[args.index("--batch-size") + 1] = "8"  # 12 steps in the epoch
     processes = _launch_workers(args, [model_dir, model_dir])
     try:
-        deadline = time.time() + 120
-        position = None
-        while time.time() < deadline and all(p.poll() is None for p in processes):
-            position = backup_position(model_dir)
-            if position and position[1] > 0:  # a backup in the middle of the epoch
-                break
-            time.sleep(0.05)
-        assert position and position[1] > 0, f"no mid-epoch backup: {processes[0].stderr.read()[-2000:]}"
+        wait_for_mid_epoch_backup(processes, model_dir, backup_position, timeout=120)
         processes[victim].send_signal(getattr(signal, how))
         lost = time.time()
         # TensorFlow's coordination service notices a silent worker after ~10 s without heartbeats.
