@@ -149,6 +149,17 @@ def _current_settings():
 
 
 @contextlib.contextmanager
+def _switched_on(name):
+    """Sets the trace setting `name` (a flag of this thread's `_settings`) inside the block."""
+    previous = getattr(_settings, name, False)
+    setattr(_settings, name, True)
+    try:
+        yield
+    finally:
+        setattr(_settings, name, previous)
+
+
+@contextlib.contextmanager
 def explicit_same_padding():
     """Dilated "same" convolutions traced inside the block get their padding as numbers.
 
@@ -163,12 +174,8 @@ def explicit_same_padding():
         >>> with convolution_path("native", gradients=False), explicit_same_padding():
         ...     concrete = tf.function(model).get_concrete_function(spec)
     """
-    previous = getattr(_settings, "explicit_same", False)
-    _settings.explicit_same = True
-    try:
+    with _switched_on("explicit_same"):
         yield
-    finally:
-        _settings.explicit_same = previous
 
 
 def _padding_for_trace(padding, kernel, dilation):
@@ -199,12 +206,8 @@ def affine_batch_norm():
         >>> with convolution_path("portable", gradients=False), affine_batch_norm():
         ...     concrete = tf.function(model).get_concrete_function(spec)
     """
-    previous = getattr(_settings, "affine_batch_norm", False)
-    _settings.affine_batch_norm = True
-    try:
+    with _switched_on("affine_batch_norm"):
         yield
-    finally:
-        _settings.affine_batch_norm = previous
 
 
 def affine_inference_batch_norm(x):
