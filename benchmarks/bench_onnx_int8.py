@@ -59,6 +59,7 @@ CONFIGURATIONS = {
     "S8S8, grouped float": ("int8", True, True, False, ("Conv",)),
     "U8S8, all convolutions": ("uint8", True, False, False, ("Conv",)),
     CHOSEN: None,
+    "U8S8 asymmetric activations, grouped float": ("uint8 asymmetric", True, True, False, ("Conv",)),
     "U8S8 per-tensor weights, grouped float": ("uint8", False, True, False, ("Conv",)),
     "U8S8, grouped float, 7-bit weights (reduce_range)": ("uint8", True, True, True, ("Conv",)),
     "U8S8, grouped float, + Add and pools": (
@@ -72,8 +73,8 @@ CONFIGURATIONS = {
 
 
 def quantize(content, calibration, activations, per_channel, grouped_float, reduce_range, op_types):
-    """One configuration with ONNX Runtime's quantizer, prepared as `quantize_int8` prepares (asymmetric uint8,
-    symmetric int8 activations)."""
+    """One configuration with ONNX Runtime's quantizer, prepared as `quantize_int8` prepares; activations
+    symmetric unless "uint8 asymmetric"."""
     import onnx
     from onnxruntime import quantization
 
@@ -94,7 +95,7 @@ def quantize(content, calibration, activations, per_channel, grouped_float, redu
             else quantization.QuantType.QInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": activations == "int8"},
+            extra_options={"ActivationSymmetric": activations != "uint8 asymmetric"},
             op_types_to_quantize=list(op_types),
             nodes_to_exclude=onnx_export._grouped_not_depthwise(graph) if grouped_float else [],
             reduce_range=reduce_range,
