@@ -275,11 +275,13 @@ def int8_speed_note(features=None):
     """One line saying int8 will not pay on this CPU, or None where it may.
 
     On x86 without VNNI, ONNX Runtime's U8S8 convolutions multiply with
-    VPMADDUBSW, which saturates 16-bit sums, so the weights are quantized to
-    7 bits (`reduce_range`) and the integer kernels lose their edge; the
-    issue's own figures (LiteRT int8 on AVX2 only matching float32) point the
-    same way. Not measured with ONNX Runtime here: time it on the target.
-    Arm and CPUs that do not say their features get no note (not measured).
+    VPMADDUBSW and VPMADDWD (VNNI: one instruction), VPMADDUBSW saturates
+    16-bit sums, so the weights are quantized to 7 bits (`reduce_range`);
+    the old int8 export ran slower than float32 on such CPUs and LiteRT int8
+    only as fast (issue 31). An inference for this configuration, not a
+    measurement (ONNX Runtime cannot be made to run a VNNI CPU as an AVX2
+    one): time it on the target. Arm and CPUs that do not say their features
+    get no note (not measured).
     """
     from keras_sknet import platform
 
