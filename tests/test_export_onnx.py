@@ -100,6 +100,83 @@ def test_int8_static_quantization_agrees(fitted, tmp_path):  # noqa: F811
         ort_outputs(str(path), held_out).argmax(-1) == model.predict(held_out, verbose=0).argmax(-1)
     )
     assert agree >= 0.98
+    # The machine's own CPU features decide the note (see the no-VNNI test).
+    assert result.notes == tuple(filter(None, [onnx_export.int8_speed_note()]))
+
+
+def run_convolutions(content):
+    """(integer, float) convolutions in the graph ONNX Runtime runs, after its QDQ fusion and layout changes."""
+    counts = onnx_export.optimized_operator_counts(content)
+    integer = counts["com.microsoft:QLinearConv"] + counts["ConvInteger"]
+    floating = sum(n for op, n in counts.items() if op.split(":")[-1] in ("Conv", "FusedConv"))
+    return integer, floating
+
+
+def test_int8_onnx_runtime_runs_integer_convolutions_but_the_grouped_ones(fitted):  # noqa: F811
+    """uint8 activations: ONNX Runtime fuses every quantized Conv into QLinearConv (with int8 activations
+    it left most as DequantizeLinear -> float Conv); the 32-group K3/K5 paths stay float by choice."""
+    model, images = fitted
+    x = preprocess_input(images[:60])
+    float_content = export.to_onnx(model).content
+    convs = export.onnx.operator_counts(float_content)["Conv"]
+    content = onnx_export.quantize_int8(float_content, x, features=("avx2", "avx512f", "avx512_vnni"))
+    grouped = export.onnx.grouped_conv_count(content)
+    assert grouped == 4
+    assert run_convolutions(content) == (convs - grouped, grouped)
+    # The float graph ONNX Runtime runs has no integer convolution.
+    assert run_convolutions(float_content) == (0, convs)
+
+
+def test_int8_depthwise_convolutions_are_quantized(shufflenet):
+    x = np.random.default_rng(3).normal(size=(16, 64, 64, 3)).astype("float32")
+    float_content = export.to_onnx(shufflenet).content
+    convs = export.onnx.operator_counts(float_content)["Conv"]
+    content = onnx_export.quantize_int8(float_content, x, features=("avx2", "avx512f", "avx512_vnni"))
+    assert run_convolutions(content) == (convs, 0)
+
+
+def int8_weight_range(content):
+    proto = onnx.load_from_string(content)
+    weights = [
+        onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8
+    ]
+    return max(int(np.abs(w.astype("int32")).max()) for w in weights if w.ndim == 4)
+
+
+def test_int8_without_vnni_says_it_will_not_pay_and_uses_7_bit_weights(fitted, monkeypatch):  # noqa: F811
+    from keras_sknet import platform
+
+    model, images = fitted
+    kwargs = dict(quantize="int8", representative_data=images, num_calibration=60, num_validation=100)
+    monkeypatch.setattr(platform, "cpu_features", lambda: ("avx2", "fma"))
+    result = export.to_onnx(model, **kwargs)
+    assert result.passed
+    (note,) = result.notes
+    assert note.startswith("int8 will not pay on this CPU (AVX2, no VNNI)")
+    assert f"note: {note}" in result.summary()
+    assert int8_weight_range(result.content) <= 64  # reduce_range: 7-bit weights
+    monkeypatch.setattr(platform, "cpu_features", lambda: ("avx2", "avx512f", "avx512_vnni", "fma"))
+    result = export.to_onnx(model, **kwargs)
+    assert result.passed and result.notes == () and "note:" not in result.summary()
+    assert int8_weight_range(result.content) == 127
+    # The float32 export never carries the note.
+    monkeypatch.setattr(platform, "cpu_features", lambda: ("avx2", "fma"))
+    assert export.to_onnx(model).notes == ()
+
+
+@pytest.mark.parametrize(
+    "features, pays",
+    [
+        (("avx2", "fma"), False),
+        (("avx2", "avx512f", "fma"), False),
+        (("avx2", "avx_vnni", "fma"), True),
+        (("avx2", "avx512f", "avx512_vnni"), True),
+        (("asimd", "i8mm"), True),  # not measured: no claim
+        ((), True),
+    ],
+)
+def test_int8_speed_note_by_cpu(features, pays):
+    assert (onnx_export.int8_speed_note(features) is None) == pays
 
 
 def test_int8_check_fails_on_bad_calibration_and_writes_nothing(fitted, tmp_path):  # noqa: F811

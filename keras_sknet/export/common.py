@@ -132,6 +132,8 @@ class ExportResult:
         input_type: `"float32"` (model input: `preprocess_input` output) or
             `"uint8"` (RGB images, preprocessing inside; see `export.serving`).
         signatures: the SavedModel's signature names (SavedModel only).
+        notes: lines for people about the export, e.g. that int8 will not
+            pay on this CPU (ONNX int8 without VNNI).
     """
 
     format: str
@@ -147,6 +149,7 @@ class ExportResult:
     opset: int = None
     input_type: str = "float32"
     signatures: tuple = ()
+    notes: tuple = ()
 
     @property
     def passed(self):
@@ -175,6 +178,7 @@ class ExportResult:
                 + (f"ops outside: {outside}" if outside else "the whole graph")
             )
         lines += [f"  {'NOT verified' if check.not_judged else 'verified'}: {check}" for check in self.checks]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 

@@ -243,19 +243,80 @@ class _CalibrationReader:
         return next(self._batches, None)
 
 
-def quantize_int8(content, calibration, batch_size=None):
+def _grouped_not_depthwise(graph):
+    """Names of the `Conv` nodes with 1 < `group` and more than one input channel per group."""
+    shapes = {tensor.name: tuple(tensor.dims) for tensor in graph.initializer}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "Conv"
+        and any(a.name == "group" and a.i > 1 for a in node.attribute)
+        and len(shapes.get(node.input[1], ())) > 1
+        and shapes[node.input[1]][1] > 1
+    ]
+
+
+def has_vnni(features=None):
+    """Whether this x86 CPU has VNNI (AVX-512 VNNI or AVX-VNNI), the int8 dot product behind ONNX Runtime's fast int8."""
+    from keras_sknet import platform
+
+    features = set(platform.cpu_features() if features is None else features)
+    return bool(features & {"avx512_vnni", "avx_vnni"})
+
+
+def _x86_without_vnni(features=None):
+    from keras_sknet import platform
+
+    features = set(platform.cpu_features() if features is None else features)
+    return "avx2" in features and not has_vnni(features)
+
+
+def int8_speed_note(features=None):
+    """One line saying int8 will not pay on this CPU, or None where it may.
+
+    On x86 without VNNI, ONNX Runtime's U8S8 convolutions multiply with
+    VPMADDUBSW and VPMADDWD (VNNI: one instruction), VPMADDUBSW saturates
+    16-bit sums, so the weights are quantized to 7 bits (`reduce_range`);
+    the old int8 export ran slower than float32 on such CPUs and LiteRT int8
+    only as fast (issue 31). An inference for this configuration, not a
+    measurement (ONNX Runtime cannot be made to run a VNNI CPU as an AVX2
+    one): time it on the target. Arm and CPUs that do not say their features
+    get no note (not measured).
+    """
+    from keras_sknet import platform
+
+    features = set(platform.cpu_features() if features is None else features)
+    if _x86_without_vnni(features):
+        return (
+            f"int8 will not pay on this CPU ({platform.vector_isa(features)}, no VNNI): ONNX Runtime's int8 "
+            "convolutions need VNNI to beat float32 (weights quantized to 7 bits here); ship float32, or time both "
+            "(benchmarks/bench_onnx_int8.py)"
+        )
+    return None
+
+
+def quantize_int8(content, calibration, batch_size=None, features=None):
     """Static int8 quantization (QDQ, per-channel weights) of a float32 ONNX model with ONNX Runtime.
 
-    Activations are calibrated (min-max) on `calibration`; weights are int8
-    per output channel, activations symmetric int8 per tensor (S8S8, ONNX
-    Runtime's recommendation for CPUs). Only the convolutions are quantized;
-    the attention's fully connected layers and the classifier stay float32. Quantize/DequantizeLinear
-    pairs stay around the integer ops, so the input and output are float32.
+    Activations are uint8 (symmetric, min-max calibrated on `calibration`),
+    weights int8 per output channel (U8S8, the pair ONNX Runtime's CPU int8
+    convolutions fuse). The convolutions are quantized except the grouped
+    ones with several channels per group (SKNet's 32-group 3x3 paths), which
+    stay float32 like the SK attention's small fully connected layers and the
+    classifier; depthwise convolutions (ShuffleNet) are quantized.
+    Quantize/DequantizeLinear pairs stay around the integer ops, so the input
+    and output are float32. On x86 without VNNI the weights use 7 bits
+    (`reduce_range`), as ONNX Runtime advises there.
+
+    Measured on an AMD EPYC Zen 4 (AVX-512 VNNI), ONNX Runtime 1.31.1, two
+    threads, shared machine (docs/export.md, benchmarks/bench_onnx_int8.py).
 
     Args:
         content: the float32 model's bytes.
         calibration: float32 model input, `(N, H, W, C)`.
         batch_size: the model's fixed batch, or None (calibrate 8 at a time).
+        features: CPU features as `platform.cpu_features()` returns (read
+            from this machine if None); only decides `reduce_range`.
 
     Returns:
         The int8 model's bytes.
@@ -270,7 +331,8 @@ def quantize_int8(content, calibration, batch_size=None):
         # Shape inference and ONNX Runtime's graph optimisations (BatchNorm folding) first,
         # as ONNX Runtime recommends: the quantizer then sees Conv -> Relu, not Conv -> BN -> Relu.
         quantization.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
-        name = onnx.load(prepared).graph.input[0].name
+        graph = onnx.load(prepared).graph
+        name = graph.input[0].name
         if batch_size is not None and len(calibration) % batch_size:
             calibration = np.resize(
                 calibration, (-(-len(calibration) // batch_size) * batch_size,) + calibration.shape[1:]
@@ -281,20 +343,59 @@ def quantize_int8(content, calibration, batch_size=None):
             _CalibrationReader(name, calibration, batch_size or 8),
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
-            activation_type=quantization.QuantType.QInt8,
+            # uint8 activations (U8S8), not int8 (S8S8): ONNX Runtime 1.31's QDQ fusion turned
+            # only 20 of SKNet-50's 69 Conv nodes into QLinearConv with int8 activations (no
+            # grouped or depthwise one); the other 49 ran as DequantizeLinear -> float Conv ->
+            # QuantizeLinear: float32 / int8 time 1.12x at batch 1, 0.84x at batch 16 (2 threads).
+            # With uint8 all 69 fuse, and the residual Adds become QLinearAdd.
+            activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax,
-            # Symmetric activations: on ShuffleNetV2 0.5x + SK at 224x224, asymmetric uint8 or int8
-            # activations moved the probabilities by up to 0.076 (top-1 agreement 0%), symmetric
-            # int8 by 0.005 (100%), same calibration (ONNX Runtime 1.31.1).
+            # Symmetric (zero point 128), as the int8 activations before: on SKNet-50 at 224 with
+            # random BatchNorm statistics and a fitted classifier (agreement 100% in float32),
+            # asymmetric uint8 kept 24% top-1 agreement, symmetric uint8 80%, symmetric int8 80%
+            # (ShuffleNetV2 0.5x + SK: 0.003 / 0.0065 / 0.007 max probability change, 100% each).
             extra_options={"ActivationSymmetric": True},
             # The convolutions only (nearly all the multiply-adds): the SK attention's small fully
-            # connected layers and the classifier stay float32. With them in int8 the same model's
-            # probabilities moved by 0.006, with the convolutions alone by 1.5e-5.
+            # connected layers and the classifier stay float32. With them in int8 the
+            # probabilities of ShuffleNetV2 0.5x + SK moved by 0.006, with the convolutions alone by 1.5e-5.
             op_types_to_quantize=["Conv"],
+            # SKNet's grouped 3x3 convolutions (32 groups of 4 to 32 channels) stay float32: ONNX
+            # Runtime's int8 kernel for them took 117 ms of SKNet-50's batch-1 time where its float
+            # kernels took 58 ms; the 1x1 convolutions went from 266 ms to 50 ms in int8. float32 /
+            # int8 time: 1.74x / 1.38x at batch 1 / 16 so, 1.44x / 1.03x with them in int8 too.
+            nodes_to_exclude=_grouped_not_depthwise(graph),
+            # Without VNNI, ONNX Runtime's U8S8 kernels use VPMADDUBSW, whose 16-bit sums
+            # saturate with 8-bit weights; 7-bit weights avoid it (ONNX Runtime's advice).
+            reduce_range=_x86_without_vnni(features),
         )
         with open(quantized, "rb") as f:
             return f.read()
+
+
+def optimized_operator_counts(content, level="all"):
+    """The operator counts of the graph ONNX Runtime actually runs (CPU), after its optimizations.
+
+    Args:
+        content: the model's bytes.
+        level: `"all"` (ORT_ENABLE_ALL, the default of an `InferenceSession`,
+            with layout changes and QDQ fusion) or `"extended"`.
+
+    Returns:
+        A `collections.Counter` as `operator_counts`, e.g. `{"com.microsoft:QLinearConv": 69, ...}`.
+    """
+    onnx, ort, _ = _import_onnx()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[level]
+    with tempfile.TemporaryDirectory() as tmp:
+        options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        ort.InferenceSession(bytes(content), options, providers=["CPUExecutionProvider"])
+        return operator_counts(onnx.load(options.optimized_model_filepath))
 
 
 def _relative_check(reference, outputs, name, detail=""):
@@ -341,10 +442,11 @@ def to_onnx(
     model's within 1e-4 relative (max abs diff over the largest reference
     magnitude), on a batch and, when the batch is free, on one image alone.
     `"int8"`: static quantization with `onnxruntime.quantization` (QDQ, int8
-    per-channel weights, symmetric int8 activations calibrated on
-    `representative_data`), top-1 agreement >= 98% (`min_agreement`) with
-    Keras on held-out images (not judged on fewer than 20 images or a model
-    that predicts one class for all, as in `to_tflite`). The graph must hold
+    per-channel weights, uint8 activations calibrated on `representative_data`,
+    grouped non-depthwise convolutions left float32; see `quantize_int8`),
+    top-1 agreement >= 98% (`min_agreement`) with Keras on held-out images
+    (not judged on fewer than 20 images or a model that predicts one class
+    for all, as in `to_tflite`). The graph must hold
     only default-domain ONNX operators; grouped convolutions are single
     `Conv` nodes with `group`. Nothing is written if anything fails; a
     passing model is written atomically. The path is checked before any work:
@@ -375,7 +477,9 @@ def to_onnx(
         num_threads: ONNX Runtime threads for the checks.
 
     Returns:
-        An `ExportResult` (`format="onnx"`, `opset`, `operators`, `content`).
+        An `ExportResult` (`format="onnx"`, `opset`, `operators`, `content`;
+        for int8 on an x86 CPU without VNNI, `notes` says int8 will not pay
+        there, and the summary and the CLI print it).
 
     Raises:
         ValueError: bad arguments or bad data (nothing is converted).
@@ -453,4 +557,5 @@ def to_onnx(
         content=content,
         opset=opset,
         input_type=input_type,
+        notes=tuple(filter(None, [int8_speed_note() if quantize == "int8" else None])),
     )
