@@ -175,9 +175,8 @@ class SKAttention(Block):
         scale = ops.rsqrt(ops.cast(bn.moving_variance, "float32") + bn.epsilon)
         if bn.scale:
             scale = scale * ops.cast(bn.gamma, "float32")
-        offset = -ops.cast(bn.moving_mean, "float32") * scale
-        if bn.center:
-            offset = offset + ops.cast(bn.beta, "float32")
+        offset = ops.cast(bn.moving_mean, "float32") * scale
+        offset = (ops.cast(bn.beta, "float32") if bn.center else 0.0) - offset
         kernel = ops.cast(ops.cast(self.fc_reduce.kernel, "float32") * scale, self.compute_dtype)
         offset = ops.cast(offset, self.compute_dtype)
         z = ops.matmul(squeezed, kernel)
