@@ -107,3 +107,25 @@ def test_inference_as_multiply_and_bias_add_gives_the_fused_results(affine, rng,
     np.testing.assert_allclose(conv_bn(ours, x), conv_bn(theirs, x), atol=1e-4)
     with tf_conv.convolution_path("portable", gradients=False):  # exports keep the fused op
         assert tf_conv.affine_inference_batch_norm(tf.constant(x)) is False
+
+
+@pytest.mark.parametrize(
+    "cap,below",
+    [
+        ("AVX2", True),
+        ("avx2_vnni", True),
+        ("AVX", True),
+        ("SSE41", True),
+        ("AVX512_CORE", False),
+        ("AVX512_CORE_BF16", False),
+        ("ALL", False),
+        ("", False),
+    ],
+)
+def test_onednn_cap_below_avx512_counts_as_an_avx2_cpu(cap, below, monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 CPU (the stand-in for AVX2 machines) gets the AVX2 BatchNorm."""
+    from keras_sknet.layers import tf_conv
+
+    assert tf_conv.onednn_capped_below_avx512(cap) is below
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert tf_conv.onednn_capped_below_avx512() is below

@@ -249,3 +249,42 @@ def test_two_path_attention_with_keras_quantized_or_lora_fc_select(rng):
     attention = quantized(s).numpy()
     np.testing.assert_allclose(attention.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(attention, reference, atol=0.02)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_inference_graph_matches_reference(strides, rng):
+    """The graph a model runs in inference (BatchNorm folded into fc_reduce) against Eqs. (1)-(6)."""
+    x = rng.normal(size=(3, 9, 9, 8)).astype("float32")
+    sk = built_sk(rng, x, filters=8, strides=strides, groups=2, reduction=2, min_dim=4)
+    v, a = tf.function(lambda t: sk(t, training=False, return_attention=True))(x)
+    expected_v, expected_a = reference_sk(sk, x)
+    np.testing.assert_allclose(v, expected_v, atol=1e-4)
+    np.testing.assert_allclose(a, expected_a, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_paths", [2, 3])
+def test_frozen_attention_batch_norm_uses_its_moving_statistics(num_paths, rng):
+    """training=True with a frozen BatchNorm (fine-tuning) normalises with the moving statistics."""
+    layer = SKAttention(num_paths=num_paths, attention_dim=8)
+    s = rng.normal(size=(4, 16)).astype("float32")
+    layer(s)
+    randomize_batch_norms(layer, rng)
+    layer.bn.trainable = False
+    np.testing.assert_allclose(layer(s, training=True), _softmax_attention(layer, s), atol=1e-6)
+    layer.bn.trainable = True  # batch statistics now: another result
+    assert not np.allclose(layer(s, training=True), _softmax_attention(layer, s), atol=1e-3)
+
+
+def test_inference_folds_the_attention_batch_norm_into_fc_reduce():
+    """In inference the descriptor is one matmul with a bias (no BatchNorm op); training keeps the BatchNorm."""
+    layer = SKAttention(num_paths=2, attention_dim=8)
+    layer(np.zeros((2, 16), "float32"))
+
+    def op_types(training):
+        graph = tf.function(lambda s: layer(s, training=training)).get_concrete_function(
+            tf.TensorSpec((None, 16))
+        )
+        return [op.type for op in graph.graph.get_operations()]
+
+    assert "FusedBatchNormV3" not in op_types(False) and "BiasAdd" in op_types(False)
+    assert "FusedBatchNormV3" in op_types(True)

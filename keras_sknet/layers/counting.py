@@ -8,16 +8,22 @@ sublayers (Dense, BatchNorm) are counted by their own rules.
 import math
 
 from keras_sknet.layers.conv import GroupConv2D
-from keras_sknet.layers.selective_kernel import SKAttention, SKConv
+from keras_sknet.layers.selective_kernel import SKAttention, SKConv, _plain_kernel
 from keras_sknet.layers.squeeze_excite import SqueezeExcite
 from keras_sknet.utils.flops import conv_macs, register_graph_context, register_macs
 
 
 def _sk_attention(layer, squeezed, _):
+    # Counted in inference, where the layer runs its plain Dense kernels itself and the
+    # Keras-quantized or LoRA ones as the Dense layers they are (counted by their own rule).
+    macs = 0
+    if _plain_kernel(layer.fc_reduce):
+        # fc_reduce is not called: one matmul with its kernel, the BatchNorm folded in.
+        macs += squeezed[0] * layer.channels * layer.attention_dim
     if layer.num_paths == 2 and layer._plain_fc_select():
         # fc_select is not called: one matmul with the difference of its kernel halves.
-        return squeezed[0] * layer.attention_dim * layer.channels
-    return 0  # fc_reduce and fc_select count as the Dense layers they are
+        macs += squeezed[0] * layer.attention_dim * layer.channels
+    return macs
 
 
 def _sk_conv(layer, _, out):

@@ -125,7 +125,7 @@ class SKAttention(Block):
         self.fc_select.build((batch, self.attention_dim))
 
     def call(self, squeezed, training=None, return_paths=False):
-        z = ops.relu(self.bn(self.fc_reduce(squeezed), training=training))
+        z = self._descriptor(squeezed, training)
         channels = self.channels
         if self.num_paths == 1:  # a softmax over one path is constantly 1
             per_path = [ops.ones((ops.shape(z)[0], channels), "float32")]
@@ -158,9 +158,39 @@ class SKAttention(Block):
         attention = ops.reshape(attention, (-1, self.num_paths, channels))
         return (attention, per_path) if return_paths else attention
 
+    def _descriptor(self, squeezed, training):
+        """z = ReLU(BN(W s)), Eq. (3).
+
+        In inference the BatchNorm is the affine map `(x - mean) * scale + beta`
+        of its moving statistics, which is folded into the fc: `s (W * scale) +
+        (beta - mean * scale)`, the same values up to float rounding. The fold
+        touches only the weights, which the graph computes apart from the
+        input; what the input waits for is one matmul with its bias and ReLU
+        (one fused op on TensorFlow) instead of a matmul, a BatchNorm (an op
+        and two reshapes on TensorFlow) and a ReLU.
+        """
+        bn = self.bn
+        if (training and bn.trainable) or not _plain_kernel(self.fc_reduce):
+            return ops.relu(bn(self.fc_reduce(squeezed), training=training))
+        scale = ops.rsqrt(ops.cast(bn.moving_variance, "float32") + bn.epsilon)
+        if bn.scale:
+            scale = scale * ops.cast(bn.gamma, "float32")
+        offset = ops.cast(bn.moving_mean, "float32") * scale
+        offset = (ops.cast(bn.beta, "float32") if bn.center else 0.0) - offset
+        kernel = ops.cast(ops.cast(self.fc_reduce.kernel, "float32") * scale, self.compute_dtype)
+        offset = ops.cast(offset, self.compute_dtype)
+        z = ops.matmul(squeezed, kernel)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            z = tf.nn.bias_add(z, offset)  # grappler fuses MatMul + BiasAdd + Relu, not + AddV2
+        else:
+            z = z + offset
+        return ops.relu(z)
+
     def _plain_fc_select(self):
         """Whether `fc_select.kernel` is the float kernel the layer multiplies by."""
-        return not self.fc_select.quantization_mode and not getattr(self.fc_select, "lora_enabled", False)
+        return _plain_kernel(self.fc_select)
 
     # By hand, not by running call symbolically: call makes its one-path attention with ops.ones
     # of the batch size, which a symbolic batch does not have.
@@ -173,6 +203,11 @@ class SKAttention(Block):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_paths, input_shape[-1])
+
+
+def _plain_kernel(dense):
+    """Whether `dense.kernel` is the float kernel the `Dense` layer multiplies by (not quantized, no LoRA)."""
+    return not dense.quantization_mode and not getattr(dense, "lora_enabled", False)
 
 
 def path_settings(kernel_sizes, dilate_large_kernels):
@@ -356,10 +391,15 @@ class SKConv(Block):
             # a * U1 + (1 - a) * U2 as U2 + a * (U1 - U2): the same full-map
             # passes, and the second path's weight is never needed.
             first, second = paths
-            outputs = second + (first - second) * ops.expand_dims(ops.expand_dims(per_path[0], 1), 1)
+            outputs = second + (first - second) * _per_channel(per_path[0])
             return (outputs, attention) if return_attention else outputs
         outputs = None
         for u, weight in zip(paths, per_path):
-            weighted = u * ops.expand_dims(ops.expand_dims(weight, 1), 1)
+            weighted = u * _per_channel(weight)
             outputs = weighted if outputs is None else outputs + weighted
         return (outputs, attention) if return_attention else outputs
+
+
+def _per_channel(weight):
+    """`(batch, C)` weights as `(batch, 1, 1, C)`, to scale feature maps: one reshape."""
+    return ops.reshape(weight, (-1, 1, 1, weight.shape[-1]))
