@@ -321,26 +321,11 @@ def quantize_int8(content, calibration, batch_size=None, features=None):
     Returns:
         The int8 model's bytes.
     """
-    onnx, _, _ = _import_onnx()
-    from onnxruntime import quantization
 
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path, prepared, quantized = (os.path.join(tmp, name) for name in ("f.onnx", "p.onnx", "q.onnx"))
-        with open(float_path, "wb") as f:
-            f.write(content)
-        # Shape inference and ONNX Runtime's graph optimisations (BatchNorm folding) first,
-        # as ONNX Runtime recommends: the quantizer then sees Conv -> Relu, not Conv -> BN -> Relu.
-        quantization.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
-        graph = onnx.load(prepared).graph
-        name = graph.input[0].name
-        if batch_size is not None and len(calibration) % batch_size:
-            calibration = np.resize(
-                calibration, (-(-len(calibration) // batch_size) * batch_size,) + calibration.shape[1:]
-            )
-        quantization.quantize_static(
-            prepared,
-            quantized,
-            _CalibrationReader(name, calibration, batch_size or 8),
+    def settings(graph):
+        from onnxruntime import quantization  # after quantized_static's check that it is installed
+
+        return dict(
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
             # uint8 activations (U8S8), not int8 (S8S8): ONNX Runtime 1.31's QDQ fusion turned
@@ -369,6 +354,43 @@ def quantize_int8(content, calibration, batch_size=None, features=None):
             # saturate with 8-bit weights; 7-bit weights avoid it (ONNX Runtime's advice).
             reduce_range=_x86_without_vnni(features),
         )
+
+    return quantized_static(content, calibration, batch_size, settings)
+
+
+def quantized_static(content, calibration, batch_size, settings):
+    """ONNX Runtime's static quantization of a float32 ONNX model, prepared as ONNX Runtime recommends.
+
+    One road for `quantize_int8` and for benchmarks/bench_onnx_int8.py's other configurations.
+
+    Args:
+        content: the float32 model's bytes.
+        calibration: float32 model input, `(N, H, W, C)`.
+        batch_size: the model's fixed batch, or None (calibrate 8 at a time).
+        settings: a function of the prepared `onnx.GraphProto` that returns
+            `quantize_static`'s keyword arguments (besides the paths and the
+            calibration reader).
+
+    Returns:
+        The quantized model's bytes.
+    """
+    onnx, _, _ = _import_onnx()
+    from onnxruntime import quantization
+
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path, prepared, quantized = (os.path.join(tmp, name) for name in ("f.onnx", "p.onnx", "q.onnx"))
+        with open(float_path, "wb") as f:
+            f.write(content)
+        # Shape inference and ONNX Runtime's graph optimisations (BatchNorm folding) first,
+        # as ONNX Runtime recommends: the quantizer then sees Conv -> Relu, not Conv -> BN -> Relu.
+        quantization.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
+        graph = onnx.load(prepared).graph
+        if batch_size is not None and len(calibration) % batch_size:
+            calibration = np.resize(
+                calibration, (-(-len(calibration) // batch_size) * batch_size,) + calibration.shape[1:]
+            )
+        reader = _CalibrationReader(graph.input[0].name, calibration, batch_size or 8)
+        quantization.quantize_static(prepared, quantized, reader, **settings(graph))
         with open(quantized, "rb") as f:
             return f.read()
 
