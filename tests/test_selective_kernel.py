@@ -225,13 +225,19 @@ def _softmax_attention(layer, s):
     return e / e.sum(axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("num_paths", [2, 3])
-def test_sk_attention_is_the_softmax_of_fc_select(num_paths, rng):
-    """Two paths run as sigmoid(z @ (W1 - W2)): the same values as the softmax of the logits."""
+def _attention_with_random_statistics(num_paths, rng):
+    """A built `SKAttention` whose BatchNorm has random statistics, and a descriptor `s` to call it on."""
     layer = SKAttention(num_paths=num_paths, attention_dim=8)
     s = rng.normal(size=(4, 16)).astype("float32")
     layer(s)
     randomize_batch_norms(layer, rng)
+    return layer, s
+
+
+@pytest.mark.parametrize("num_paths", [2, 3])
+def test_sk_attention_is_the_softmax_of_fc_select(num_paths, rng):
+    """Two paths run as sigmoid(z @ (W1 - W2)): the same values as the softmax of the logits."""
+    layer, s = _attention_with_random_statistics(num_paths, rng)
     np.testing.assert_allclose(layer(s), _softmax_attention(layer, s), atol=1e-6)
 
 
@@ -265,10 +271,7 @@ def test_inference_graph_matches_reference(strides, rng):
 @pytest.mark.parametrize("num_paths", [2, 3])
 def test_frozen_attention_batch_norm_uses_its_moving_statistics(num_paths, rng):
     """training=True with a frozen BatchNorm (fine-tuning) normalises with the moving statistics."""
-    layer = SKAttention(num_paths=num_paths, attention_dim=8)
-    s = rng.normal(size=(4, 16)).astype("float32")
-    layer(s)
-    randomize_batch_norms(layer, rng)
+    layer, s = _attention_with_random_statistics(num_paths, rng)
     layer.bn.trainable = False
     np.testing.assert_allclose(layer(s, training=True), _softmax_attention(layer, s), atol=1e-6)
     layer.bn.trainable = True  # batch statistics now: another result
