@@ -197,6 +197,18 @@ def vector_isa(features=None):
     return platform.machine() or "unknown"
 
 
+def has_vnni(features=None):
+    """Whether this x86 CPU has VNNI (AVX-512 VNNI or AVX-VNNI): the int8 dot product in one instruction.
+
+    ONNX Runtime's int8 convolutions beat float32 only with it (docs/export.md).
+
+    Args:
+        features: as returned by `cpu_features()` (read from the machine if None).
+    """
+    features = set(cpu_features() if features is None else features)
+    return bool(features & {"avx512_vnni", "avx_vnni"})
+
+
 def describe():
     """One line for benchmark headers: CPU model, vector ISA, and TensorFlow's kernels.
 

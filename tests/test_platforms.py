@@ -194,6 +194,21 @@ def test_prefer_onednn_only_where_it_pays(features, sets, monkeypatch):
     assert platform.prefer_onednn(features) is False
 
 
+@pytest.mark.parametrize(
+    "features,vnni",
+    [
+        ({"avx2", "fma"}, False),  # Zen 3, Haswell to Skylake client
+        ({"avx2", "avx512f", "avx512bw"}, False),  # Skylake-SP: AVX-512 without VNNI
+        ({"avx2", "avx_vnni"}, True),  # Alder Lake: AVX-VNNI on 256-bit vectors
+        ({"avx2", "avx512f", "avx512_vnni"}, True),  # Cascade Lake, Zen 4
+        ({"asimd", "i8mm"}, False),  # Arm's int8 dot products are not VNNI
+        (set(), False),
+    ],
+)
+def test_has_vnni(features, vnni):
+    assert platform.has_vnni(features) is vnni
+
+
 def test_prefer_onednn_leaves_a_decision_alone(monkeypatch):
     monkeypatch.setenv(platform.ONEDNN_VARIABLE, "0")
     monkeypatch.delitem(sys.modules, "tensorflow")

@@ -256,19 +256,11 @@ def _grouped_not_depthwise(graph):
     ]
 
 
-def has_vnni(features=None):
-    """Whether this x86 CPU has VNNI (AVX-512 VNNI or AVX-VNNI), the int8 dot product behind ONNX Runtime's fast int8."""
-    from keras_sknet import platform
-
-    features = set(platform.cpu_features() if features is None else features)
-    return bool(features & {"avx512_vnni", "avx_vnni"})
-
-
 def _x86_without_vnni(features=None):
     from keras_sknet import platform
 
     features = set(platform.cpu_features() if features is None else features)
-    return "avx2" in features and not has_vnni(features)
+    return "avx2" in features and not platform.has_vnni(features)
 
 
 def int8_speed_note(features=None):
