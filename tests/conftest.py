@@ -58,6 +58,37 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=file_rank)  # stable: the tests of a file, and the files not listed, keep their order
 
 
+_CPU_AT_SETUP = pytest.StashKey[float]()
+
+
+def _cpu_seconds():
+    """CPU time of this process and of the subprocesses it has waited for (most tests' real cost)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each test's CPU-seconds, setup to teardown, as the property `cpu_s` (in `--junitxml` files).
+
+    The suite's time on 2 cores is its CPU time over 2, not its tests' wall times: a test whose
+    subprocesses run side by side costs more than its duration says, one that waits less.
+    """
+    if call.when == "setup":
+        item.stash[_CPU_AT_SETUP] = _cpu_seconds()
+    outcome = yield
+    if call.when == "teardown" and _CPU_AT_SETUP in item.stash:
+        outcome.get_result().user_properties.append(
+            ("cpu_s", round(_cpu_seconds() - item.stash[_CPU_AT_SETUP], 2))
+        )
+
+
 def pytest_report_header(config):
     if keras.backend.backend() != "tensorflow":  # describe() imports TensorFlow
         return f"keras_sknet platform: Keras on {keras.backend.backend()}"
