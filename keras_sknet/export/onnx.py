@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 
 import numpy as np
 
@@ -287,6 +288,48 @@ def int8_speed_note(features=None):
     return None
 
 
+def int8_speed(float_content, int8_content, images, num_threads=2, rounds=5):
+    """How many times faster the int8 model runs than the float32 one here, as measured, and how.
+
+    Both run `images` (one image, or the models' fixed batch) on ONNX Runtime's CPU
+    provider, interleaved: one warm-up each, then the median of `rounds` runs each.
+    ONNX Runtime int8 pays on some CPUs and models and not on others (docs/export.md:
+    1.5-1.7x for SKNet-50 on a Zen 4, not reliably faster for ShuffleNetV2 0.5x + SK),
+    so the exporter says what it measured rather than what the CPU's features suggest.
+
+    Args:
+        float_content, int8_content: the two models' bytes.
+        images: model input; the first image (or the fixed batch) is timed.
+        num_threads: ONNX Runtime threads, as in the checks.
+        rounds: timed runs of each model.
+
+    Returns:
+        `(speedup, how)`: float32 time over int8 time, and e.g.
+        `"batch 1, 2 threads, median of 5 runs"`.
+    """
+    sessions = [make_session(content, num_threads) for content in (float_content, int8_content)]
+    (model_input,) = sessions[0].get_inputs()
+    batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else 1
+    feed = {model_input.name: np.resize(images[:batch], (batch,) + images.shape[1:])}
+    times = [[], []]
+    for round_ in range(rounds + 1):
+        for session, spent in zip(sessions, times):
+            start = time.perf_counter()
+            session.run(None, feed)
+            if round_:  # the first run of each is a warm-up
+                spent.append(time.perf_counter() - start)
+    float_time, int8_time = (float(np.median(spent)) for spent in times)
+    return float_time / int8_time, f"batch {batch}, {num_threads} threads, median of {rounds} runs"
+
+
+def int8_measured_note(speedup, how):
+    """One line for `ExportResult.notes`: the measured int8 speed, and what to ship where it did not pay."""
+    line = f"int8 ran {speedup:.2f}x the speed of float32 on this CPU ({how})"
+    if speedup < 1.0:
+        line += "; here float32 is faster: ship float32, or time both on the target (benchmarks/bench_onnx_int8.py)"
+    return line
+
+
 def quantize_int8(content, calibration, batch_size=None, features=None):
     """Static int8 quantization (QDQ, per-channel weights) of a float32 ONNX model with ONNX Runtime.
 
@@ -492,8 +535,10 @@ def to_onnx(
 
     Returns:
         An `ExportResult` (`format="onnx"`, `opset`, `operators`, `content`;
-        for int8 on an x86 CPU without VNNI, `notes` says int8 will not pay
-        there, and the summary and the CLI print it).
+        for int8, `notes` gives int8's speed over float32 as measured here
+        (`int8_speed`), says to ship float32 where int8 was slower, and on an
+        x86 CPU without VNNI says int8 will not pay there; the summary and
+        the CLI print them).
 
     Raises:
         ValueError: bad arguments or bad data (nothing is converted).
@@ -541,7 +586,7 @@ def to_onnx(
         input_shape = (input_shape[0], None, None, input_shape[3])
 
     proto = _float_graph(model, input_shape, opset, input_type)
-    content = proto.SerializeToString()
+    content = float_content = proto.SerializeToString()
     if quantize == "int8":
         try:
             content = quantize_int8(content, calibration, batch_size)
@@ -558,6 +603,12 @@ def to_onnx(
         checks = [common.agreement_check(reference, run_onnx(session, images, 16), min_agreement)]
         checks[0].detail += f"; calibrated on {len(calibration)}"
     common.raise_if_failed(checks, f"ONNX ({quantize})")
+    notes = []
+    if quantize == "int8":
+        notes = [
+            int8_speed_note(),
+            int8_measured_note(*int8_speed(float_content, content, images, num_threads)),
+        ]
     if path is not None:
         common.write_file_atomically(path, content, overwrite)
     return common.ExportResult(
@@ -571,5 +622,5 @@ def to_onnx(
         content=content,
         opset=opset,
         input_type=input_type,
-        notes=tuple(filter(None, [int8_speed_note() if quantize == "int8" else None])),
+        notes=tuple(filter(None, notes)),
     )
