@@ -35,9 +35,19 @@ export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-$threads}"
 # again, and a dead worker once left the controller waiting forever); a hung test fails after
 # setup.cfg's pytest timeout; and `timeout` ends a pass that hangs anyway.
 pass_limit="${KERAS_SKNET_PASS_TIMEOUT:-3600}"
+# KERAS_SKNET_JUNIT_DIR=DIR keeps each pass's per-test wall and CPU times (the `cpu_s` property,
+# tests/conftest.py) in DIR/pass1.xml, pass2.xml, pass3.xml: what tests/conftest.py's LONGEST_FIRST follows.
+pass_number=0
 run_pytest() {
+    pass_number=$((pass_number + 1))
+    local report=()
+    if [ -n "${KERAS_SKNET_JUNIT_DIR:-}" ]; then
+        mkdir -p "$KERAS_SKNET_JUNIT_DIR"
+        report=(--junitxml="$KERAS_SKNET_JUNIT_DIR/pass$pass_number.xml")
+    fi
     timeout --kill-after=60 "$pass_limit" \
-        python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder --max-worker-restart=0 -q "$@"
+        python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder --max-worker-restart=0 -q \
+        "${report[@]}" "$@"
 }
 TF_ENABLE_ONEDNN_OPTS=1 KERAS_SKNET_EXPECT_KERNELS=onednn run_pytest "$@"
 status=0
