@@ -8,6 +8,8 @@ than skips).
 """
 
 import os
+import re
+import types
 
 import numpy as np
 import pytest
@@ -116,7 +118,14 @@ def test_int8_static_quantization_agrees(fitted, fitted_onnx, tmp_path):  # noqa
     )
     assert agree >= 0.98
     # The machine's own CPU features decide the note (see the no-VNNI test).
-    assert result.notes == tuple(filter(None, [onnx_export.int8_speed_note()]))
+    *by_cpu, measured = result.notes
+    assert by_cpu == list(filter(None, [onnx_export.int8_speed_note()]))
+    assert re.fullmatch(
+        r"int8 ran \d+\.\d\dx the speed of float32 on this CPU \(batch 1, 2 threads, median of 5 runs\)"
+        r"(; here float32 is faster: ship float32, .*)?",
+        measured,
+    ), measured
+    assert f"note: {measured}" in result.summary()
 
 
 def run_convolutions(content):
@@ -166,13 +175,14 @@ def test_int8_without_vnni_says_it_will_not_pay_and_uses_7_bit_weights(fitted, m
     monkeypatch.setattr(platform, "cpu_features", lambda: ("avx2", "fma"))
     result = export.to_onnx(model, **kwargs)
     assert result.passed
-    (note,) = result.notes
+    note, measured = result.notes
     assert note.startswith("int8 will not pay on this CPU (AVX2, no VNNI)")
     assert f"note: {note}" in result.summary()
     assert int8_weight_range(result.content) <= 64  # reduce_range: 7-bit weights
     monkeypatch.setattr(platform, "cpu_features", lambda: ("avx2", "avx512f", "avx512_vnni", "fma"))
     result = export.to_onnx(model, **kwargs)
-    assert result.passed and result.notes == () and "note:" not in result.summary()
+    (measured,) = result.notes  # with VNNI only what was measured
+    assert result.passed and measured.startswith("int8 ran ") and "will not pay" not in result.summary()
     assert int8_weight_range(result.content) == 127
     # The float32 export never carries the note.
     monkeypatch.setattr(platform, "cpu_features", lambda: ("avx2", "fma"))
@@ -192,6 +202,45 @@ def test_int8_without_vnni_says_it_will_not_pay_and_uses_7_bit_weights(fitted, m
 )
 def test_int8_speed_note_by_cpu(features, pays):
     assert (onnx_export.int8_speed_note(features) is None) == pays
+
+
+def test_int8_speed_is_measured_on_onnx_runtime_and_said(fitted, fitted_onnx, monkeypatch):  # noqa: F811
+    """The float32 time over the int8 time, warm-ups left out, at the models' batch; and the note it makes."""
+    x = preprocess_input(fitted[1][:2])
+    speedup, how = onnx_export.int8_speed(fitted_onnx, fitted_onnx, x, rounds=3)
+    assert np.isfinite(speedup) and speedup > 0 and how == "batch 1, 2 threads, median of 3 runs"
+
+    clock = [0.0]
+
+    class TimedSession:  # each run takes `costs` seconds of a fake clock, the first one `warm_up` more
+        def __init__(self, batch, costs, warm_up):
+            self.batch, self.costs, self.runs = batch, list(costs), 0
+            self.warm_up = warm_up
+
+        def get_inputs(self):
+            return [types.SimpleNamespace(name="images", shape=[self.batch, 8, 8, 3])]
+
+        def run(self, outputs, feed):
+            assert feed["images"].shape == (self.batch, 8, 8, 3)
+            clock[0] += self.costs[self.runs] + (self.warm_up if self.runs == 0 else 0.0)
+            self.runs += 1
+
+    sessions = {
+        b"float": TimedSession(4, [9.0, 1.0, 1.0, 5.0], warm_up=100.0),
+        b"int8": TimedSession(4, [9.0, 3.0, 3.0, 3.0], warm_up=100.0),
+    }
+    monkeypatch.setattr(onnx_export, "make_session", lambda content, num_threads: sessions[content])
+    monkeypatch.setattr(onnx_export.time, "perf_counter", lambda: clock[0])
+    images = np.zeros((2, 8, 8, 3), "float32")
+    speedup, how = onnx_export.int8_speed(b"float", b"int8", images, num_threads=2, rounds=3)
+    assert speedup == pytest.approx(1.0 / 3.0) and how == "batch 4, 2 threads, median of 3 runs"
+
+    slower = onnx_export.int8_measured_note(speedup, how)
+    assert slower.startswith(
+        "int8 ran 0.33x the speed of float32 on this CPU (batch 4, 2 threads, median of 3"
+    )
+    assert "here float32 is faster: ship float32" in slower
+    assert "ship float32" not in onnx_export.int8_measured_note(1.52, how)
 
 
 def test_int8_check_fails_on_bad_calibration_and_writes_nothing(fitted, tmp_path):  # noqa: F811
