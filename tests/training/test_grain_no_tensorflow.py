@@ -44,8 +44,20 @@ RECIPE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def jax_compilation(tmp_path_factory):
+    """The trainings' JAX settings: XLA's CPU optimisations off (as in tests/backends), and one
+    compilation cache, so that the virtual environment's run (the same jax and keras, pinned)
+    loads what the import-hook run compiled."""
+    return dict(
+        JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla_cache")),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+
+
 @pytest.fixture
-def no_tensorflow(tmp_path):
+def no_tensorflow(tmp_path, jax_compilation):
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(BLOCKER)
@@ -54,6 +66,7 @@ def no_tensorflow(tmp_path):
         BLOCKED_IMPORTS_LOG=str(tmp_path / "blocked.txt"),
         KERAS_BACKEND="jax",
         KERAS_HOME=str(tmp_path / "keras_home"),  # the rendered dataset's cache
+        **jax_compilation,
     )
 
 
@@ -88,23 +101,24 @@ def test_grain_is_refused_on_the_tensorflow_backend(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_virtual_environment_without_tensorflow_trains_the_recipe(tmp_path):
+def test_a_virtual_environment_without_tensorflow_trains_the_recipe(tmp_path, jax_compilation):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # No pip of its own (ensurepip), no bytecode of every installed module: this pip installs
+    # into it, and Python compiles what the run imports.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
+    pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-compile"]
     install = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "keras==3.15.1", "jax", "grain", "pillow", "numpy"],
+        [*pip, "keras==3.15.1", "jax", "grain", "pillow", "numpy"],
         capture_output=True,
         text=True,
         timeout=1200,
     )
     if install.returncode != 0:
         pytest.skip(f"cannot install keras, jax and grain from the registry here: {install.stderr[-500:]}")
-    subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "-e", REPOSITORY], check=True, timeout=600
-    )
+    subprocess.run([*pip, "--no-deps", "-e", REPOSITORY], check=True, timeout=600)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(KERAS_BACKEND="jax", KERAS_HOME=str(tmp_path / "keras_home"))
+    env.update(KERAS_BACKEND="jax", KERAS_HOME=str(tmp_path / "keras_home"), **jax_compilation)
     probe = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True, env=env)
     assert probe.returncode != 0 and "No module named 'tensorflow'" in probe.stderr
     script = textwrap.dedent(

@@ -63,11 +63,16 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(data_dir, tmp_path_factory):
+def cache(tmp_path_factory):
+    """The module's XLA compilation cache: the killed run compiles nothing that `runs` compiled."""
+    return tmp_path_factory.mktemp("xla_cache")
+
+
+@pytest.fixture(scope="module")
+def runs(data_dir, cache, tmp_path_factory):
     """Side by side: the recipe on one process with two devices and on two with one; one epoch of it
     on two processes with two devices each."""
     root = tmp_path_factory.mktemp("jax_processes")
-    cache = root / "xla_cache"
     args = RECIPE + ["--data-dir", data_dir]
     plan = {
         "one_by_two": (1, 2, args),
@@ -146,12 +151,12 @@ def _backup_position(model_dir):
 
 
 @pytest.mark.slow
-def test_a_killed_process_stops_the_other_then_the_same_command_resumes(data_dir, tmp_path):
+def test_a_killed_process_stops_the_other_then_the_same_command_resumes(data_dir, cache, tmp_path):
     """Process 1 killed mid-epoch: process 0 exits at once with one line; the relaunch ends the run."""
     model_dir = tmp_path / "run"
-    args = RECIPE + ["--data-dir", data_dir, "--backup-every-steps", "2", "--epochs", "1"]
-    args[args.index("--batch-size") + 1] = "8"  # 12 steps in the epoch
-    cache = tmp_path / "cache"
+    # The batch and devices of the two_by_one run (its compiled programs, from the cache); a
+    # backup after each of the epoch's 6 steps, so that 5 of them are mid-epoch.
+    args = RECIPE + ["--data-dir", data_dir, "--backup-every-steps", "1", "--epochs", "1"]
     processes = launch(args, [model_dir, model_dir], 1, cache)
     try:
         wait_for_mid_epoch_backup(processes, model_dir, _backup_position, timeout=200)
@@ -172,7 +177,7 @@ def test_a_killed_process_stops_the_other_then_the_same_command_resumes(data_dir
         assert code == 0, err[-3000:]
         assert "Resuming scales_demo at epoch 1, step" in out, out
     result = summary(model_dir)
-    assert result["steps"] == 96 // 8 and result["replicas"] == 2  # nothing lost, nothing done twice
+    assert result["steps"] == 96 // 16 and result["replicas"] == 2  # nothing lost, nothing done twice
     assert csv_epochs(model_dir) == [0]
 
 
