@@ -85,7 +85,7 @@ def test_feature_extractor_any_size(name, kwargs, size, channels, classes, pooli
     assert pooled.output_shape == (None, channels)
     # With the same weights the pooled model gives the pooled feature map.
     pooled.set_weights(model.get_weights())
-    pooled_features = eager(pooled, x)
+    pooled_features = eager(pooled, [x])  # the inputs as a list, as input_tensor made them
     assert pooled_features.shape == (2, channels)
     reduce = {"avg": np.mean, "max": np.max}[pooling]
     np.testing.assert_allclose(pooled_features, reduce(features, axis=(1, 2)), rtol=1e-5, atol=1e-5)
