@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -66,6 +67,15 @@ def timm_outputs(tmp_path_factory):
     return out
 
 
+def eager(model, images):
+    """`model`'s inference output, computed op by op.
+
+    A few calls cost less so than ZooModel's compiled call, which traces the 50-layer model
+    again for each new input shape (tests/test_predict.py holds that call to this one).
+    """
+    return keras.Model.__call__(model, images, training=False)
+
+
 def max_diff(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
@@ -81,14 +91,14 @@ def test_logits_and_features_match_timm(name, arch, timm_outputs):
         images = np.load(timm_outputs / f"inputs_{size}.npy")
         expected = reference[f"logits_{size}_b4"]
         assert expected.std(axis=1).min() > 1e-2  # the logits carry information: a wrong weight shows
-        logits = model(images, training=False)
+        logits = eager(model, images)
         assert max_diff(logits, expected) <= TOLERANCE, (size, max_diff(logits, expected))
-        single = model(images[:1], training=False)
+        single = eager(model, images[:1])
         assert max_diff(single, expected[:1]) <= TOLERANCE, (size, "batch 1")
 
     headless = function(weights=checkpoint, include_top=False, pooling="avg")
     images = np.load(timm_outputs / "inputs_224x224.npy")
-    features = headless(images, training=False)
+    features = eager(headless, images)
     assert max_diff(features, reference["features_224x224_b4"]) <= TOLERANCE
 
 
