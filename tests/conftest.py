@@ -20,30 +20,32 @@ def _kernels():
     return "onednn" if platform.onednn_enabled() else "eigen"
 
 
-# The test files that take longest, longest first (pass 1, 2026-12-06, AMD Zen 4, 2 workers;
-# from `--junitxml` times). scripts/test.sh hands whole files to its two pytest-xdist workers in
-# collection order (`--dist loadfile --no-loadscope-reorder`); starting the long files first keeps
-# one of them from starting last while the other worker sits idle (4 minutes, for the README).
+# The test files that take longest, longest first (pass 1, 2026-12-07, AMD Zen 4, 2 workers;
+# `python scripts/suite_times.py` on a run's junit file, KERAS_SKNET_JUNIT_DIR in scripts/test.sh).
+# scripts/test.sh hands whole files to its two pytest-xdist workers in collection order
+# (`--dist loadfile --no-loadscope-reorder`); starting the long files first keeps one of them
+# from starting last while the other worker sits idle (4 minutes, for the README).
 LONGEST_FIRST = (
-    "tests/users/test_recipes.py",
     "tests/users/test_readme.py",
-    "tests/training/test_trainer.py",
-    "tests/test_applications.py",
-    "tests/test_timm_parity.py",
-    "tests/backends/test_tensorflow_side.py",
-    "tests/training/test_jax_processes.py",
-    "tests/test_export_onnx.py",
-    "tests/training/test_workers.py",
-    "tests/users/test_export_paths.py",
-    "tests/training/test_grain_no_tensorflow.py",
-    "tests/test_platforms.py",
-    "tests/test_quantize.py",
-    "tests/test_gpu_check.py",
     "tests/test_hub.py",
-    "tests/test_crashes.py",
-    "tests/training/test_trainer_jax.py",
+    "tests/users/test_recipes.py",
     "tests/test_export.py",
+    "tests/test_applications.py",
+    "tests/training/test_jax_processes.py",
+    "tests/training/test_trainer_jax.py",
+    "tests/users/test_export_paths.py",
+    "tests/test_export_onnx.py",
+    "tests/test_platforms.py",
+    "tests/backends/test_tensorflow_side.py",
+    "tests/test_timm_parity.py",
     "tests/test_zoo_sizes.py",
+    "tests/test_gpu_check.py",
+    "tests/training/test_workers.py",
+    "tests/training/test_trainer.py",
+    "tests/test_crashes.py",
+    "tests/test_caffe_weights.py",
+    "tests/users/test_commands.py",
+    "tests/training/test_grain_no_tensorflow.py",
 )
 
 
@@ -73,6 +75,11 @@ def _cpu_seconds():
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[_CPU_AT_SETUP] = _cpu_seconds()  # before the fixtures, which some tests spend most in
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Each test's CPU-seconds, setup to teardown, as the property `cpu_s` (in `--junitxml` files).
@@ -80,8 +87,6 @@ def pytest_runtest_makereport(item, call):
     The suite's time on 2 cores is its CPU time over 2, not its tests' wall times: a test whose
     subprocesses run side by side costs more than its duration says, one that waits less.
     """
-    if call.when == "setup":
-        item.stash[_CPU_AT_SETUP] = _cpu_seconds()
     outcome = yield
     if call.when == "teardown" and _CPU_AT_SETUP in item.stash:
         outcome.get_result().user_properties.append(

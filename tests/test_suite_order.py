@@ -1,6 +1,10 @@
 """The suite's scheduling list names files that exist (a renamed file would silently lose its place)."""
 
 import os
+import sys
+import time
+
+import pytest
 
 from tests.conftest import LONGEST_FIRST
 
@@ -41,3 +45,18 @@ def test_suite_times_reads_the_junit_files_of_a_run(tmp_path, capsys):
     assert "3 tests: 1.4 worker-minutes, 0.5 CPU-minutes" in out
     assert "| tests/test_hub.py | 2 | 72 | 2 |" in out
     assert out.rstrip().endswith('"tests/test_hub.py",')  # the only file over 60 s
+
+
+@pytest.fixture
+def busy_fixture():
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # CPU spent in setup, as a fixture that converts a model
+        pass
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no resource module: cpu_s is not recorded on Windows")
+def test_cpu_seconds_count_the_fixtures(busy_fixture, request):
+    """The `cpu_s` clock starts before setup: the fixture's 0.3 CPU-s are in this test's property."""
+    from tests.conftest import _CPU_AT_SETUP, _cpu_seconds
+
+    assert _cpu_seconds() - request.node.stash[_CPU_AT_SETUP] >= 0.29
