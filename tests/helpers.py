@@ -40,6 +40,19 @@ def subprocess_environment(**variables):
     return env
 
 
+def op_by_op(model, x):
+    """`model`'s inference outputs as NumPy arrays, through Keras' own call, op by op.
+
+    Our models' eager call runs a cached compiled function, traced again for each new input
+    shape; for a few calls of a large model, one op-by-op pass costs less than a trace
+    (tests/test_predict.py holds the two calls equal).
+    """
+    import keras
+
+    outputs = keras.Model.__call__(model, x, training=False)
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
+
+
 def randomize_batch_norms(model, rng):
     """Gives every BatchNorm non-trivial statistics so that tests can see them."""
     for weight in model.weights:

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_sknet import applications
 from keras_sknet.layers import record_attention
-from tests.helpers import randomize_batch_norms
+from tests.helpers import op_by_op, randomize_batch_norms
 
 # (function, kwargs, small input size, channels of the last feature map, default classes)
 MODELS = [
@@ -42,15 +42,6 @@ def stride(size, name):
     return 4 if name.endswith("29") else 32
 
 
-def eager(model, x):
-    """`model`'s inference output, computed op by op.
-
-    On these small inputs that costs a fraction of tracing the compiled call of `predict` or of
-    a ZooModel's call (tests/test_predict.py holds those to this one).
-    """
-    return keras.ops.convert_to_numpy(keras.Model.__call__(model, x, training=False))
-
-
 @pytest.mark.parametrize("name,kwargs,size,channels,classes", MODELS, ids=IDS)
 def test_classifier_forward_and_keras_round_trip(name, kwargs, size, channels, classes, rng, tmp_path):
     model = getattr(applications, name)(input_shape=(size, size, 3), **kwargs)
@@ -61,13 +52,13 @@ def test_classifier_forward_and_keras_round_trip(name, kwargs, size, channels, c
     assert y.shape == (1, classes)
     np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
     assert np.all(np.isfinite(y))
-    np.testing.assert_allclose(eager(model, x), y, atol=1e-6)
+    np.testing.assert_allclose(op_by_op(model, x), y, atol=1e-6)
     if name in NO_ROUND_TRIP:
         return
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(eager(loaded, x), y, atol=1e-6)
+    np.testing.assert_allclose(op_by_op(loaded, x), y, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,kwargs,size,channels,classes,pooling", POOLED, ids=IDS)
@@ -78,14 +69,14 @@ def test_feature_extractor_any_size(name, kwargs, size, channels, classes, pooli
     for h, w in [(size, size), (size + 8, size * 2)]:
         s = stride(size, name)
         x = rng.normal(size=(2, h, w, 3)).astype("float32")
-        features = eager(model, x)
+        features = op_by_op(model, x)
         assert features.shape == (2, -(-h // s), -(-w // s), channels)
     # A custom input tensor of unknown size, as keras.applications accepts.
     pooled = function(include_top=False, pooling=pooling, input_tensor=keras.Input((None, None, 3)), **kwargs)
     assert pooled.output_shape == (None, channels)
     # With the same weights the pooled model gives the pooled feature map.
     pooled.set_weights(model.get_weights())
-    pooled_features = eager(pooled, [x])  # the inputs as a list, as input_tensor made them
+    pooled_features = op_by_op(pooled, [x])  # the inputs as a list, as input_tensor made them
     assert pooled_features.shape == (2, channels)
     reduce = {"avg": np.mean, "max": np.max}[pooling]
     np.testing.assert_allclose(pooled_features, reduce(features, axis=(1, 2)), rtol=1e-5, atol=1e-5)

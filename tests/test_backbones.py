@@ -23,6 +23,7 @@ import pytest
 from keras_sknet import applications
 from keras_sknet.applications import feature_extractor, pyramid_layer_names
 from keras_sknet.applications import skresnet as skresnet_module
+from tests.helpers import op_by_op
 from tests.support import TIMM_REFERENCE_SCRIPT
 
 HAVE_TIMM = all(importlib.util.find_spec(m) is not None for m in ("torch", "timm", "safetensors"))
@@ -67,18 +68,9 @@ def timm_features(tmp_path_factory):
     return out
 
 
-def eager(model, x):
-    """`model`'s inference outputs as arrays, computed op by op.
-
-    For one call of these small models that costs less than tracing `predict`'s compiled call.
-    """
-    outputs = keras.Model.__call__(model, x, training=False)
-    return keras.tree.map_structure(np.asarray, outputs)
-
-
 def relative_errors(pyramid, reference, output_stride):
     inputs = np.load(reference.parent / f"inputs_{SIZE[0]}x{SIZE[1]}.npy")
-    outputs = eager(pyramid, inputs)
+    outputs = op_by_op(pyramid, inputs)
     maps = np.load(reference)
     errors = {}
     for i, level in enumerate(LEVELS):
@@ -174,13 +166,13 @@ def test_every_family_has_its_pyramid(family):
     backbone = build(include_top=False, input_shape=(None, None, 3))
     pyramid = feature_extractor(backbone)
     x = np.random.default_rng(0).normal(size=(1, height, width, 3)).astype("float32")
-    outputs = eager(pyramid, x)
+    outputs = op_by_op(pyramid, x)
     assert list(outputs) == list(channels)
     for level, value in outputs.items():
         stride = 2 ** int(level[1:])
         assert value.shape == (1, -(-height // stride), -(-width // stride), channels[level]), level
     deepest = list(channels)[-1]
-    np.testing.assert_allclose(outputs[deepest], eager(backbone, x), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(outputs[deepest], op_by_op(backbone, x), rtol=0, atol=1e-6)
 
 
 def test_levels_pick_a_subset_and_bad_levels_are_refused():

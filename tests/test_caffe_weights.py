@@ -5,7 +5,6 @@ with the release's layer names and shapes (`tests/caffe_reference.py`) are writt
 and the Keras logits held to an independent NumPy interpreter of the prototxt's layers.
 """
 
-import keras
 import numpy as np
 import pytest
 
@@ -20,7 +19,7 @@ from keras_sknet.weights import (
     read_caffemodel,
 )
 from tests.caffe_reference import random_blobs, release_layers, run_net, write_caffemodel
-from tests.helpers import run_as_user
+from tests.helpers import op_by_op, run_as_user
 
 TOLERANCE = 1e-4
 ODD_SIZE = 97  # conv1 49 x 49: Caffe's ceil-mode pool gives 24 x 24, PyTorch's padded one 25 x 25
@@ -35,10 +34,7 @@ def _reference(layers, blobs, image):
 
 
 def _max_diff(model, image, reference):
-    # Keras' call, op by op: ZooModel's compiled call would trace each model again for each new
-    # input shape, which costs more than these few calls (tests/test_predict.py holds the two equal).
-    logits = keras.Model.__call__(model, image, training=False)
-    return float(np.max(np.abs(np.asarray(logits) - reference)))
+    return float(np.max(np.abs(op_by_op(model, image) - reference)))
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,12 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
 from keras_sknet import applications, weights
 from keras_sknet.weights import registry
-from tests.helpers import run_as_user
+from tests.helpers import op_by_op, run_as_user
 from tests.support import TIMM_REFERENCE_SCRIPT
 
 # Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's
@@ -67,15 +66,6 @@ def timm_outputs(tmp_path_factory):
     return out
 
 
-def eager(model, images):
-    """`model`'s inference output, computed op by op.
-
-    A few calls cost less so than ZooModel's compiled call, which traces the 50-layer model
-    again for each new input shape (tests/test_predict.py holds that call to this one).
-    """
-    return keras.Model.__call__(model, images, training=False)
-
-
 def max_diff(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
@@ -93,14 +83,14 @@ def test_logits_and_features_match_timm(name, arch, timm_outputs):
         assert expected.std(axis=1).min() > 1e-2  # the logits carry information: a wrong weight shows
         # The first size through the call users make (`model(x)`: compiled and cached), the
         # others op by op (one trace per new shape would cost more than the whole check).
-        logits = model(images, training=False) if index == 0 else eager(model, images)
+        logits = model(images, training=False) if index == 0 else op_by_op(model, images)
         assert max_diff(logits, expected) <= TOLERANCE, (size, max_diff(logits, expected))
-        single = eager(model, images[:1])
+        single = op_by_op(model, images[:1])
         assert max_diff(single, expected[:1]) <= TOLERANCE, (size, "batch 1")
 
     headless = function(weights=checkpoint, include_top=False, pooling="avg")
     images = np.load(timm_outputs / "inputs_224x224.npy")
-    features = eager(headless, images)
+    features = op_by_op(headless, images)
     assert max_diff(features, reference["features_224x224_b4"]) <= TOLERANCE
 
 
