@@ -207,7 +207,8 @@ def test_int8_speed_note_by_cpu(features, pays):
 def test_int8_speed_is_measured_on_onnx_runtime_and_said(fitted, fitted_onnx, monkeypatch):  # noqa: F811
     """The float32 time over the int8 time, warm-ups left out, at the models' batch; and the note it makes."""
     x = preprocess_input(fitted[1][:2])
-    speedup, how = onnx_export.int8_speed(fitted_onnx, fitted_onnx, x, rounds=3)
+    session = onnx_export.make_session(fitted_onnx, 2)
+    speedup, how = onnx_export.int8_speed(session, onnx_export.make_session(fitted_onnx, 2), x, rounds=3)
     assert np.isfinite(speedup) and speedup > 0 and how == "batch 1, 2 threads, median of 3 runs"
 
     clock = [0.0]
@@ -220,19 +221,19 @@ def test_int8_speed_is_measured_on_onnx_runtime_and_said(fitted, fitted_onnx, mo
         def get_inputs(self):
             return [types.SimpleNamespace(name="images", shape=[self.batch, 8, 8, 3])]
 
+        def get_session_options(self):
+            return types.SimpleNamespace(intra_op_num_threads=2)
+
         def run(self, outputs, feed):
             assert feed["images"].shape == (self.batch, 8, 8, 3)
             clock[0] += self.costs[self.runs] + (self.warm_up if self.runs == 0 else 0.0)
             self.runs += 1
 
-    sessions = {
-        b"float": TimedSession(4, [9.0, 1.0, 1.0, 5.0], warm_up=100.0),
-        b"int8": TimedSession(4, [9.0, 3.0, 3.0, 3.0], warm_up=100.0),
-    }
-    monkeypatch.setattr(onnx_export, "make_session", lambda content, num_threads: sessions[content])
+    float_session = TimedSession(4, [9.0, 1.0, 1.0, 5.0], warm_up=100.0)
+    int8_session = TimedSession(4, [9.0, 3.0, 3.0, 3.0], warm_up=100.0)
     monkeypatch.setattr(onnx_export.time, "perf_counter", lambda: clock[0])
     images = np.zeros((2, 8, 8, 3), "float32")
-    speedup, how = onnx_export.int8_speed(b"float", b"int8", images, num_threads=2, rounds=3)
+    speedup, how = onnx_export.int8_speed(float_session, int8_session, images, rounds=3)
     assert speedup == pytest.approx(1.0 / 3.0) and how == "batch 4, 2 threads, median of 3 runs"
 
     slower = onnx_export.int8_measured_note(speedup, how)

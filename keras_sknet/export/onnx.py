@@ -288,7 +288,7 @@ def int8_speed_note(features=None):
     return None
 
 
-def int8_speed(float_content, int8_content, images, num_threads=2, rounds=5):
+def int8_speed(float_session, int8_session, images, rounds=5):
     """How many times faster the int8 model runs than the float32 one here, as measured, and how.
 
     Both run `images` (one image, or the models' fixed batch) on ONNX Runtime's CPU
@@ -298,17 +298,16 @@ def int8_speed(float_content, int8_content, images, num_threads=2, rounds=5):
     so the exporter says what it measured rather than what the CPU's features suggest.
 
     Args:
-        float_content, int8_content: the two models' bytes.
+        float_session, int8_session: the two models' `InferenceSession`s (`make_session`).
         images: model input; the first image (or the fixed batch) is timed.
-        num_threads: ONNX Runtime threads, as in the checks.
         rounds: timed runs of each model.
 
     Returns:
         `(speedup, how)`: float32 time over int8 time, and e.g.
         `"batch 1, 2 threads, median of 5 runs"`.
     """
-    sessions = [make_session(content, num_threads) for content in (float_content, int8_content)]
-    (model_input,) = sessions[0].get_inputs()
+    sessions = (float_session, int8_session)
+    (model_input,) = float_session.get_inputs()
     batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else 1
     feed = {model_input.name: np.resize(images[:batch], (batch,) + images.shape[1:])}
     times = [[], []]
@@ -319,7 +318,8 @@ def int8_speed(float_content, int8_content, images, num_threads=2, rounds=5):
             if round_:  # the first run of each is a warm-up
                 spent.append(time.perf_counter() - start)
     float_time, int8_time = (float(np.median(spent)) for spent in times)
-    return float_time / int8_time, f"batch {batch}, {num_threads} threads, median of {rounds} runs"
+    threads = float_session.get_session_options().intra_op_num_threads
+    return float_time / int8_time, f"batch {batch}, {threads} threads, median of {rounds} runs"
 
 
 def int8_measured_note(speedup, how):
@@ -607,7 +607,8 @@ def to_onnx(
     if quantize == "int8":
         notes = [
             int8_speed_note(),
-            int8_measured_note(*int8_speed(float_content, content, images, num_threads)),
+            # The int8 session of the checks, beside a float32 one made the same way.
+            int8_measured_note(*int8_speed(make_session(float_content, num_threads), session, images)),
         ]
     if path is not None:
         common.write_file_atomically(path, content, overwrite)
