@@ -11,7 +11,10 @@ from keras_sknet.applications import ResNeXt29, ShuffleNetV2SK, SKNet, SKNet50
 from keras_sknet.layers import SKConv
 from tests.helpers import randomize_batch_norms, run_as_user
 
-pytestmark = pytest.mark.kernels
+# Tests marked `kernels` run again on TensorFlow's Eigen kernels (scripts/test.sh's second pass):
+# those whose attention values come from the convolutions; names, refusals, the image helpers and
+# the command line are the same code on both libraries.
+KERNELS = pytest.mark.kernels
 
 
 def test_unit_names_follow_the_paper():
@@ -22,6 +25,7 @@ def test_unit_names_follow_the_paper():
     assert unit_name("my_sk") == "my_sk"
 
 
+@KERNELS
 def test_every_unit_of_sknet50_in_one_pass(rng):
     model = SKNet50(include_top=False, input_shape=(64, 64, 3))
     att = attention_weights(model, rng.normal(size=(3, 64, 64, 3)).astype("float32"), batch_size=2)
@@ -32,6 +36,7 @@ def test_every_unit_of_sknet50_in_one_pass(rng):
         np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
 
 
+@KERNELS
 def test_user_model_matches_direct_calls(rng):
     """Values equal each SKConv's own attention on its own input."""
     inputs = keras.Input((None, None, 8))
@@ -99,6 +104,7 @@ def small_sk_model():
     return model
 
 
+@KERNELS
 def test_scale_experiment_numbers(small_sk_model, rng, tmp_path):
     images = rng.normal(size=(6, 32, 32, 3)).astype("float32")
     labels = np.array([0, 1, 2, 0, 1, 2])
@@ -129,6 +135,7 @@ def test_scale_experiment_numbers(small_sk_model, rng, tmp_path):
         report.plot(str(tmp_path / "x.png"), unit="SK_9_9")
 
 
+@KERNELS
 def test_one_kernel_size_has_nothing_to_compare(rng):
     model = SKNet(
         (1,),
@@ -143,6 +150,7 @@ def test_one_kernel_size_has_nothing_to_compare(rng):
         scale_experiment(model, rng.normal(size=(1, 32, 32, 3)).astype("float32"))
 
 
+@KERNELS
 def test_scaled_images_given_are_used_as_they_are(small_sk_model, rng):
     images = rng.normal(size=(4, 32, 32, 3)).astype("float32")
     drawn = rng.normal(size=(4, 32, 32, 3)).astype("float32")

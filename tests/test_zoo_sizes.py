@@ -17,10 +17,23 @@ def measured(label):
     return result
 
 
-# The counts must not depend on the kernel library (Eigen's blocked convolutions do more work):
-# scripts/test.sh runs this on oneDNN and on Eigen.
-@pytest.mark.kernels
-@pytest.mark.parametrize("row", HELD, ids=[r.label for r in HELD])
+def _counted_on_eigen_too(row):
+    """Whether scripts/test.sh counts the row on Eigen as well as on oneDNN (marker `kernels`).
+
+    The counts must not depend on the kernel library (Eigen's blocked convolutions do more work).
+    Every convolution is counted on both: Table 7's combinations of K3, K5 and K7 are made of
+    the convolutions of its two K3+K5+K7 rows (the same kernels, groups and channels).
+    """
+    return row.source != "Table 7" or row.label.startswith("K3+K5+K7")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param(r, id=r.label, marks=pytest.mark.kernels if _counted_on_eigen_too(r) else ())
+        for r in HELD
+    ],
+)
 def test_matches_the_paper(row):
     result = measured(row.label)
     assert result.within_tolerance, (

@@ -251,7 +251,8 @@ print(json.dumps(report))
 """
 
 
-@KERNELS
+# Not rerun on Eigen: the replicas run the kernels test_a_run_end_to_end_then_evaluate runs there;
+# what this adds (the all-reduce, synchronised BatchNorm) is the same code on both libraries.
 def test_mirrored_over_two_logical_cpus_matches_one_device(data_dir, tmp_path):
     """The same global batch on 2 replicas (synchronised BN) gives one device's weights."""
     assignments = TINY[:2] + ["batch_size=16", "epochs=1", "sync_batch_norm=true", "augment=none"]
