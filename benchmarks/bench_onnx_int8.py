@@ -136,7 +136,9 @@ def main():
             contents[label] = (
                 chosen.content if config is None else quantize(float_content, calibration, *config)
             )
-        sessions = {label: onnx_export.make_session(c, args.threads) for label, c in contents.items()}
+        sessions = {
+            label: onnx_export.make_session(c, args.threads, spinning=False) for label, c in contents.items()
+        }
         agreement = {
             label: float(np.mean(onnx_export.run_onnx(s, held_out, 20).argmax(-1) == reference))
             for label, s in sessions.items()

@@ -116,7 +116,7 @@ def onnx_runners(model, threads):
             num_calibration=CALIBRATION,
             num_validation=HELD_OUT,
         )
-        sessions[quantize] = (export.onnx.make_session(result.content, num_threads=threads), result)
+        sessions[quantize] = (export.onnx.make_session(result.content, threads, spinning=False), result)
     return sessions
 
 
