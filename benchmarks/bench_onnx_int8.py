@@ -2,8 +2,10 @@
 
     python benchmarks/bench_onnx_int8.py [--models sknet50 shufflenetv2_1.0x_sk ...] [--rounds 10] [--no-write]
 
-Each model (224x224, random weights, classifier fitted to synthetic class
-images as in bench_export.py so that top-1 agreement means something) is
+Each model (224x224, random weights with small BatchNorm offsets of their own
+as a trained model has (`tests.support.synthetic.distinct_batch_norm_offsets`),
+classifier fitted to synthetic class images as in bench_export.py so that top-1
+agreement means something) is
 exported once to float32 ONNX with `keras_sknet.export.to_onnx`, then
 quantized with `onnxruntime.quantization.quantize_static` in several
 configurations: int8 (S8S8) or uint8 (U8S8) activations, per-channel or
@@ -41,7 +43,7 @@ from benchmarks.common import append_markdown, interleaved_timeit  # noqa: E402
 from keras_sknet import export, platform  # noqa: E402
 from keras_sknet.applications import ShuffleNetV2SK, SKNet50, preprocess_input  # noqa: E402
 from keras_sknet.export import onnx as onnx_export  # noqa: E402
-from tests.support.synthetic import class_images, fit_classifier  # noqa: E402
+from tests.support.synthetic import class_images, distinct_batch_norm_offsets, fit_classifier  # noqa: E402
 
 MODELS = {
     "sknet50": SKNet50,
@@ -116,6 +118,7 @@ def main():
     for name in args.models:
         keras.utils.set_random_seed(0)
         model = MODELS[name]()
+        distinct_batch_norm_offsets(model)  # as a trained model's (see its docstring)
         fit_classifier(model, *class_images(200, SIZE, seed=1))
         images, _ = class_images(CALIBRATION + HELD_OUT, SIZE, seed=2)
         x = preprocess_input(images).astype("float32")
@@ -174,9 +177,9 @@ def main():
     notes = [
         f"ONNX Runtime {__import__('onnxruntime').__version__}, CPU provider, {args.threads} threads, "
         f"ORT_ENABLE_ALL; {platform.vector_isa()}. Ratios above 1: int8 faster than float32. "
-        "Agreement: top-1 with Keras on "
-        f"{HELD_OUT} held-out synthetic class images (calibrated on {CALIBRATION}); random weights, fitted "
-        'classifier. The chosen row is `to_onnx(quantize="int8")`, checked by the exporter.',
+        f"Agreement: top-1 with Keras on {HELD_OUT} held-out synthetic class images (calibrated on "
+        f"{CALIBRATION}); random weights with BatchNorm offsets of their own, fitted classifier. "
+        'The chosen row is `to_onnx(quantize="int8")`, checked by the exporter.',
     ]
     print("\n".join(table + [""] + notes))
     if not args.no_write:

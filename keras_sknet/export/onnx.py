@@ -311,7 +311,7 @@ def int8_speed(float_session, int8_session, images, rounds=5):
     Both run `images` (one image, or the models' fixed batch) on ONNX Runtime's CPU
     provider, interleaved: one warm-up each, then the median of `rounds` runs each.
     ONNX Runtime int8 pays on some CPUs and models and not on others (docs/export.md:
-    1.5-1.7x for SKNet-50 on a Zen 4, not reliably faster for ShuffleNetV2 0.5x + SK),
+    1.6-1.8x for SKNet-50 on a Zen 4, slower for ShuffleNetV2 0.5x + SK),
     so the exporter says what it measured rather than what the CPU's features suggest.
 
     Args:
