@@ -48,7 +48,7 @@ from benchmarks.workers import SKNET50_WORKER, Worker  # noqa: E402
 from keras_sknet import export, platform  # noqa: E402
 from keras_sknet.applications import ResNeXt50, SEResNeXt50, SKNet50  # noqa: E402
 from keras_sknet.utils import count_flops  # noqa: E402
-from tests.support.synthetic import class_images, fit_classifier  # noqa: E402
+from tests.support.synthetic import class_images, distinct_batch_norm_offsets, fit_classifier  # noqa: E402
 
 SIZE = 224
 
@@ -281,6 +281,7 @@ def main():
     print(f"kernels: {ours} here" + (f", {theirs} in a worker" if other else ""), flush=True)
 
     sknet = SKNet50()
+    distinct_batch_norm_offsets(sknet)  # as a trained model's: its ONNX int8 graph is a trained one's
     macs = count_flops(sknet) / 1e9
     litert = litert_runners(sknet, threads)  # fits the classifier first, for the int8 check
     # Mixed precision: float16 on a GPU, bfloat16 on a CPU (the same code path).
