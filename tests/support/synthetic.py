@@ -85,8 +85,9 @@ def distinct_batch_norm_offsets(model, seed=0, scale=0.01):
     the same all-zero bias, which tf2onnx stores once and shares. ONNX Runtime's int8 graph then
     differs from a trained model's: the float grouped convolutions (`keras_sknet.export.onnx`)
     read that shared bias through a DequantizeLinear and lose ONNX Runtime's blocked layout
-    (SKNet-50, Zen 4: int8 1.54x / 1.55x float32 at batch 1 / 16 so, 1.72x / 1.75x with
-    offsets of their own). The offsets are small, so the features (and `fit_classifier`) hardly move.
+    (benchmarks/bench_onnx_int8.py's SKNet-50 on a Zen 4: int8 1.52x / 1.38x its float32 at
+    batch 1 / 16 so, 1.58x / 1.78x with offsets of their own). The offsets are small, so the
+    features (and `fit_classifier`) hardly move.
 
     Args:
         model: any Keras model.
